@@ -1,0 +1,41 @@
+import { cloudflareTest } from "@cloudflare/vitest-plugin";
+import { defineConfig } from "vitest/config";
+
+// Two projects: `workers` runs inside workerd (the Worker, its Durable Objects, the pure modules as the
+// Worker runs them); `node` runs what must run in Node: differential tests against the official
+// `twilio` package, the CLI tools and the end-to-end harness that drives a real workerd over HTTP.
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        plugins: [
+          cloudflareTest({
+            wrangler: { configPath: "./wrangler.toml" },
+            miniflare: {
+              // Obviously fake test settings; tests that need others pass their own env to the app.
+              bindings: {
+                TWILIO_ACCOUNT_SID: "AC00000000000000000000000000000001",
+                TWILIO_AUTH_TOKEN: "test-primary-token-not-a-secret",
+                TWILIO_API_BASE: "https://twilio.test",
+                ORIGIN_URL: "https://origin.test",
+              },
+            },
+          }),
+        ],
+        test: {
+          name: "workers",
+          include: ["test/**/*.test.ts"],
+          exclude: ["test/node/**"],
+        },
+      },
+      {
+        test: {
+          name: "node",
+          environment: "node",
+          include: ["test/node/**/*.test.ts"],
+          testTimeout: 60_000,
+        },
+      },
+    ],
+  },
+});
