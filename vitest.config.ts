@@ -12,6 +12,9 @@ export default defineConfig({
           cloudflareTest({
             wrangler: { configPath: "./wrangler.toml" },
             miniflare: {
+              // Tests never reach the network: an outbound fetch no test mocks (say, an alarm firing
+              // after its test restored the fetch spy) gets this answer instead of a DNS lookup.
+              outboundService: () => new Response("outbound network is disabled in tests", { status: 503 }),
               // Obviously fake test settings; tests that need others pass their own env to the app.
               bindings: {
                 TWILIO_ACCOUNT_SID: "AC00000000000000000000000000000001",
