@@ -1,0 +1,116 @@
+// Twilio REST failures as one error type. Twilio answers failed calls with a JSON body
+// `{code, message, more_info, status}` (https://www.twilio.com/docs/usage/twilios-response); we keep the
+// code and more_info for logs and decide retryability from the HTTP status. Web-standard APIs only.
+
+export type RestPurpose =
+  | "suspend"
+  | "reactivate"
+  | "fetch-account"
+  | "list-calls"
+  | "end-call"
+  | "list-triggers"
+  | "create-trigger"
+  | "delete-trigger"
+  | "usage-today"
+  | "alert-sms";
+
+/** An HTTP status, or how the call failed before one arrived. */
+export type RestStatus = number | "timeout" | "network";
+
+// A Twilio error message is echoed into logs; cap it so a proxy's HTML error page cannot flood a log line.
+const MAX_ERROR_MESSAGE_CHARS = 200;
+
+// 429 is Twilio's rate limit (error 20429, "Too Many Requests"): the documented answer is to back off and retry.
+const HTTP_TOO_MANY_REQUESTS = 429;
+
+/** Retry only what may succeed unchanged later: 5xx, 429 (Twilio 20429), timeouts and network failures. */
+export function isRetryableStatus(status: RestStatus): boolean {
+  if (status === "timeout" || status === "network") return true;
+  return status === HTTP_TOO_MANY_REQUESTS || (status >= 500 && status <= 599);
+}
+
+export interface TwilioRestErrorInit {
+  purpose: RestPurpose;
+  status: RestStatus;
+  code?: number | undefined;
+  moreInfo?: string | undefined;
+  /** Twilio's `message`, the HTTP status text, or a description of the local failure. Already redacted. */
+  detail?: string | undefined;
+  cause?: unknown;
+}
+
+export class TwilioRestError extends Error {
+  override readonly name = "TwilioRestError";
+  readonly purpose: RestPurpose;
+  readonly status: RestStatus;
+  readonly code?: number;
+  readonly moreInfo?: string;
+  readonly retryable: boolean;
+
+  constructor(init: TwilioRestErrorInit) {
+    const code = init.code === undefined ? "" : ` (${init.code})`;
+    const detail = init.detail ? ` ${init.detail}` : "";
+    super(`Twilio REST ${init.purpose} failed: ${init.status}${code}${detail}`, init.cause === undefined ? undefined : { cause: init.cause });
+    this.purpose = init.purpose;
+    this.status = init.status;
+    if (init.code !== undefined) this.code = init.code;
+    if (init.moreInfo !== undefined) this.moreInfo = init.moreInfo;
+    this.retryable = isRetryableStatus(init.status);
+  }
+}
+
+/**
+ * Removes every occurrence of the given secrets from text and caps its length. Used on anything that
+ * came back from the network before it goes into an error message (a misbehaving proxy could echo
+ * request headers back).
+ */
+export function redact(text: string, secrets: readonly string[]): string {
+  let out = text;
+  for (const secret of secrets) {
+    if (secret.length > 0) out = out.split(secret).join("[redacted]");
+  }
+  out = out.replace(/[\r\n\t]+/g, " ").trim();
+  return out.length > MAX_ERROR_MESSAGE_CHARS ? `${out.slice(0, MAX_ERROR_MESSAGE_CHARS)}…` : out;
+}
+
+interface TwilioErrorBody {
+  code?: number;
+  message?: string;
+  moreInfo?: string;
+}
+
+/** Reads `{code, message, more_info}` from a Twilio error body; anything else yields an empty result. */
+export function parseTwilioErrorBody(text: string): TwilioErrorBody {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return {};
+  }
+  if (typeof parsed !== "object" || parsed === null) return {};
+  const body = parsed as Record<string, unknown>;
+  const out: TwilioErrorBody = {};
+  if (typeof body.code === "number" && Number.isInteger(body.code)) out.code = body.code;
+  if (typeof body.message === "string") out.message = body.message;
+  if (typeof body.more_info === "string") out.moreInfo = body.more_info;
+  return out;
+}
+
+/** Builds the error for a non-2xx answer from its status and body text. */
+export function errorFromResponse(
+  purpose: RestPurpose,
+  status: number,
+  statusText: string,
+  bodyText: string,
+  secrets: readonly string[],
+): TwilioRestError {
+  const body = parseTwilioErrorBody(bodyText);
+  const detail = redact(body.message ?? statusText, secrets);
+  return new TwilioRestError({
+    purpose,
+    status,
+    code: body.code,
+    moreInfo: body.moreInfo === undefined ? undefined : redact(body.moreInfo, secrets),
+    detail: detail.length > 0 ? detail : undefined,
+  });
+}
