@@ -1,0 +1,631 @@
+// AccountGuard: one Durable Object per AccountSid (SQLite storage). A thin shell: the money logic lives
+// in src/ledger/ (classification, pricing, windows, limits, breaker transitions); this class persists
+// its results, de-duplicates, and runs the trip's side effects from a durable outbox through alarms.
+//
+// Exactly-once rules, all enforced inside one synchronous SQLite transaction per call (a Durable Object
+// runs one call's synchronous code at a time, so racing requests are serialised here):
+//   - an event is counted once: its `${Sid}:${status}` key and Twilio's idempotency token are remembered;
+//   - a message or call is priced once per Sid (a call's 1-minute reservation is settled by its completion);
+//   - a trip happens once: opening an open breaker has no effects, so one suspension per trip.
+// Side effects (suspend, end calls, alerts, reactivate) are outbox rows written in that transaction and
+// executed by alarm(); the outbox survives eviction and restarts, and failures retry with backoff.
+import { DurableObject } from "cloudflare:workers";
+import { getConfig, type Config } from "../config/config.ts";
+import type { GuardEnv } from "../config/env.ts";
+import { Logger } from "../http/log.ts";
+import type { BillableEvent } from "../ledger/classify.ts";
+import { parsePolicy, type Limit, type Policy } from "../ledger/policy.ts";
+import { fromMicros, priceEvent, toMicros } from "../ledger/pricing.ts";
+import { applyEvent, breakerBlocks, tripBreaker, resetBreaker, type Breaker, type Effect, type WindowTotals } from "../ledger/limits.ts";
+import { ALL_WINDOWS, isPrunable, windowId, windowStart } from "../ledger/windows.ts";
+import { classifyRestFailure, retryDelayMs } from "../ledger/backoff.ts";
+import { createTwilioClient, TwilioRestError, type TwilioClient } from "../twilio/rest.ts";
+import type { RecordVerdict } from "../webhooks/handler.ts";
+import { AlertDeliveryError, alertText, sendAlertWebhook } from "./alerts.ts";
+
+/**
+ * Twilio retries a webhook for at most a few hours (connection overrides allow up to 5 retries with
+ * back-off: https://www.twilio.com/docs/usage/webhooks/webhooks-connection-overrides); keys older than
+ * two days can no longer be retries, so they are pruned to bound storage.
+ */
+const SEEN_RETENTION_MS = 48 * 3_600_000;
+/** Pruning runs at most this often, from the alarm, never on the event path. */
+const PRUNE_INTERVAL_MS = 3_600_000;
+/** The account page shows this many recent events. */
+const RECENT_EVENTS_KEPT = 50;
+/** Trip history entries kept (attempts, outcomes). */
+const HISTORY_KEPT = 500;
+/** An alert that still cannot be delivered after this many attempts is dropped (logged): alerts must not retry forever. */
+const MAX_ALERT_ATTEMPTS = 8;
+
+export interface UsageTriggerFiring {
+  accountSid: string;
+  idempotencyToken: string | null;
+  usageTriggerSid: string | null;
+  usageCategory: string | null;
+  currentValue: number | null;
+  triggerValue: number | null;
+  dateFired: string | null;
+}
+
+type OutboxKind = "suspend" | "end-calls" | "reactivate" | "alert-webhook" | "alert-sms";
+
+type OutboxRow = {
+  id: number;
+  trip_id: string;
+  kind: OutboxKind;
+  payload: string;
+  attempts: number;
+  next_at_ms: number;
+};
+
+export interface WindowView {
+  window: string;
+  windowId: string;
+  usd: number;
+  events: number;
+  limits: Array<{ usd?: number; events?: number; used: number }>;
+}
+
+export interface AccountSnapshot {
+  sid: string;
+  isParent: boolean;
+  breaker: Breaker & { blocks: boolean; retrying: boolean };
+  policy: Policy;
+  policySource: "default" | "account";
+  windows: WindowView[];
+  recentEvents: Array<{ at: number; kind: string; sid: string; status: string; usd: number; counted: boolean; duplicate: boolean }>;
+  trips: Array<{ tripId: string; openedAt: number; reason: string; detail: string; closedAt: number | null }>;
+  history: Array<{ at: number; tripId: string | null; kind: string; outcome: string; detail: string }>;
+}
+
+const CLOSED: Breaker = { state: "closed", suspension: "none" };
+
+export class AccountGuard extends DurableObject<GuardEnv> {
+  readonly #sql: SqlStorage;
+  #sid: string | null;
+  #logger: Logger;
+
+  constructor(ctx: DurableObjectState, env: GuardEnv) {
+    super(ctx, env);
+    this.#sql = ctx.storage.sql;
+    this.#migrate();
+    this.#sid = this.#meta("sid");
+    this.#logger = new Logger(this.#secrets());
+  }
+
+  // ---------------------------------------------------------------- schema
+
+  #migrate(): void {
+    this.#sql.exec(`
+      CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS totals (window TEXT NOT NULL, window_id TEXT NOT NULL, start_ms INTEGER NOT NULL,
+        usd_micros INTEGER NOT NULL, events INTEGER NOT NULL, PRIMARY KEY (window, window_id));
+      CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, at_ms INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS counted (count_key TEXT PRIMARY KEY, at_ms INTEGER NOT NULL, usd_micros INTEGER NOT NULL, settled INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS recent_events (id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, kind TEXT NOT NULL,
+        sid TEXT NOT NULL, status TEXT NOT NULL, usd_micros INTEGER NOT NULL, counted INTEGER NOT NULL, duplicate INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS warned (key TEXT PRIMARY KEY, at_ms INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS trips (trip_id TEXT PRIMARY KEY, opened_at INTEGER NOT NULL, reason TEXT NOT NULL,
+        detail TEXT NOT NULL, closed_at INTEGER);
+      CREATE TABLE IF NOT EXISTS history (id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, trip_id TEXT,
+        kind TEXT NOT NULL, outcome TEXT NOT NULL, detail TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, trip_id TEXT NOT NULL, kind TEXT NOT NULL,
+        payload TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_at_ms INTEGER NOT NULL, state TEXT NOT NULL);
+      CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_at_ms);
+      CREATE TABLE IF NOT EXISTS trigger_firings (token TEXT PRIMARY KEY, at_ms INTEGER NOT NULL);
+    `);
+  }
+
+  #meta(key: string): string | null {
+    return this.#sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = ?", key).toArray()[0]?.value ?? null;
+  }
+
+  #setMeta(key: string, value: string): void {
+    this.#sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", key, value);
+  }
+
+  #secrets(): readonly string[] {
+    try {
+      return getConfig(this.env).secrets;
+    } catch {
+      return [];
+    }
+  }
+
+  get #config(): Config {
+    return getConfig(this.env);
+  }
+
+  /** The account this object keeps: persisted on first use (ctx.id.name is not relied upon). */
+  #identify(sid: string, now: number): string {
+    if (this.#sid === null) {
+      this.#sid = sid;
+      this.#setMeta("sid", sid);
+    } else if (this.#sid !== sid) {
+      throw new Error("AccountGuard addressed with another account's SID");
+    }
+    if (this.#meta("registered") === null) {
+      const isParent = sid === this.#config.accountSid;
+      this.ctx.waitUntil(
+        this.env.DIRECTORY.getByName("directory")
+          .register(sid, isParent, now)
+          .then(() => this.#setMeta("registered", String(now)))
+          .catch((error: unknown) => this.#logger.error("directory-register-failed", error, { account: sid })),
+      );
+    }
+    return sid;
+  }
+
+  #isParent(): boolean {
+    return this.#sid === this.#config.accountSid;
+  }
+
+  #policy(): { policy: Policy; source: "default" | "account" } {
+    const own = this.#meta("policy");
+    if (own !== null) return { policy: parsePolicy(JSON.parse(own)), source: "account" };
+    return { policy: this.#config.policy, source: "default" };
+  }
+
+  #breaker(): Breaker {
+    const raw = this.#meta("breaker");
+    return raw === null ? CLOSED : (JSON.parse(raw) as Breaker);
+  }
+
+  #blocks(breaker: Breaker): boolean {
+    return breakerBlocks(breaker);
+  }
+
+  // ---------------------------------------------------------------- the event path
+
+  /** Records one verified billable event; the verdict decides an inbound event's answer. */
+  async record(event: BillableEvent, idempotencyToken: string | null, atMs?: number): Promise<RecordVerdict> {
+    const now = atMs ?? Date.now();
+    const sid = this.#identify(event.accountSid, now);
+    const inbound = event.kind === "inbound-message" || event.kind === "inbound-call";
+    const { policy } = this.#policy();
+    const verdict = this.ctx.storage.transactionSync((): RecordVerdict & { effects: boolean } => {
+      const keys = [event.dedupeKey, ...(idempotencyToken ? [`idem:${idempotencyToken}`] : [])];
+      let duplicate = false;
+      for (const key of keys) {
+        const inserted = this.#sql.exec("INSERT OR IGNORE INTO seen (key, at_ms) VALUES (?, ?)", key, now).rowsWritten;
+        if (inserted === 0) duplicate = true;
+      }
+      let usdMicros = 0;
+      let events = 0;
+      if (!duplicate && event.billable) {
+        const price = priceEvent(event, policy.prices);
+        const prior = this.#sql
+          .exec<{ usd_micros: number; settled: number }>("SELECT usd_micros, settled FROM counted WHERE count_key = ?", event.countKey)
+          .toArray()[0];
+        if (prior === undefined) {
+          // A call's first sighting (the inbound voice request) reserves an estimate its completion settles.
+          const settled = event.kind === "inbound-call" ? 0 : 1;
+          this.#sql.exec("INSERT INTO counted (count_key, at_ms, usd_micros, settled) VALUES (?, ?, ?, ?)", event.countKey, now, price, settled);
+          usdMicros = price;
+          events = 1;
+        } else if (prior.settled === 0 && event.kind === "call-status") {
+          this.#sql.exec("UPDATE counted SET usd_micros = ?, settled = 1 WHERE count_key = ?", price, event.countKey);
+          usdMicros = price - prior.usd_micros;
+        }
+      }
+      this.#sql.exec(
+        "INSERT INTO recent_events (at_ms, kind, sid, status, usd_micros, counted, duplicate) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        now, event.kind, event.sid, event.status, usdMicros, events, duplicate ? 1 : 0,
+      );
+      // Keep the list bounded on the write path: one primary-key delete per insert.
+      this.#sql.exec("DELETE FROM recent_events WHERE id = last_insert_rowid() - ?", RECENT_EVENTS_KEPT);
+      let effects = false;
+      if (usdMicros !== 0 || events !== 0) effects = this.#count(policy, now, { usdMicros, events });
+      return { duplicate, blocked: inbound && this.#blocks(this.#breaker()), effects };
+    });
+    await this.#afterWrite(verdict.effects, now);
+    return { duplicate: verdict.duplicate, blocked: verdict.blocked };
+  }
+
+  /** Adds to every current window, warns and trips as the policy says. True when outbox rows were added. */
+  #count(policy: Policy, now: number, add: { usdMicros: number; events: number }): boolean {
+    const current: WindowTotals[] = ALL_WINDOWS.map((window) => {
+      const id = windowId(window, now);
+      const row = this.#sql
+        .exec<{ usd_micros: number; events: number }>("SELECT usd_micros, events FROM totals WHERE window = ? AND window_id = ?", window, id)
+        .toArray()[0];
+      return { window, windowId: id, usdMicros: row?.usd_micros ?? 0, events: row?.events ?? 0 };
+    });
+    const evaluation = applyEvent(policy, current, now, add);
+    for (const t of evaluation.totals) {
+      this.#sql.exec(
+        "INSERT OR REPLACE INTO totals (window, window_id, start_ms, usd_micros, events) VALUES (?, ?, ?, ?, ?)",
+        t.window, t.windowId, windowStart(t.window, now), Math.max(0, t.usdMicros), Math.max(0, t.events),
+      );
+    }
+    let outbox = false;
+    for (const warning of evaluation.warnings) {
+      const key = `${limitLabel(warning.limit)}@${warning.windowId}`;
+      if (this.#sql.exec("INSERT OR IGNORE INTO warned (key, at_ms) VALUES (?, ?)", key, now).rowsWritten === 0) continue;
+      outbox = this.#enqueueAlerts("", now, "warn", `spend warning: ${limitLabel(warning.limit)} reached ${Math.round(policy.warnAt * 100)}% (${warning.windowId})`) || outbox;
+    }
+    if (evaluation.crossed !== null) {
+      const label = limitLabel(evaluation.crossed);
+      outbox = this.#trip(`limit ${label}`, `crossed ${label} in ${windowId(evaluation.crossed.window, now)}`, now, policy) || outbox;
+    }
+    // Today's activity makes the account worth reconciling with Twilio's own figures.
+    if (this.#config.reconcileIntervalS > 0 && this.#meta("reconcile_at") === null) {
+      this.#setMeta("reconcile_at", String(now + this.#config.reconcileIntervalS * 1000));
+      outbox = true;
+    }
+    return outbox;
+  }
+
+  /** Opens the breaker once; its side effects go to the outbox. False when it was already open. */
+  #trip(reason: string, detail: string, now: number, policy: Policy): boolean {
+    const before = this.#breaker();
+    const tripId = crypto.randomUUID();
+    const { breaker, effects } = tripBreaker(before, { reason, nowMs: now, action: policy.action, isParent: this.#isParent(), tripId });
+    if (effects.length === 0 && breaker.state === before.state) return false;
+    this.#setMeta("breaker", JSON.stringify(breaker));
+    this.#sql.exec("INSERT INTO trips (trip_id, opened_at, reason, detail, closed_at) VALUES (?, ?, ?, ?, NULL)", tripId, now, reason, detail);
+    this.#history(now, tripId, "trip", "open", `${detail}; action ${policy.action}${this.#isParent() ? " (parent account: never suspended)" : ""}`);
+    this.#logger.warn("breaker-trip", { account: this.#sid, reason, tripId, action: policy.action });
+    this.#applyEffects(effects, tripId, now, detail);
+    return true;
+  }
+
+  #applyEffects(effects: readonly Effect[], tripId: string, now: number, detail: string): void {
+    for (const effect of effects) {
+      if (effect.type === "suspend") this.#enqueue(tripId, "suspend", {}, now);
+      else if (effect.type === "reactivate") this.#enqueue(tripId, "reactivate", {}, now);
+      else if (effect.type === "alert") {
+        this.#enqueueAlerts(tripId, now, effect.level, `${effect.level === "trip" ? "breaker OPEN" : "breaker notice"}: ${detail}`);
+      }
+    }
+  }
+
+  #enqueue(tripId: string, kind: OutboxKind, payload: Record<string, unknown>, now: number): void {
+    this.#sql.exec(
+      "INSERT INTO outbox (trip_id, kind, payload, attempts, next_at_ms, state) VALUES (?, ?, ?, 0, ?, 'pending')",
+      tripId, kind, JSON.stringify(payload), now,
+    );
+  }
+
+  #enqueueAlerts(tripId: string, now: number, level: string, message: string): boolean {
+    const config = this.#config;
+    const text = alertText(this.#sid ?? "?", level, message);
+    let any = false;
+    if (config.alertWebhookUrl !== null) {
+      this.#enqueue(tripId, "alert-webhook", { level, text, message }, now);
+      any = true;
+    }
+    if (config.alertSms !== null && level !== "warn") {
+      this.#enqueue(tripId, "alert-sms", { text }, now);
+      any = true;
+    }
+    if (!any) this.#history(now, tripId || null, "alert", "skipped", "no ALERT_WEBHOOK_URL or ALERT_SMS_TO configured");
+    return any;
+  }
+
+  #history(now: number, tripId: string | null, kind: string, outcome: string, detail: string): void {
+    this.#sql.exec("INSERT INTO history (at_ms, trip_id, kind, outcome, detail) VALUES (?, ?, ?, ?, ?)", now, tripId, kind, outcome, detail);
+  }
+
+  /** After a write that queued work: make sure the alarm will run it. */
+  async #afterWrite(queued: boolean, now: number): Promise<void> {
+    if (!queued) return;
+    const next = this.#nextAlarmAt(now);
+    if (next === null) return;
+    const current = await this.ctx.storage.getAlarm();
+    if (current === null || current > next) await this.ctx.storage.setAlarm(next);
+  }
+
+  #nextAlarmAt(now: number): number | null {
+    const due = this.#sql.exec<{ at: number | null }>("SELECT MIN(next_at_ms) AS at FROM outbox WHERE state = 'pending'").one().at;
+    const reconcile = this.#meta("reconcile_at");
+    const candidates = [due, reconcile === null ? null : Number(reconcile), Number(this.#meta("prune_at") ?? now + PRUNE_INTERVAL_MS)];
+    const times = candidates.filter((t): t is number => t !== null && Number.isFinite(t));
+    return times.length === 0 ? null : Math.max(now, Math.min(...times));
+  }
+
+  // ---------------------------------------------------------------- usage triggers, admin actions
+
+  /** Twilio's Usage Trigger fired for this account: trip (once per IdempotencyToken). */
+  async usageTrigger(firing: UsageTriggerFiring, atMs?: number): Promise<{ tripped: boolean; duplicate: boolean }> {
+    const now = atMs ?? Date.now();
+    this.#identify(firing.accountSid, now);
+    const { policy } = this.#policy();
+    const result = this.ctx.storage.transactionSync(() => {
+      const token = firing.idempotencyToken ?? `trigger:${firing.usageTriggerSid ?? "?"}:${firing.dateFired ?? "?"}`;
+      if (this.#sql.exec("INSERT OR IGNORE INTO trigger_firings (token, at_ms) VALUES (?, ?)", token, now).rowsWritten === 0) {
+        return { tripped: false, duplicate: true };
+      }
+      const value = firing.currentValue === null ? "?" : firing.currentValue.toFixed(2);
+      const detail = `Twilio usage trigger ${firing.usageTriggerSid ?? ""} fired: ${firing.usageCategory ?? "usage"} ${value} USD (trigger ${firing.triggerValue ?? "?"})`;
+      return { tripped: this.#trip("usage-trigger", detail, now, policy), duplicate: false };
+    });
+    await this.#afterWrite(result.tripped, now);
+    return result;
+  }
+
+  /** Operator trip: opens the breaker with the account's action. */
+  async tripNow(sid: string, reason: string, atMs?: number): Promise<AccountSnapshot> {
+    const now = atMs ?? Date.now();
+    this.#identify(sid, now);
+    const { policy } = this.#policy();
+    const queued = this.ctx.storage.transactionSync(() => this.#trip("operator", reason, now, policy));
+    await this.#afterWrite(queued, now);
+    return this.snapshot();
+  }
+
+  /**
+   * Operator reset: closes the breaker, cancels side effects not yet done, and reactivates the
+   * subaccount when the guard suspended it. The REST outcome is returned and kept in the history.
+   */
+  async reset(sid: string, atMs?: number): Promise<{ snapshot: AccountSnapshot; reactivation: "done" | "retrying" | "failed" | "not-needed" }> {
+    const now = atMs ?? Date.now();
+    this.#identify(sid, now);
+    const before = this.#breaker();
+    const tripId = before.tripId ?? "";
+    const { breaker, effects } = resetBreaker(before, { nowMs: now });
+    const needsReactivation = effects.some((e) => e.type === "reactivate");
+    this.ctx.storage.transactionSync(() => {
+      this.#sql.exec("UPDATE outbox SET state = 'cancelled' WHERE state = 'pending' AND kind IN ('suspend', 'end-calls')");
+      this.#setMeta("breaker", JSON.stringify(breaker));
+      this.#sql.exec("UPDATE trips SET closed_at = ? WHERE closed_at IS NULL", now);
+      this.#history(now, tripId || null, "reset", "closed", "breaker closed by operator");
+      if (needsReactivation) this.#enqueue(tripId, "reactivate", {}, now);
+    });
+    let reactivation: "done" | "retrying" | "failed" | "not-needed" = "not-needed";
+    if (needsReactivation) {
+      await this.#runOutbox(now);
+      const row = this.#sql
+        .exec<{ state: string }>("SELECT state FROM outbox WHERE kind = 'reactivate' ORDER BY id DESC LIMIT 1")
+        .toArray()[0];
+      reactivation = row?.state === "done" ? "done" : row?.state === "failed" ? "failed" : "retrying";
+      await this.#reschedule(Date.now());
+    }
+    return { snapshot: this.snapshot(), reactivation };
+  }
+
+  /** Sets (or, with null, removes) this account's own policy; validated again here. */
+  setPolicy(sid: string, policy: unknown | null): AccountSnapshot {
+    this.#identify(sid, Date.now());
+    if (policy === null) this.#sql.exec("DELETE FROM meta WHERE key = 'policy'");
+    else this.#setMeta("policy", JSON.stringify(parsePolicy(policy)));
+    return this.snapshot();
+  }
+
+  snapshot(): AccountSnapshot {
+    const now = Date.now();
+    const { policy, source } = this.#policy();
+    const breaker = this.#breaker();
+    const retrying = this.#sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM outbox WHERE state = 'pending' AND attempts > 0 AND kind = 'suspend'").one().n > 0;
+    const windows: WindowView[] = ALL_WINDOWS.map((window) => {
+      const id = windowId(window, now);
+      const row = this.#sql
+        .exec<{ usd_micros: number; events: number }>("SELECT usd_micros, events FROM totals WHERE window = ? AND window_id = ?", window, id)
+        .toArray()[0];
+      const usdMicros = row?.usd_micros ?? 0;
+      const events = row?.events ?? 0;
+      const limits = policy.limits
+        .filter((l) => l.window === window)
+        .map((l) => (l.usd !== undefined ? { usd: l.usd, used: usdMicros / toMicros(l.usd) } : { events: l.events!, used: events / l.events! }));
+      return { window, windowId: id, usd: fromMicros(usdMicros), events, limits };
+    });
+    return {
+      sid: this.#sid ?? "",
+      isParent: this.#sid !== null && this.#isParent(),
+      breaker: { ...breaker, blocks: this.#blocks(breaker), retrying },
+      policy,
+      policySource: source,
+      windows,
+      recentEvents: this.#sql
+        .exec<{ at_ms: number; kind: string; sid: string; status: string; usd_micros: number; counted: number; duplicate: number }>(
+          "SELECT * FROM recent_events ORDER BY id DESC LIMIT ?", RECENT_EVENTS_KEPT,
+        )
+        .toArray()
+        .map((r) => ({ at: r.at_ms, kind: r.kind, sid: r.sid, status: r.status, usd: fromMicros(r.usd_micros), counted: r.counted === 1, duplicate: r.duplicate === 1 })),
+      trips: this.#sql
+        .exec<{ trip_id: string; opened_at: number; reason: string; detail: string; closed_at: number | null }>("SELECT * FROM trips ORDER BY opened_at DESC LIMIT 50")
+        .toArray()
+        .map((r) => ({ tripId: r.trip_id, openedAt: r.opened_at, reason: r.reason, detail: r.detail, closedAt: r.closed_at })),
+      history: this.#sql
+        .exec<{ at_ms: number; trip_id: string | null; kind: string; outcome: string; detail: string }>("SELECT * FROM history ORDER BY id DESC LIMIT 200")
+        .toArray()
+        .map((r) => ({ at: r.at_ms, tripId: r.trip_id, kind: r.kind, outcome: r.outcome, detail: r.detail })),
+    };
+  }
+
+  // ---------------------------------------------------------------- the alarm: outbox, reconcile, prune
+
+  override async alarm(): Promise<void> {
+    const now = Date.now();
+    try {
+      await this.#runOutbox(now);
+      await this.#reconcile(now);
+      this.#prune(now);
+    } catch (error) {
+      // Never let the alarm throw: the runtime would retry it only a few times; we reschedule ourselves.
+      this.#logger.error("alarm-failed", error, { account: this.#sid });
+    }
+    await this.#reschedule(Date.now());
+  }
+
+  async #reschedule(now: number): Promise<void> {
+    const next = this.#nextAlarmAt(now);
+    if (next === null) await this.ctx.storage.deleteAlarm();
+    else await this.ctx.storage.setAlarm(next);
+  }
+
+  #client(): TwilioClient {
+    const config = this.#config;
+    return createTwilioClient({ apiBase: config.apiBase, accountSid: config.accountSid, authToken: config.authTokens[0]! });
+  }
+
+  async #runOutbox(now: number): Promise<void> {
+    const due = this.#sql
+      .exec<OutboxRow>("SELECT id, trip_id, kind, payload, attempts, next_at_ms FROM outbox WHERE state = 'pending' AND next_at_ms <= ? ORDER BY id", now)
+      .toArray();
+    for (const row of due) {
+      // Re-read: an earlier row's outcome (or a reset meanwhile) may have changed this one.
+      const state = this.#sql.exec<{ state: string }>("SELECT state FROM outbox WHERE id = ?", row.id).one().state;
+      if (state !== "pending") continue;
+      await this.#attempt(row);
+    }
+  }
+
+  async #attempt(row: OutboxRow): Promise<void> {
+    const sid = this.#sid!;
+    const attempt = row.attempts + 1;
+    try {
+      const detail = await this.#perform(row, sid);
+      const now = Date.now();
+      this.ctx.storage.transactionSync(() => {
+        this.#sql.exec("UPDATE outbox SET state = 'done', attempts = ? WHERE id = ?", attempt, row.id);
+        this.#history(now, row.trip_id || null, row.kind, "done", `attempt ${attempt}: ${detail}`);
+        if (row.kind !== "suspend") return;
+        const breaker = this.#breaker();
+        if (breaker.state === "open" && breaker.tripId === row.trip_id) {
+          this.#setSuspension(row.trip_id, "done");
+          this.#enqueue(row.trip_id, "end-calls", {}, now);
+        } else {
+          // An operator reset the breaker while this suspension was on its way to Twilio: undo it.
+          this.#history(now, row.trip_id || null, "reactivate", "queued", "suspension completed after a reset; reactivating");
+          this.#enqueue(row.trip_id, "reactivate", {}, now);
+        }
+      });
+    } catch (error) {
+      const now = Date.now();
+      const status = error instanceof TwilioRestError ? error.status : error instanceof AlertDeliveryError ? error.status : "network";
+      const code = error instanceof TwilioRestError ? error.code : undefined;
+      const message = error instanceof Error ? this.#logger.redact(error.message) : "failed";
+      const retry = classifyRestFailure(status, code) === "retry" && !(row.kind.startsWith("alert") && attempt >= MAX_ALERT_ATTEMPTS);
+      this.ctx.storage.transactionSync(() => {
+        if (retry) {
+          const delay = retryDelayMs(attempt, Math.random());
+          this.#sql.exec("UPDATE outbox SET attempts = ?, next_at_ms = ? WHERE id = ?", attempt, now + delay, row.id);
+          this.#history(now, row.trip_id || null, row.kind, "retry", `attempt ${attempt}: ${message}; next in ${Math.round(delay / 1000)} s`);
+        } else {
+          this.#sql.exec("UPDATE outbox SET state = 'failed', attempts = ? WHERE id = ?", attempt, row.id);
+          this.#history(now, row.trip_id || null, row.kind, "failed", `attempt ${attempt}: ${message}; not retried`);
+        }
+        if (row.kind === "suspend") {
+          this.#setSuspension(row.trip_id, "failed");
+          if (!retry) this.#enqueueAlerts(row.trip_id, now, "trip", `suspension FAILED and will not be retried: ${message}`);
+        }
+      });
+      this.#logger.warn("outbox-attempt-failed", { account: sid, kind: row.kind, attempt, retry, status: String(status), error: message });
+    }
+  }
+
+  #setSuspension(tripId: string, suspension: "done" | "failed"): void {
+    const breaker = this.#breaker();
+    if (breaker.state !== "open" || breaker.tripId !== tripId) return;
+    this.#setMeta("breaker", JSON.stringify({ ...breaker, suspension }));
+  }
+
+  async #perform(row: OutboxRow, sid: string): Promise<string> {
+    const payload = JSON.parse(row.payload) as { text?: string; level?: string; message?: string };
+    switch (row.kind) {
+      case "suspend":
+        await this.#client().setAccountStatus(sid, "suspended");
+        return "account suspended";
+      case "reactivate":
+        await this.#client().setAccountStatus(sid, "active");
+        return "account reactivated";
+      case "end-calls": {
+        const client = this.#client();
+        const calls = await client.listInProgressCalls(sid);
+        for (const call of calls) await client.completeCall(sid, call);
+        return `${calls.length} in-progress call(s) ended`;
+      }
+      case "alert-webhook": {
+        const url = this.#config.alertWebhookUrl;
+        if (url === null) return "skipped: ALERT_WEBHOOK_URL no longer set";
+        await sendAlertWebhook(url, { text: payload.text ?? "", account: sid, level: payload.level ?? "trip", message: payload.message ?? "" });
+        return "alert webhook delivered";
+      }
+      case "alert-sms": {
+        const sms = this.#config.alertSms;
+        if (sms === null) return "skipped: ALERT_SMS_TO no longer set";
+        await this.#client().sendSms(sms.from, sms.to, payload.text ?? "");
+        return "alert SMS sent";
+      }
+    }
+  }
+
+  async #reconcile(now: number): Promise<void> {
+    const due = this.#meta("reconcile_at");
+    const interval = this.#config.reconcileIntervalS;
+    if (due === null || Number(due) > now || this.#sid === null) return;
+    if (interval <= 0) {
+      this.#sql.exec("DELETE FROM meta WHERE key = 'reconcile_at'");
+      return;
+    }
+    const today = windowId("day", now);
+    const row = this.#sql.exec<{ usd_micros: number; events: number }>("SELECT usd_micros, events FROM totals WHERE window = 'day' AND window_id = ?", today).toArray()[0];
+    if (row === undefined || row.events === 0) {
+      // No activity today: stop polling until the next event.
+      this.#sql.exec("DELETE FROM meta WHERE key = 'reconcile_at'");
+      return;
+    }
+    this.#setMeta("reconcile_at", String(now + interval * 1000));
+    let twilioUsd: number | null;
+    try {
+      twilioUsd = await this.#client().usageTodayUsd(this.#sid);
+    } catch (error) {
+      this.#logger.warn("reconcile-failed", { account: this.#sid, error: error instanceof Error ? this.#logger.redact(error.message) : "failed" });
+      return;
+    }
+    if (twilioUsd === null) return;
+    const twilioMicros = toMicros(twilioUsd);
+    const { policy } = this.#policy();
+    const queued = this.ctx.storage.transactionSync(() => {
+      const current = this.#sql.exec<{ usd_micros: number }>("SELECT usd_micros FROM totals WHERE window = 'day' AND window_id = ?", today).toArray()[0]?.usd_micros ?? 0;
+      if (twilioMicros <= current) return false;
+      const delta = twilioMicros - current;
+      this.#history(now, null, "reconcile", "raised", `Twilio reports ${twilioUsd.toFixed(4)} USD today, guard had ${fromMicros(current).toFixed(4)}: +${fromMicros(delta).toFixed(4)}`);
+      // Twilio's figure is the day's; the difference belongs to the day and month windows, not to this minute or hour.
+      return this.#countReconciled(policy, now, delta);
+    });
+    if (queued) await this.#afterWrite(true, now);
+  }
+
+  #countReconciled(policy: Policy, now: number, delta: number): boolean {
+    const dayPolicy: Policy = { ...policy, limits: policy.limits.filter((l) => l.window === "day" || l.window === "month") };
+    const current: WindowTotals[] = (["day", "month"] as const).map((window) => {
+      const id = windowId(window, now);
+      const row = this.#sql.exec<{ usd_micros: number; events: number }>("SELECT usd_micros, events FROM totals WHERE window = ? AND window_id = ?", window, id).toArray()[0];
+      return { window, windowId: id, usdMicros: row?.usd_micros ?? 0, events: row?.events ?? 0 };
+    });
+    const evaluation = applyEvent(dayPolicy, current, now, { usdMicros: delta, events: 0 });
+    for (const t of evaluation.totals.filter((t) => t.window === "day" || t.window === "month")) {
+      this.#sql.exec(
+        "INSERT OR REPLACE INTO totals (window, window_id, start_ms, usd_micros, events) VALUES (?, ?, ?, ?, ?)",
+        t.window, t.windowId, windowStart(t.window, now), t.usdMicros, t.events,
+      );
+    }
+    if (evaluation.crossed === null) return false;
+    const label = limitLabel(evaluation.crossed);
+    return this.#trip(`limit ${label}`, `crossed ${label} by reconciliation with Twilio's usage records`, now, policy);
+  }
+
+  #prune(now: number): void {
+    const due = Number(this.#meta("prune_at") ?? 0);
+    if (due > now) return;
+    this.#setMeta("prune_at", String(now + PRUNE_INTERVAL_MS));
+    this.#sql.exec("DELETE FROM seen WHERE at_ms < ?", now - SEEN_RETENTION_MS);
+    this.#sql.exec("DELETE FROM counted WHERE at_ms < ?", now - SEEN_RETENTION_MS);
+    this.#sql.exec("DELETE FROM trigger_firings WHERE at_ms < ?", now - SEEN_RETENTION_MS);
+    this.#sql.exec("DELETE FROM warned WHERE at_ms < ?", now - 40 * 86_400_000);
+    this.#sql.exec("DELETE FROM recent_events WHERE id <= (SELECT MAX(id) FROM recent_events) - ?", RECENT_EVENTS_KEPT);
+    this.#sql.exec("DELETE FROM history WHERE id <= (SELECT MAX(id) FROM history) - ?", HISTORY_KEPT);
+    this.#sql.exec("DELETE FROM outbox WHERE state != 'pending' AND next_at_ms < ?", now - SEEN_RETENTION_MS);
+    for (const window of ALL_WINDOWS) {
+      const rows = this.#sql.exec<{ window_id: string; start_ms: number }>("SELECT window_id, start_ms FROM totals WHERE window = ?", window).toArray();
+      for (const r of rows) if (isPrunable(window, r.start_ms, now)) this.#sql.exec("DELETE FROM totals WHERE window = ? AND window_id = ?", window, r.window_id);
+    }
+  }
+}
+
+export function limitLabel(limit: Limit): string {
+  return limit.usd !== undefined ? `${limit.window} ${limit.usd} USD` : `${limit.window} ${limit.events} events`;
+}

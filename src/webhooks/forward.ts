@@ -1,0 +1,138 @@
+// Forwarding a verified webhook to the origin app and relaying its answer. Method, query and body bytes
+// are kept; hop-by-hop headers are dropped; any X-Guard-* header the caller sent is dropped before ours
+// are added, so a client can never claim a verdict the guard did not reach.
+import { GuardError } from "../http/errors.ts";
+
+/**
+ * Twilio waits 15 s for a webhook answer (https://www.twilio.com/docs/usage/webhooks/webhooks-connection-overrides):
+ * we give the origin 10 s, so that our 502 reaches Twilio in time for it to use the number's Fallback URL.
+ */
+export const ORIGIN_TIMEOUT_MS = 10_000;
+/** TwiML answers are small (Twilio caps a TwiML document at 64 KB); a larger answer is an origin fault. */
+export const MAX_ORIGIN_ANSWER_BYTES = 1024 * 1024;
+
+/** RFC 9110 §7.6.1 hop-by-hop headers, plus those the runtime sets itself for the new connection. */
+const HOP_BY_HOP = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "proxy-connection",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+  "host",
+  "content-length",
+]);
+
+export interface ForwardOptions {
+  originUrl: string;
+  /** Headers to add (X-Guard-Verified, X-Guard-Account, …). */
+  guardHeaders: Record<string, string>;
+  /** The guard's own Basic credentials are not the origin's business: drop Authorization when we consumed it. */
+  dropAuthorization: boolean;
+  timeoutMs?: number;
+  fetch?: typeof fetch;
+}
+
+/** `/webhooks/x/y?q` → `ORIGIN_URL/x/y?q`. */
+export function originTarget(originUrl: string, requestUrl: URL): string {
+  const rest = requestUrl.pathname.replace(/^\/webhooks(?=\/|$)/, "");
+  return `${originUrl}${rest}${requestUrl.search}`;
+}
+
+export function forwardHeaders(incoming: Headers, options: ForwardOptions): Headers {
+  const headers = new Headers();
+  for (const [name, value] of incoming) {
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || lower.startsWith("x-guard-")) continue;
+    if (lower === "authorization" && options.dropAuthorization) continue;
+    headers.append(name, value);
+  }
+  for (const [name, value] of Object.entries(options.guardHeaders)) headers.set(name, value);
+  return headers;
+}
+
+function badGateway(reason: string): GuardError {
+  return new GuardError(502, "origin unavailable", { reason });
+}
+
+async function readAnswer(response: Response, signal: AbortSignal): Promise<ArrayBuffer> {
+  if (response.body === null) return new ArrayBuffer(0);
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  const onAbort = () => void reader.cancel().catch(() => {});
+  signal.addEventListener("abort", onAbort);
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (signal.aborted) throw badGateway("origin-timeout");
+      if (done) break;
+      total += value.byteLength;
+      if (total > MAX_ORIGIN_ANSWER_BYTES) throw badGateway("origin-answer-too-large");
+      chunks.push(value);
+    }
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+  }
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return out.buffer;
+}
+
+/**
+ * Sends the request on and returns the origin's answer (status, content-type and other end-to-end
+ * headers, body). Connection failure, a timeout before the whole answer arrived, or an oversized answer
+ * is a 502.
+ */
+export async function forwardToOrigin(request: Request, body: Uint8Array<ArrayBuffer>, options: ForwardOptions): Promise<Response> {
+  const target = originTarget(options.originUrl, new URL(request.url));
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), options.timeoutMs ?? ORIGIN_TIMEOUT_MS);
+  const doFetch = options.fetch ?? fetch;
+  try {
+    let response: Response;
+    // Raced against the deadline as well as aborted by it: the answer is due in time even if the
+    // connection ignores the abort.
+    const deadline = new Promise<never>((_, reject) => {
+      controller.signal.addEventListener("abort", () => reject(new Error("origin timeout")), { once: true });
+    });
+    try {
+      response = await Promise.race([
+        doFetch(target, {
+          method: request.method,
+          headers: forwardHeaders(request.headers, options),
+          ...(request.method === "GET" || request.method === "HEAD" ? {} : { body }),
+          redirect: "manual",
+          signal: controller.signal,
+        }),
+        deadline,
+      ]);
+    } catch {
+      throw badGateway(controller.signal.aborted ? "origin-timeout" : "origin-unreachable");
+    }
+    let answer: ArrayBuffer;
+    try {
+      answer = await readAnswer(response, controller.signal);
+    } catch (error) {
+      if (error instanceof GuardError) throw error;
+      throw badGateway(controller.signal.aborted ? "origin-timeout" : "origin-unreachable");
+    }
+    const headers = new Headers();
+    for (const [name, value] of response.headers) {
+      if (!HOP_BY_HOP.has(name.toLowerCase())) headers.append(name, value);
+    }
+    return new Response(response.status === 204 || response.status === 304 ? null : answer, {
+      status: response.status,
+      headers,
+    });
+  } finally {
+    clearTimeout(timer);
+  }
+}

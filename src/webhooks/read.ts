@@ -1,0 +1,120 @@
+// Reading a webhook request: the size cap, the body bytes (kept exactly, to forward byte-for-byte), and
+// the parameters Twilio signed and that the ledger classifies.
+import { GuardError } from "../http/errors.ts";
+import { FormEncodingError, parseForm, type FormPairs } from "../verification/form.ts";
+
+/** Twilio's webhook bodies are a few KiB at most; 64 KiB (the contract's cap) leaves room and bounds memory. */
+export const MAX_WEBHOOK_BODY_BYTES = 64 * 1024;
+
+export type BodyKind = "form" | "json" | "none";
+
+export interface WebhookRequest {
+  method: "GET" | "POST";
+  url: URL;
+  rawBody: Uint8Array<ArrayBuffer>;
+  bodyKind: BodyKind;
+  /** The POST form parameters Twilio signed, in body order; empty for GET and JSON. */
+  formParams: FormPairs;
+  /** Flat view of the event's fields for classification: form params (POST), query (GET), top-level JSON strings. */
+  fields: Map<string, string>;
+  /** The AccountSid the payload claims (unverified until the signature checks out). */
+  claimedAccountSid: string | null;
+}
+
+function tooLarge(): GuardError {
+  return new GuardError(413, "request body too large", { reason: "body-too-large" });
+}
+
+export function malformed(reason: string, message: string): GuardError {
+  return new GuardError(400, message, { reason });
+}
+
+/** The body bytes, refused with 413 past the cap (checked on the declared length and while streaming). */
+export async function readBody(request: Request, maxBytes = MAX_WEBHOOK_BODY_BYTES): Promise<Uint8Array<ArrayBuffer>> {
+  const declared = request.headers.get("content-length");
+  if (declared !== null && Number(declared) > maxBytes) throw tooLarge();
+  if (!request.body) return new Uint8Array(0);
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > maxBytes) {
+      await reader.cancel();
+      throw tooLarge();
+    }
+    chunks.push(value);
+  }
+  const body = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    body.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return body;
+}
+
+function bodyKindOf(contentType: string | null, body: Uint8Array): BodyKind {
+  const mediaType = (contentType ?? "").split(";")[0]!.trim().toLowerCase();
+  if (mediaType === "application/json") return "json";
+  if (mediaType === "application/x-www-form-urlencoded") return "form";
+  if (body.byteLength === 0) return "none";
+  throw malformed("unsupported-content-type", "unsupported content type: Twilio sends form-encoded or JSON bodies");
+}
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
+
+function decodeUtf8(body: Uint8Array): string {
+  try {
+    return strictUtf8.decode(body);
+  } catch {
+    throw malformed("body-not-utf8", "request body is not valid UTF-8");
+  }
+}
+
+function jsonFields(text: string): Map<string, string> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw malformed("body-bad-json", "request body is not valid JSON");
+  }
+  const fields = new Map<string, string>();
+  if (parsed !== null && typeof parsed === "object" && !Array.isArray(parsed)) {
+    for (const [key, value] of Object.entries(parsed)) {
+      if (typeof value === "string") fields.set(key, value);
+      else if (typeof value === "number") fields.set(key, String(value));
+    }
+  }
+  return fields;
+}
+
+/** Parses what Twilio signed out of the request line, headers and body bytes; 400 when malformed. */
+export function parseWebhook(request: Request, rawBody: Uint8Array<ArrayBuffer>): WebhookRequest {
+  const method = request.method === "GET" ? "GET" : "POST";
+  const url = new URL(request.url);
+  const bodyKind = method === "GET" ? "none" : bodyKindOf(request.headers.get("content-type"), rawBody);
+
+  let formParams: FormPairs = [];
+  let fields: Map<string, string>;
+  if (bodyKind === "form") {
+    try {
+      formParams = parseForm(decodeUtf8(rawBody));
+    } catch (error) {
+      if (error instanceof FormEncodingError) throw malformed("body-bad-encoding", "malformed form encoding");
+      throw error;
+    }
+    fields = new Map(formParams);
+  } else if (bodyKind === "json") {
+    if (!url.searchParams.has("bodySHA256")) {
+      throw malformed("json-without-body-hash", "JSON body without bodySHA256 query parameter");
+    }
+    fields = jsonFields(decodeUtf8(rawBody));
+  } else {
+    fields = new Map(url.searchParams);
+  }
+  const claimed = fields.get("AccountSid") ?? null;
+  return { method, url, rawBody, bodyKind, formParams, fields, claimedAccountSid: claimed };
+}

@@ -1,0 +1,365 @@
+// The AccountGuard Durable Object and the webhook path in front of it: counting once, tripping once,
+// suspending through the outbox until it sticks (across eviction), and the usage-trigger route.
+import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { env, exports } from "cloudflare:workers";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { DIRECTORY_LOOKUPS_PER_MINUTE } from "../../src/accounts/directory.ts";
+import type { AccountGuard } from "../../src/breaker/account-guard.ts";
+import type { Policy } from "../../src/ledger/policy.ts";
+import { ORIGIN, TWILIO_API, fakeTwilio, mockOutbound, statusCalls, twiml, twilioError, type FakeTwilio } from "../support/origin.ts";
+import {
+  PARENT_SID,
+  callStatus,
+  inboundCall,
+  inboundSms,
+  messageStatus,
+  signedForm,
+  uniqueSid,
+  type Params,
+} from "../support/twilio.ts";
+
+const WORKER = "https://guard.example.com";
+
+function guard(sid: string): DurableObjectStub<AccountGuard> {
+  return env.ACCOUNT_GUARD.getByName(sid);
+}
+
+/** A subaccount Twilio knows, with its own token, and a policy of `events` inbound events a day. */
+async function subaccount(twilio: FakeTwilio, policy: Partial<Policy> = {}): Promise<{ sid: string; token: string }> {
+  const sid = uniqueSid();
+  const token = `token-of-${sid}`;
+  twilio.subaccounts.set(sid, { token, status: "active", owner: PARENT_SID });
+  await guard(sid).setPolicy(sid, { limits: [{ window: "day", events: 5 }], warnAt: 0.8, action: "suspend", ...policy });
+  return { sid, token };
+}
+
+async function send(params: Params, token: string, path = "/webhooks/sms", headers: Record<string, string> = {}): Promise<Response> {
+  return exports.default.fetch(await signedForm(`${WORKER}${path}`, params, { token, headers }));
+}
+
+/** Makes every pending outbox row due now, as the passing of its backoff delay would. */
+async function makeOutboxDue(sid: string): Promise<void> {
+  await runInDurableObject(guard(sid), (_instance, state) => {
+    state.storage.sql.exec("UPDATE outbox SET next_at_ms = 0 WHERE state = 'pending'");
+  });
+}
+
+async function drainAlarms(sid: string, rounds = 10): Promise<void> {
+  for (let i = 0; i < rounds; i++) {
+    await makeOutboxDue(sid);
+    if (!(await runDurableObjectAlarm(guard(sid)))) return;
+  }
+}
+
+let outbound: ReturnType<typeof mockOutbound>;
+let twilio: FakeTwilio;
+function setup(): void {
+  twilio = fakeTwilio(PARENT_SID);
+  outbound = mockOutbound([
+    [ORIGIN, () => twiml()],
+    [TWILIO_API, (req) => twilio.responder(req)],
+  ]);
+}
+afterEach(() => {
+  outbound?.restore();
+  vi.restoreAllMocks();
+});
+
+describe("counting", () => {
+  it("counts an inbound message once however often Twilio retries it", async () => {
+    setup();
+    const { sid, token } = await subaccount(twilio);
+    const params = inboundSms(sid);
+    const first = await send(params, token);
+    const retry = await send(params, token);
+    expect(first.status).toBe(200);
+    expect(retry.status).toBe(200);
+    const hits = outbound.to(ORIGIN);
+    expect(hits).toHaveLength(2);
+    expect(hits[0]!.headers.get("x-guard-duplicate")).toBeNull();
+    expect(hits[1]!.headers.get("x-guard-duplicate")).toBe("1");
+    const day = (await guard(sid).snapshot()).windows.find((w) => w.window === "day")!;
+    expect(day.events).toBe(1);
+  });
+
+  it("treats the same I-Twilio-Idempotency-Token as the same event", async () => {
+    setup();
+    const { sid, token } = await subaccount(twilio);
+    await send(inboundSms(sid), token, "/webhooks/sms", { "I-Twilio-Idempotency-Token": "idem-1" });
+    const again = await send(inboundSms(sid), token, "/webhooks/sms", { "I-Twilio-Idempotency-Token": "idem-1" });
+    expect(again.status).toBe(200);
+    expect(outbound.to(ORIGIN)[1]!.headers.get("x-guard-duplicate")).toBe("1");
+    expect((await guard(sid).snapshot()).windows.find((w) => w.window === "day")!.events).toBe(1);
+  });
+
+  it("prices an outbound message once per MessageSid, from its first billable status", async () => {
+    setup();
+    const { sid, token } = await subaccount(twilio, { limits: [{ window: "day", usd: 10 }] });
+    const message = uniqueSid("SM");
+    for (const status of ["queued", "sent", "delivered"]) await send(messageStatus(sid, message, status, { NumSegments: "2" }), token, "/webhooks/status");
+    const snapshot = await runInDurableObject(guard(sid), (instance: AccountGuard) => instance.snapshot());
+    const day = snapshot.windows.find((w) => w.window === "day")!;
+    expect(day.events).toBe(1);
+    expect(day.usd).toBeCloseTo(2 * 0.0083, 6);
+  });
+
+  it("uses Twilio's Price when the payload carries one", async () => {
+    setup();
+    const { sid, token } = await subaccount(twilio, { limits: [{ window: "day", usd: 10 }] });
+    await send(messageStatus(sid, uniqueSid("SM"), "delivered", { Price: "-0.07500", PriceUnit: "USD" }), token, "/webhooks/status");
+    await vi.waitFor(async () => expect((await guard(sid).snapshot()).windows.find((w) => w.window === "day")!.usd).toBeCloseTo(0.075, 6));
+  });
+
+  it("settles an inbound call's one-minute reservation with its billed duration", async () => {
+    setup();
+    const { sid, token } = await subaccount(twilio, { limits: [{ window: "day", usd: 10 }] });
+    const call = inboundCall(sid);
+    const callSid = call.find(([k]) => k === "CallSid")![1];
+    await send(call, token, "/webhooks/voice");
+    await send(callStatus(sid, callSid, "completed", { Direction: "inbound", Duration: "3", CallDuration: "150" }), token, "/webhooks/voice-status");
+    await vi.waitFor(async () => {
+      const day = (await guard(sid).snapshot()).windows.find((w) => w.window === "day")!;
+      expect(day.events).toBe(1);
+      expect(day.usd).toBeCloseTo(3 * 0.014, 6);
+    });
+  });
+});
+
+describe("the breaker", () => {
+  it("lets the limit's worth of events through and blocks the one that crosses it", async () => {
+    setup();
+    const { sid, token } = await subaccount(twilio);
+    const statuses: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const response = await send(inboundSms(sid), token);
+      statuses.push(`${response.status}:${response.headers.get("x-guard-breaker") ?? "-"}:${await response.text()}`);
+    }
+    expect(statuses.slice(0, 5).every((s) => s.startsWith("200:-:<Response><Message>"))).toBe(true);
+    expect(statuses[5]).toBe("200:open:<Response/>");
+    expect(outbound.to(ORIGIN)).toHaveLength(5);
+    const snapshot = await guard(sid).snapshot();
+    expect(snapshot.breaker.state).toBe("open");
+    expect(snapshot.windows.find((w) => w.window === "day")!.events).toBe(6);
+  });
+
+  it("rejects inbound calls with busy TwiML while open, without calling the origin", async () => {
+    setup();
+    const { sid, token } = await subaccount(twilio, { action: "block" });
+    await guard(sid).tripNow(sid, "test");
+    const response = await send(inboundCall(sid), token, "/webhooks/voice");
+    expect(response.headers.get("content-type")).toBe("text/xml");
+    expect(response.headers.get("x-guard-breaker")).toBe("open");
+    expect(await response.text()).toBe('<Response><Reject reason="busy"/></Response>');
+    expect(outbound.to(ORIGIN)).toHaveLength(0);
+  });
+
+  it("still forwards status callbacks while open", async () => {
+    setup();
+    const { sid, token } = await subaccount(twilio, { action: "block" });
+    await guard(sid).tripNow(sid, "test");
+    const response = await send(messageStatus(sid, uniqueSid("SM"), "delivered"), token, "/webhooks/status");
+    expect(response.status).toBe(200);
+    expect(outbound.to(ORIGIN)).toHaveLength(1);
+  });
+
+  it("suspends a subaccount once, retrying through failures: three failures then success is four attempts", async () => {
+    setup();
+    const { sid, token } = await subaccount(twilio);
+    twilio.failNext("suspend", twilioError(500, 20500), twilioError(429, 20429, "Too Many Requests"), "network");
+    for (let i = 0; i < 6; i++) await send(inboundSms(sid), token);
+    await drainAlarms(sid);
+    const suspensions = statusCalls(outbound.calls, sid, "suspended");
+    expect(suspensions).toHaveLength(4);
+    expect(twilio.subaccounts.get(sid)!.status).toBe("suspended");
+    const snapshot = await guard(sid).snapshot();
+    expect(snapshot.breaker.suspension).toBe("done");
+    const attempts = snapshot.history.filter((h) => h.kind === "suspend");
+    expect(attempts.map((a) => a.outcome).reverse()).toEqual(["retry", "retry", "retry", "done"]);
+    // Every suspension request uses the parent's credentials (CONTRACT: Twilio requires them).
+    for (const call of suspensions) expect(atob(call.headers.get("authorization")!.slice(6))).toBe(`${PARENT_SID}:${env.TWILIO_AUTH_TOKEN}`);
+  });
+
+  it("records a 4xx other than 429 as failed and does not retry it", async () => {
+    setup();
+    const { sid } = await subaccount(twilio);
+    twilio.failNext("suspend", twilioError(403, 20003, "Permission denied"));
+    await guard(sid).tripNow(sid, "test");
+    await drainAlarms(sid);
+    expect(statusCalls(outbound.calls, sid, "suspended")).toHaveLength(1);
+    const snapshot = await guard(sid).snapshot();
+    expect(snapshot.breaker.suspension).toBe("failed");
+    expect(snapshot.history.some((h) => h.kind === "suspend" && h.outcome === "failed")).toBe(true);
+  });
+
+  it("suspends after the object is evicted between the trip and its alarm", async () => {
+    setup();
+    const { sid } = await subaccount(twilio);
+    // The first attempt fails, so the suspension waits in the outbox for a later alarm…
+    twilio.failNext("suspend", "network");
+    await guard(sid).tripNow(sid, "test");
+    await vi.waitFor(async () => expect((await guard(sid).snapshot()).history.some((h) => h.kind === "suspend" && h.outcome === "retry")).toBe(true));
+    // …and the object is evicted before that alarm: only durable storage is left.
+    await evictDurableObject(guard(sid));
+    await drainAlarms(sid);
+    expect(statusCalls(outbound.calls, sid, "suspended")).toHaveLength(2);
+    expect(twilio.subaccounts.get(sid)!.status).toBe("suspended");
+    expect((await guard(sid).snapshot()).breaker.suspension).toBe("done");
+  });
+
+  it("200 concurrent requests crossing one limit make one suspension call", async () => {
+    setup();
+    const { sid, token } = await subaccount(twilio, { limits: [{ window: "day", events: 20 }] });
+    const requests = await Promise.all(Array.from({ length: 200 }, () => signedForm(`${WORKER}/webhooks/sms`, inboundSms(sid), { token })));
+    const responses = await Promise.all(requests.map((r) => exports.default.fetch(r)));
+    const blocked = responses.filter((r) => r.headers.get("x-guard-breaker") === "open");
+    expect(blocked).toHaveLength(180);
+    expect(outbound.to(ORIGIN)).toHaveLength(20);
+    await drainAlarms(sid);
+    expect(statusCalls(outbound.calls, sid, "suspended")).toHaveLength(1);
+    expect((await guard(sid).snapshot()).windows.find((w) => w.window === "day")!.events).toBe(200);
+  });
+
+  it("ends the subaccount's in-progress calls after suspending it", async () => {
+    setup();
+    const { sid } = await subaccount(twilio);
+    const live = [uniqueSid("CA"), uniqueSid("CA")];
+    twilio.inProgressCalls.set(sid, [...live]);
+    await guard(sid).tripNow(sid, "test");
+    await drainAlarms(sid);
+    for (const call of live) {
+      const ended = outbound.calls.filter((c) => c.method === "POST" && c.url.endsWith(`/Calls/${call}.json`));
+      expect(ended).toHaveLength(1);
+      expect(new TextDecoder().decode(ended[0]!.body)).toBe("Status=completed");
+    }
+  });
+
+  it("never suspends the parent account: it blocks at the edge and alerts", async () => {
+    setup();
+    await guard(PARENT_SID).setPolicy(PARENT_SID, { limits: [{ window: "day", events: 1 }], warnAt: 1, action: "suspend" });
+    await send(inboundSms(PARENT_SID), env.TWILIO_AUTH_TOKEN);
+    const second = await send(inboundSms(PARENT_SID), env.TWILIO_AUTH_TOKEN);
+    expect(second.headers.get("x-guard-breaker")).toBe("open");
+    await drainAlarms(PARENT_SID);
+    expect(statusCalls(outbound.calls, PARENT_SID, "suspended")).toHaveLength(0);
+    const snapshot = await guard(PARENT_SID).snapshot();
+    expect(snapshot.breaker.suspension).toBe("none");
+    expect(snapshot.isParent).toBe(true);
+  });
+
+  it("resets: closes the breaker and reactivates the subaccount it suspended", async () => {
+    setup();
+    const { sid, token } = await subaccount(twilio);
+    await guard(sid).tripNow(sid, "test");
+    await drainAlarms(sid);
+    const { reactivation, snapshot } = await guard(sid).reset(sid);
+    expect(reactivation).toBe("done");
+    expect(snapshot.breaker.state).toBe("closed");
+    expect(twilio.subaccounts.get(sid)!.status).toBe("active");
+    expect((await send(inboundSms(sid), token)).headers.get("x-guard-breaker")).toBeNull();
+  });
+
+  it("a reset before the alarm ran cancels the pending suspension", async () => {
+    setup();
+    const { sid } = await subaccount(twilio);
+    await guard(sid).tripNow(sid, "test");
+    await guard(sid).reset(sid);
+    await drainAlarms(sid);
+    expect(statusCalls(outbound.calls, sid, "suspended")).toHaveLength(0);
+  });
+});
+
+describe("subaccount tokens", () => {
+  it("answers 403 to a forged AccountSid, and asks Twilio about it only once", async () => {
+    setup();
+    const forged = uniqueSid();
+    for (let i = 0; i < 5; i++) {
+      const response = await send(inboundSms(forged), "any-token");
+      expect(response.status).toBe(403);
+    }
+    const lookups = outbound.calls.filter((c) => c.method === "GET" && c.url.endsWith(`/Accounts/${forged}.json`));
+    expect(lookups).toHaveLength(1);
+    expect(outbound.to(ORIGIN)).toHaveLength(0);
+  });
+
+  it("caps Twilio lookups for a flood of random forged AccountSids", async () => {
+    setup();
+    const directory = env.DIRECTORY.getByName("directory");
+    const clearBudget = () =>
+      runInDurableObject(directory, (_instance, state) => {
+        state.storage.sql.exec("DELETE FROM lookups");
+      });
+    await clearBudget();
+    for (let i = 0; i < 60; i++) expect((await send(inboundSms(uniqueSid()), "any-token")).status).toBe(403);
+    const lookups = outbound.calls.filter((c) => c.method === "GET" && /\/Accounts\/AC[0-9a-f]{32}\.json$/.test(c.url));
+    expect(lookups.length).toBe(DIRECTORY_LOOKUPS_PER_MINUTE);
+    expect(outbound.to(ORIGIN)).toHaveLength(0);
+    // The cap is global: give the rest of this file's subaccounts their first sighting back.
+    await clearBudget();
+  });
+
+  it("refuses a SID Twilio knows but that belongs to another parent", async () => {
+    setup();
+    const foreign = uniqueSid();
+    twilio.subaccounts.set(foreign, { token: "t-foreign", status: "active", owner: uniqueSid() });
+    expect((await send(inboundSms(foreign), "t-foreign")).status).toBe(403);
+  });
+});
+
+describe("/usage-trigger", () => {
+  async function fire(sid: string, token: string, idempotencyToken: string): Promise<Response> {
+    const params: Params = [
+      ["AccountSid", sid],
+      ["UsageTriggerSid", uniqueSid("UT")],
+      ["DateFired", "2026-11-28T12:00:00Z"],
+      ["Recurring", "daily"],
+      ["UsageCategory", "totalprice"],
+      ["TriggerBy", "price"],
+      ["TriggerValue", "50.00"],
+      ["CurrentValue", "50.12"],
+      ["IdempotencyToken", idempotencyToken],
+    ];
+    return exports.default.fetch(await signedForm(`${WORKER}/usage-trigger`, params, { token }));
+  }
+
+  it("trips the account once per IdempotencyToken", async () => {
+    setup();
+    const { sid, token } = await subaccount(twilio, { limits: [{ window: "day", usd: 50 }] });
+    const first = await fire(sid, token, "idem-trigger-1");
+    expect(first.status).toBe(200);
+    expect(await first.json()).toMatchObject({ tripped: true, duplicate: false });
+    const retry = await fire(sid, token, "idem-trigger-1");
+    expect(await retry.json()).toMatchObject({ tripped: false, duplicate: true });
+    await drainAlarms(sid);
+    expect(statusCalls(outbound.calls, sid, "suspended")).toHaveLength(1);
+    const snapshot = await guard(sid).snapshot();
+    expect(snapshot.trips).toHaveLength(1);
+    expect(snapshot.trips[0]!.reason).toBe("usage-trigger");
+    expect(snapshot.trips[0]!.detail).toContain("50.12");
+  });
+
+  it("refuses an unsigned trigger without tripping", async () => {
+    setup();
+    const { sid } = await subaccount(twilio);
+    const response = await fire(sid, "wrong-token", "idem-x");
+    expect(response.status).toBe(403);
+    expect((await guard(sid).snapshot()).breaker.state).toBe("closed");
+  });
+});
+
+describe("reconciliation", () => {
+  it("raises the day's spend to Twilio's figure and trips when that crosses a limit", async () => {
+    setup();
+    const { sid, token } = await subaccount(twilio, { limits: [{ window: "day", usd: 1 }] });
+    await send(inboundSms(sid), token);
+    twilio.usageToday.set(sid, "1.25");
+    await runInDurableObject(guard(sid), (_i, state) => {
+      state.storage.sql.exec("UPDATE meta SET value = '0' WHERE key = 'reconcile_at'");
+    });
+    await runDurableObjectAlarm(guard(sid));
+    const snapshot = await guard(sid).snapshot();
+    expect(snapshot.windows.find((w) => w.window === "day")!.usd).toBeCloseTo(1.25, 6);
+    expect(snapshot.breaker.state).toBe("open");
+    const poll = outbound.calls.find((c) => c.url.includes(`/Accounts/${sid}/Usage/Records/Today.json`));
+    expect(new URL(poll!.url).searchParams.get("Category")).toBe("totalprice");
+  });
+});
