@@ -26,8 +26,13 @@ const origin = http.createServer((req, res) => {
 });
 origin.listen(ORIGIN_PORT, "127.0.0.1", () => console.log(`demo origin on http://127.0.0.1:${ORIGIN_PORT}`));
 
+/** A demo subaccount: the parent is never suspended, so the breaker's suspension shows on this one. */
+const DEMO_SUBACCOUNT = "AC00000000000000000000000000000d31";
+const DEMO_SUBACCOUNT_TOKEN = "demo-subaccount-token-for-local-use-only";
+
 const twilio = await startTwilioStandin({ parentSid: DEMO_ACCOUNT, parentToken: DEMO_TOKEN, port: TWILIO_PORT });
-console.log(`Twilio REST stand-in on ${twilio.url} (account ${DEMO_ACCOUNT})`);
+twilio.addSubaccount({ sid: DEMO_SUBACCOUNT, authToken: DEMO_SUBACCOUNT_TOKEN, friendlyName: "demo subaccount" });
+console.log(`Twilio REST stand-in on ${twilio.url} (parent ${DEMO_ACCOUNT}, subaccount ${DEMO_SUBACCOUNT} with token ${DEMO_SUBACCOUNT_TOKEN})`);
 let printed = 0;
 setInterval(() => {
   for (const request of twilio.requests.slice(printed)) {
