@@ -85,6 +85,8 @@ export class AccountGuard extends DurableObject<GuardEnv> {
   readonly #sql: SqlStorage;
   #sid: string | null;
   #logger: Logger;
+  /** Outbox rows being attempted right now (an alarm and an operator reset may both run the outbox). */
+  readonly #inFlight = new Set<number>();
 
   constructor(ctx: DurableObjectState, env: GuardEnv) {
     super(ctx, env);
@@ -467,8 +469,13 @@ export class AccountGuard extends DurableObject<GuardEnv> {
     for (const row of due) {
       // Re-read: an earlier row's outcome (or a reset meanwhile) may have changed this one.
       const state = this.#sql.exec<{ state: string }>("SELECT state FROM outbox WHERE id = ?", row.id).one().state;
-      if (state !== "pending") continue;
-      await this.#attempt(row);
+      if (state !== "pending" || this.#inFlight.has(row.id)) continue;
+      this.#inFlight.add(row.id);
+      try {
+        await this.#attempt(row);
+      } finally {
+        this.#inFlight.delete(row.id);
+      }
     }
   }
 

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { DIRECTORY_LOOKUPS_PER_MINUTE } from "../../src/accounts/directory.ts";
 import type { AccountGuard } from "../../src/breaker/account-guard.ts";
 import type { Policy } from "../../src/ledger/policy.ts";
-import { ORIGIN, TWILIO_API, fakeTwilio, mockOutbound, statusCalls, twiml, twilioError, type FakeTwilio } from "../support/origin.ts";
+import { ALERTS, ORIGIN, TWILIO_API, fakeTwilio, mockOutbound, statusCalls, twiml, twilioError, type FakeTwilio } from "../support/origin.ts";
 import {
   PARENT_SID,
   callStatus,
@@ -37,18 +37,18 @@ async function send(params: Params, token: string, path = "/webhooks/sms", heade
   return exports.default.fetch(await signedForm(`${WORKER}${path}`, params, { token, headers }));
 }
 
-/** Makes every pending outbox row due now, as the passing of its backoff delay would. */
-async function makeOutboxDue(sid: string): Promise<void> {
-  await runInDurableObject(guard(sid), (_instance, state) => {
-    state.storage.sql.exec("UPDATE outbox SET next_at_ms = 0 WHERE state = 'pending'");
-  });
-}
-
-async function drainAlarms(sid: string, rounds = 10): Promise<void> {
+/** Runs the object's alarm until its outbox is empty (an alarm may also be firing on its own). */
+async function drainAlarms(sid: string, rounds = 20): Promise<void> {
   for (let i = 0; i < rounds; i++) {
-    await makeOutboxDue(sid);
-    if (!(await runDurableObjectAlarm(guard(sid)))) return;
+    const pending = await runInDurableObject(guard(sid), (_instance, state) => {
+      state.storage.sql.exec("UPDATE outbox SET next_at_ms = 0 WHERE state = 'pending'");
+      return state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM outbox WHERE state = 'pending'").one().n;
+    });
+    if (pending === 0) return;
+    await runDurableObjectAlarm(guard(sid));
+    await new Promise((resolve) => setTimeout(resolve, 5));
   }
+  throw new Error(`outbox of ${sid} not drained after ${rounds} alarms`);
 }
 
 let outbound: ReturnType<typeof mockOutbound>;
@@ -58,7 +58,21 @@ function setup(): void {
   outbound = mockOutbound([
     [ORIGIN, () => twiml()],
     [TWILIO_API, (req) => twilio.responder(req)],
+    [ALERTS, () => new Response("ok")],
   ]);
+}
+
+function alertsFor(sid: string): Array<{ level: string; text: string }> {
+  return outbound
+    .to(ALERTS)
+    .map((c) => JSON.parse(new TextDecoder().decode(c.body)) as { level: string; text: string; account: string })
+    .filter((a) => a.account === sid);
+}
+
+function smsAlerts(): string[] {
+  return outbound
+    .calls.filter((c) => c.url.endsWith(`/Accounts/${PARENT_SID}/Messages.json`))
+    .map((c) => new TextDecoder().decode(c.body));
 }
 afterEach(() => {
   outbound?.restore();
@@ -265,6 +279,48 @@ describe("the breaker", () => {
     await guard(sid).reset(sid);
     await drainAlarms(sid);
     expect(statusCalls(outbound.calls, sid, "suspended")).toHaveLength(0);
+  });
+});
+
+describe("alerts", () => {
+  it("alerts once on a trip, by webhook and by SMS from the parent account", async () => {
+    setup();
+    const { sid, token } = await subaccount(twilio, { limits: [{ window: "day", events: 2 }] });
+    for (let i = 0; i < 5; i++) await send(inboundSms(sid), token);
+    await drainAlarms(sid);
+    const trips = alertsFor(sid).filter((a) => a.level === "trip");
+    expect(trips).toHaveLength(1);
+    expect(trips[0]!.text).toContain(sid);
+    const sms = smsAlerts().filter((body) => body.includes(sid));
+    expect(sms).toHaveLength(1);
+    const form = new URLSearchParams(sms[0]);
+    expect(form.get("To")).toBe(env.ALERT_SMS_TO);
+    expect(form.get("From")).toBe(env.ALERT_SMS_FROM);
+  });
+
+  it("warns once per limit and window when spend reaches warnAt", async () => {
+    setup();
+    const { sid, token } = await subaccount(twilio, { limits: [{ window: "day", events: 10 }], warnAt: 0.5 });
+    for (let i = 0; i < 8; i++) await send(inboundSms(sid), token);
+    await drainAlarms(sid);
+    const warnings = alertsFor(sid).filter((a) => a.level === "warn");
+    expect(warnings).toHaveLength(1);
+    expect(alertsFor(sid).filter((a) => a.level === "trip")).toHaveLength(0);
+  });
+
+  it("retries an alert whose receiver fails, and delivers it once", async () => {
+    setup();
+    let failures = 2;
+    outbound.restore();
+    outbound = mockOutbound([
+      [TWILIO_API, (req) => twilio.responder(req)],
+      [ALERTS, () => (failures-- > 0 ? new Response("down", { status: 503 }) : new Response("ok"))],
+    ]);
+    const { sid } = await subaccount(twilio, { action: "block" });
+    await guard(sid).tripNow(sid, "test");
+    await drainAlarms(sid);
+    const delivered = (await guard(sid).snapshot()).history.filter((h) => h.kind === "alert-webhook");
+    expect(delivered.map((h) => h.outcome).reverse()).toEqual(["retry", "retry", "done"]);
   });
 });
 

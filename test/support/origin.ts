@@ -36,6 +36,7 @@ export function mockOutbound(routes: Array<[prefix: string, responder: Responder
 
 export const ORIGIN = "https://origin.test";
 export const TWILIO_API = "https://twilio.test";
+export const ALERTS = "https://alerts.test";
 
 export function twiml(body = "<Response><Message>ok</Message></Response>", status = 200): Response {
   return new Response(body, { status, headers: { "content-type": "text/xml" } });
