@@ -87,6 +87,9 @@ export class AccountGuard extends DurableObject<GuardEnv> {
   #logger: Logger;
   /** Outbox rows being attempted right now (an alarm and an operator reset may both run the outbox). */
   readonly #inFlight = new Set<number>();
+  /** Parsed copies of what storage holds, so the event path parses nothing twice. */
+  #policyCache: { raw: string; policy: Policy } | null = null;
+  #registered = false;
 
   constructor(ctx: DurableObjectState, env: GuardEnv) {
     super(ctx, env);
@@ -147,13 +150,18 @@ export class AccountGuard extends DurableObject<GuardEnv> {
     } else if (this.#sid !== sid) {
       throw new Error("AccountGuard addressed with another account's SID");
     }
-    if (this.#meta("registered") === null) {
+    if (!this.#registered && this.#meta("registered") !== null) this.#registered = true;
+    if (!this.#registered) {
+      this.#registered = true;
       const isParent = sid === this.#config.accountSid;
       this.ctx.waitUntil(
         this.env.DIRECTORY.getByName("directory")
           .register(sid, isParent, now)
           .then(() => this.#setMeta("registered", String(now)))
-          .catch((error: unknown) => this.#logger.error("directory-register-failed", error, { account: sid })),
+          .catch((error: unknown) => {
+            this.#registered = false;
+            this.#logger.error("directory-register-failed", error, { account: sid });
+          }),
       );
     }
     return sid;
@@ -165,7 +173,10 @@ export class AccountGuard extends DurableObject<GuardEnv> {
 
   #policy(): { policy: Policy; source: "default" | "account" } {
     const own = this.#meta("policy");
-    if (own !== null) return { policy: parsePolicy(JSON.parse(own)), source: "account" };
+    if (own !== null) {
+      if (this.#policyCache?.raw !== own) this.#policyCache = { raw: own, policy: parsePolicy(JSON.parse(own)) };
+      return { policy: this.#policyCache.policy, source: "account" };
+    }
     return { policy: this.#config.policy, source: "default" };
   }
 

@@ -419,3 +419,25 @@ describe("reconciliation", () => {
     expect(new URL(poll!.url).searchParams.get("Category")).toBe("totalprice");
   });
 });
+
+describe("housekeeping", () => {
+  it("prunes windows older than the previous one, and old de-duplication keys", async () => {
+    setup();
+    const { sid, token } = await subaccount(twilio);
+    await send(inboundSms(sid), token);
+    const old = Date.UTC(2020, 0, 1);
+    await runInDurableObject(guard(sid), (_instance, state) => {
+      state.storage.sql.exec("INSERT INTO totals (window, window_id, start_ms, usd_micros, events) VALUES ('day', 'day:2020-01-01', ?, 5, 5)", old);
+      state.storage.sql.exec("INSERT INTO seen (key, at_ms) VALUES ('SMold:received', ?)", old);
+      state.storage.sql.exec("UPDATE meta SET value = '0' WHERE key = 'prune_at'");
+      state.storage.sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('prune_at', '0')");
+    });
+    await runDurableObjectAlarm(guard(sid));
+    const left = await runInDurableObject(guard(sid), (_instance, state) => ({
+      oldDay: state.storage.sql.exec("SELECT * FROM totals WHERE window_id = 'day:2020-01-01'").toArray().length,
+      today: state.storage.sql.exec("SELECT * FROM totals WHERE window = 'day'").toArray().length,
+      oldKey: state.storage.sql.exec("SELECT * FROM seen WHERE key = 'SMold:received'").toArray().length,
+    }));
+    expect(left).toEqual({ oldDay: 0, today: 1, oldKey: 0 });
+  });
+});

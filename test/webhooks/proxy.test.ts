@@ -80,6 +80,20 @@ describe("verified webhooks are forwarded", () => {
     expect(hit!.headers.get("x-guard-account")).toBe(PARENT_SID);
   });
 
+  it("drops hop-by-hop headers and keeps end-to-end ones", async () => {
+    outbound = mockOutbound([[ORIGIN, () => twiml()]]);
+    const request = await signedForm(`${WORKER}/webhooks/sms`, plainParams(), {
+      headers: { "Keep-Alive": "timeout=5", "Proxy-Authorization": "Basic eDp5", TE: "trailers", "I-Twilio-Idempotency-Token": "abc", "User-Agent": "TwilioProxy/1.1" },
+    });
+    await exports.default.fetch(request);
+    const [hit] = outbound.to(ORIGIN);
+    expect(hit!.headers.get("keep-alive")).toBeNull();
+    expect(hit!.headers.get("proxy-authorization")).toBeNull();
+    expect(hit!.headers.get("te")).toBeNull();
+    expect(hit!.headers.get("i-twilio-idempotency-token")).toBe("abc");
+    expect(hit!.headers.get("user-agent")).toBe("TwilioProxy/1.1");
+  });
+
   it("accepts a GET webhook whose parameters live in the signed query", async () => {
     outbound = mockOutbound([[ORIGIN, () => twiml()]]);
     const request = await signedGet(`${WORKER}/webhooks/voice`, plainParams());
