@@ -57,7 +57,7 @@ export async function handleUsageTrigger(request: Request, deps: UsageTriggerDep
     dateFired: fields.get("DateFired") ?? null,
   };
   const result = await deps.guard(outcome.accountSid).usageTrigger(firing, deps.now());
-  trace.event = "usage-trigger";
+  trace.eventKind = "usage-trigger";
   trace.duplicate = result.duplicate;
   if (result.tripped) trace.breaker = "open";
   return new Response(JSON.stringify({ ok: true, tripped: result.tripped, duplicate: result.duplicate }), {

@@ -31,16 +31,16 @@ export class Logger {
   }
 
   request(line: RequestLogLine): void {
-    console.log(this.redact(JSON.stringify({ level: "info", event: "request", ...line })));
+    console.log(this.redact(JSON.stringify({ level: "info", ...line, event: "request" })));
   }
 
   warn(event: string, fields: Record<string, unknown> = {}): void {
-    console.warn(this.redact(JSON.stringify({ level: "warn", event, ...fields })));
+    console.warn(this.redact(JSON.stringify({ level: "warn", ...fields, event })));
   }
 
   error(event: string, error: unknown, fields: Record<string, unknown> = {}): void {
     const detail =
       error instanceof Error ? { errorName: error.name, errorMessage: error.message } : { errorMessage: String(error) };
-    console.error(this.redact(JSON.stringify({ level: "error", event, ...fields, ...detail })));
+    console.error(this.redact(JSON.stringify({ level: "error", ...fields, ...detail, event })));
   }
 }

@@ -38,7 +38,7 @@ export interface WebhookTrace {
   verdict?: string;
   breaker?: "open";
   duplicate?: boolean;
-  event?: string;
+  eventKind?: string;
 }
 
 const ALLOWED_METHODS = "GET, POST";
@@ -93,7 +93,7 @@ export async function handleWebhook(request: Request, deps: WebhookDeps, trace: 
   const classified = classifyWebhook(webhook.fields);
   if (classified.kind !== "not-billable") {
     const event = classified;
-    trace.event = event.kind;
+    trace.eventKind = event.kind;
     const idempotencyToken = request.headers.get("i-twilio-idempotency-token");
     if (isInbound(event)) {
       // The verdict decides the answer: the one Durable Object call on this path.

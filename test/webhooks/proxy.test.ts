@@ -13,6 +13,7 @@ import {
   signedForm,
   signedGet,
   signedJson,
+  inboundSms,
   type Params,
 } from "../support/twilio.ts";
 
@@ -401,5 +402,13 @@ describe("the rest of the surface", () => {
     expect(line).toMatchObject({ route: "webhooks", account: PARENT_SID, verdict: "verified-signature", status: 200 });
     expect(typeof line.durationMs).toBe("number");
     expect(lines[0]).not.toContain(PRIMARY_TOKEN);
+  });
+
+  it("names the billable event's kind in the log line", async () => {
+    outbound = mockOutbound([[ORIGIN, () => twiml()]]);
+    const log = vi.spyOn(console, "log");
+    await exports.default.fetch(await signedForm(`${WORKER}/webhooks/sms`, inboundSms(PARENT_SID)));
+    const line = log.mock.calls.map(([l]) => String(l)).find((l) => l.includes('"event":"request"'));
+    expect(JSON.parse(line!)).toMatchObject({ event: "request", eventKind: "inbound-message", duplicate: false, status: 200 });
   });
 });
