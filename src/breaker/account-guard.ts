@@ -229,7 +229,12 @@ export class AccountGuard extends DurableObject<GuardEnv> {
       // Keep the list bounded on the write path: one primary-key delete per insert.
       this.#sql.exec("DELETE FROM recent_events WHERE id = last_insert_rowid() - ?", RECENT_EVENTS_KEPT);
       let effects = false;
-      if (usdMicros !== 0 || events !== 0) effects = this.#count(policy, now, { usdMicros, events });
+      if (this.#meta("prune_at") === null) {
+        // Remembered keys must be pruned some day: the first event after a quiet period schedules it.
+        this.#setMeta("prune_at", String(now + PRUNE_INTERVAL_MS));
+        effects = true;
+      }
+      if (usdMicros !== 0 || events !== 0) effects = this.#count(policy, now, { usdMicros, events }) || effects;
       return { duplicate, blocked: inbound && this.#blocks(this.#breaker()), effects };
     });
     await this.#afterWrite(verdict.effects, now);
@@ -333,7 +338,8 @@ export class AccountGuard extends DurableObject<GuardEnv> {
   #nextAlarmAt(now: number): number | null {
     const due = this.#sql.exec<{ at: number | null }>("SELECT MIN(next_at_ms) AS at FROM outbox WHERE state = 'pending'").one().at;
     const reconcile = this.#meta("reconcile_at");
-    const candidates = [due, reconcile === null ? null : Number(reconcile), Number(this.#meta("prune_at") ?? now + PRUNE_INTERVAL_MS)];
+    const prune = this.#meta("prune_at");
+    const candidates = [due, reconcile === null ? null : Number(reconcile), prune === null ? null : Number(prune)];
     const times = candidates.filter((t): t is number => t !== null && Number.isFinite(t));
     return times.length === 0 ? null : Math.max(now, Math.min(...times));
   }
@@ -627,9 +633,8 @@ export class AccountGuard extends DurableObject<GuardEnv> {
   }
 
   #prune(now: number): void {
-    const due = Number(this.#meta("prune_at") ?? 0);
-    if (due > now) return;
-    this.#setMeta("prune_at", String(now + PRUNE_INTERVAL_MS));
+    const due = this.#meta("prune_at");
+    if (due === null || Number(due) > now) return;
     this.#sql.exec("DELETE FROM seen WHERE at_ms < ?", now - SEEN_RETENTION_MS);
     this.#sql.exec("DELETE FROM counted WHERE at_ms < ?", now - SEEN_RETENTION_MS);
     this.#sql.exec("DELETE FROM trigger_firings WHERE at_ms < ?", now - SEEN_RETENTION_MS);
@@ -641,6 +646,10 @@ export class AccountGuard extends DurableObject<GuardEnv> {
       const rows = this.#sql.exec<{ window_id: string; start_ms: number }>("SELECT window_id, start_ms FROM totals WHERE window = ?", window).toArray();
       for (const r of rows) if (isPrunable(window, r.start_ms, now)) this.#sql.exec("DELETE FROM totals WHERE window = ? AND window_id = ?", window, r.window_id);
     }
+    // Idle accounts should not wake up every hour forever: prune again only while keys remain.
+    const remaining = this.#sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM seen").one().n;
+    if (remaining > 0) this.#setMeta("prune_at", String(now + PRUNE_INTERVAL_MS));
+    else this.#sql.exec("DELETE FROM meta WHERE key = 'prune_at'");
   }
 }
 
