@@ -11,6 +11,8 @@ if (!existsSync(".dev.vars")) {
   console.log("No .dev.vars: starting with the demo settings of .dev.vars.example (see README, 'Local demo').");
   args.push("--env-file", ".dev.vars.example");
 }
-const child = spawn("wrangler", [...args, ...process.argv.slice(2)], { stdio: "inherit" });
+// Local only: no Request.cf lookup at workers.cloudflare.com, no telemetry.
+const env = { CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false", ...process.env };
+const child = spawn("wrangler", [...args, ...process.argv.slice(2)], { stdio: "inherit", env });
 for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => child.kill(signal));
 child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
