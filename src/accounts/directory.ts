@@ -34,6 +34,7 @@ export interface AccountListing {
 export class GuardDirectory extends DurableObject<GuardEnv> {
   readonly #sql: SqlStorage;
   readonly #logger: Logger;
+  readonly #pending = new Map<string, Promise<TokenLookup>>();
 
   constructor(ctx: DurableObjectState, env: GuardEnv) {
     super(ctx, env);
@@ -52,8 +53,17 @@ export class GuardDirectory extends DurableObject<GuardEnv> {
    * not an exception: errors lose their type crossing the RPC boundary.
    */
   async subaccountToken(sid: string, options: { refresh?: boolean } = {}): Promise<TokenLookup> {
-    const result = await this.#lookup(sid, options);
-    return typeof result === "string" ? { status: "ok", token: result } : result === null ? { status: "unknown" } : result;
+    // Concurrent questions about one SID (isolates missing their caches at once) share one answer.
+    const key = `${sid}:${options.refresh === true}`;
+    let pending = this.#pending.get(key);
+    if (!pending) {
+      pending = this.#lookup(sid, options).then((result) =>
+        typeof result === "string" ? { status: "ok" as const, token: result } : result === null ? { status: "unknown" as const } : result,
+      );
+      this.#pending.set(key, pending);
+      void pending.finally(() => this.#pending.delete(key));
+    }
+    return pending;
   }
 
   async #lookup(sid: string, options: { refresh?: boolean }): Promise<string | null | { status: "unavailable" }> {
@@ -72,8 +82,10 @@ export class GuardDirectory extends DurableObject<GuardEnv> {
     }
     if (!this.#takeLookupBudget(now)) {
       this.#logger.warn("account-lookup-capped", { sid });
-      // Over the cap: a known token is still good; an unknown SID is refused without asking Twilio.
-      return row?.token ?? null;
+      // Over the cap: a known token is still good. An SID never seen cannot be judged without asking
+      // Twilio, so it is "unavailable" (503, not cached), never "unknown": forged SIDs spending the
+      // budget must not get a real new subaccount refused and negative-cached.
+      return row?.token ?? { status: "unavailable" };
     }
     const config = getConfig(this.env);
     const client = createTwilioClient({ apiBase: config.apiBase, accountSid: config.accountSid, authToken: config.authTokens[0]! });

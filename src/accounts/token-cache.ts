@@ -26,6 +26,8 @@ interface Entry {
 
 export class TokenCache {
   readonly #entries = new Map<string, Entry>();
+  /** Lookups on their way: a burst of first webhooks for a new subaccount shares one. */
+  readonly #pending = new Map<string, Promise<readonly string[] | null>>();
   readonly #now: () => number;
 
   constructor(now: () => number = Date.now) {
@@ -45,7 +47,20 @@ export class TokenCache {
       const refreshAllowed = options.refresh === true && cached.tokens !== null && now - cached.fetchedAt >= REFRESH_MIN_INTERVAL_MS;
       if (!refreshAllowed) return cached.tokens;
     }
-    const token = await source.subaccountToken(sid, { refresh: options.refresh === true && cached !== undefined });
+    const inFlight = this.#pending.get(sid);
+    if (inFlight) return inFlight;
+    const lookup = this.#lookup(sid, source, options.refresh === true && cached !== undefined, now);
+    this.#pending.set(sid, lookup);
+    try {
+      return await lookup;
+    } finally {
+      this.#pending.delete(sid);
+    }
+  }
+
+  async #lookup(sid: string, source: TokenSource, refresh: boolean, now: number): Promise<readonly string[] | null> {
+    // A source that cannot answer throws: nothing is cached, the next webhook asks again.
+    const token = await source.subaccountToken(sid, { refresh });
     const tokens = token === null ? null : [token];
     this.#entries.delete(sid);
     this.#entries.set(sid, { tokens, fetchedAt: now, expiresAt: now + (tokens ? TOKEN_TTL_MS : NEGATIVE_TTL_MS) });

@@ -40,7 +40,15 @@ export async function authenticateWebhook(
       const error = refuse(401, reason, "authentication required", { "www-authenticate": BASIC_CHALLENGE });
       return { ok: false, accountSid, error };
     }
-    if (config.webhookAuth === "basic") return { ok: true, via: "basic", accountSid };
+    if (config.webhookAuth === "basic") {
+      // Basic credentials are the same for every account, so they do not vouch for the AccountSid:
+      // it must still be the parent or one of its subaccounts, or nothing is forwarded or counted.
+      const tokens = await resolveTokens(accountSid);
+      if (tokens === null || tokens.length === 0) {
+        return { ok: false, accountSid, error: refuse(403, "unknown-account", "forbidden: unknown account") };
+      }
+      return { ok: true, via: "basic", accountSid };
+    }
   }
 
   const signature = headers.get("x-twilio-signature");

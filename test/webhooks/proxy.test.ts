@@ -279,6 +279,21 @@ describe("HTTP Basic authentication", () => {
     expect(hit!.headers.get("authorization")).toBeNull();
   });
 
+  it("still refuses an AccountSid that is neither the parent nor its subaccount", async () => {
+    outbound = mockOutbound([
+      [ORIGIN, () => twiml()],
+      ["https://twilio.test", () => new Response(JSON.stringify({ code: 20404, message: "not found", status: 404 }), { status: 404 })],
+    ]);
+    const request = new Request(`${WORKER}/webhooks/sms`, {
+      method: "POST",
+      headers: { authorization: auth("twilio", basicEnv.BASIC_AUTH_PASSWORD), "content-type": "application/x-www-form-urlencoded" },
+      body: "AccountSid=AC" + "e".repeat(32) + "&Body=x",
+    });
+    const response = await viaApp(request, basicEnv);
+    expect(response.status).toBe(403);
+    expect(outbound.to(ORIGIN)).toHaveLength(0);
+  });
+
   it("with WEBHOOK_AUTH=both, still wants the signature after the credentials", async () => {
     outbound = mockOutbound([[ORIGIN, () => twiml()]]);
     const bothEnv = { ...basicEnv, WEBHOOK_AUTH: "both" };
