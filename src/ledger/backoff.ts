@@ -1,8 +1,9 @@
-// Retrying Twilio REST calls and alert deliveries from the Durable Object's alarm. A Durable Object's
-// alarm is retried by the runtime only up to six times when it throws
-// (https://developers.cloudflare.com/durable-objects/api/alarms/), so we never throw from it: every
-// failed attempt schedules its own next alarm, with exponential backoff and full jitter
-// (https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/).
+// Retrying Twilio REST calls and alert deliveries from the Durable Object's alarm. The runtime retries a
+// throwing alarm by itself only up to six times, with its own backoff
+// (https://developers.cloudflare.com/durable-objects/api/alarms/), which is too few and not ours to
+// shape: so the alarm never throws, and every failed attempt schedules its own next alarm with
+// exponential backoff and full jitter (https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/).
+// Pure: randomness comes in as a number in [0, 1).
 
 /** The first retry comes about a second later: most 5xx and 429s clear that fast. */
 export const RETRY_BASE_MS = 1_000;
@@ -10,21 +11,34 @@ export const RETRY_BASE_MS = 1_000;
 export const RETRY_CAP_MS = 5 * 60_000;
 /** Even with full jitter, wait at least this long, so a hot failure never spins the alarm. */
 export const RETRY_MIN_MS = 250;
+/** 2^19 s > RETRY_CAP_MS already: larger exponents change nothing and could overflow. */
+const MAX_EXPONENT = 20;
 
-/** Delay before attempt `attempt + 1`, after `attempt` failures (attempt ≥ 1); `random` in [0, 1). */
+/**
+ * Delay before the next attempt after `attempt` failed attempts (attempt ≥ 1; anything else counts as 1):
+ * uniform in [RETRY_MIN_MS, min(RETRY_CAP_MS, RETRY_BASE_MS · 2^(attempt-1))). `random` is clamped to [0, 1).
+ */
 export function retryDelayMs(attempt: number, random: number): number {
-  const exponent = Math.min(Math.max(attempt - 1, 0), 30);
+  const n = Number.isFinite(attempt) ? Math.floor(attempt) : 1;
+  const exponent = Math.min(Math.max(n - 1, 0), MAX_EXPONENT);
   const ceiling = Math.min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** exponent);
-  return Math.max(RETRY_MIN_MS, Math.floor(random * ceiling));
+  const r = Number.isFinite(random) ? Math.min(Math.max(random, 0), 1 - Number.EPSILON) : 0;
+  return Math.max(RETRY_MIN_MS, Math.floor(r * ceiling));
 }
 
-/** Twilio's "Too Many Requests" (https://www.twilio.com/docs/errors/20429). */
-const TWILIO_TOO_MANY_REQUESTS = 20429;
+/** Twilio's "Too Many Requests" (https://www.twilio.com/docs/errors/20429), whatever the HTTP status says. */
+export const TWILIO_TOO_MANY_REQUESTS = 20429;
 
-/** Retry what may succeed later (5xx, 429/20429, timeouts, network); other 4xx will not, so they fail. */
+/**
+ * Whether a failed REST call may succeed later. Retry: 5xx, 429 or Twilio code 20429, 408 (the request
+ * timed out before the server acted, RFC 9110 §15.5.9), our own timeout, a network error. Fail: other
+ * 4xx (bad credentials, 21477 "cannot suspend the parent", unknown account…), which repeating won't fix,
+ * and anything else that is not an HTTP error status.
+ */
 export function classifyRestFailure(status: number | "timeout" | "network", twilioCode?: number): "retry" | "failed" {
   if (status === "timeout" || status === "network") return "retry";
-  if (status === 429 || twilioCode === TWILIO_TOO_MANY_REQUESTS) return "retry";
-  if (status >= 500) return "retry";
+  if (twilioCode === TWILIO_TOO_MANY_REQUESTS) return "retry";
+  if (status === 429 || status === 408) return "retry";
+  if (status >= 500 && status <= 599) return "retry";
   return "failed";
 }

@@ -1,25 +1,29 @@
 // Which verified webhooks cost money, and how much of what. Twilio's webhooks carry no price for inbound
 // traffic, so we classify and count units; a payload's own Price (status callbacks) wins when present.
 // Parameters: https://www.twilio.com/docs/messaging/guides/webhook-request,
-// https://www.twilio.com/docs/messaging/guides/track-outbound-message-status,
+// https://www.twilio.com/docs/messaging/guides/outbound-message-status-in-status-callbacks,
 // https://www.twilio.com/docs/voice/twiml#request-parameters, https://www.twilio.com/docs/voice/api/call-resource#statuscallback
+// Pure: the payload is data that passed signature verification, but every count in it is still bounded
+// so that no value can blow up the ledger's arithmetic.
 
 export type EventKind = "inbound-message" | "message-status" | "inbound-call" | "call-status";
 
 export interface BillableEvent {
   kind: EventKind;
-  /** MessageSid or CallSid. */
+  /** MessageSid (SmsSid) or CallSid. */
   sid: string;
   accountSid: string;
+  /** Lower-cased SmsStatus/MessageStatus or CallStatus ("received" for an inbound message without one). */
   status: string;
   /** The same event (Sid and status) arriving again is a retry: `${sid}:${status}`. */
   dedupeKey: string;
-  /** What is priced once: `msg:${MessageSid}` or `call:${CallSid}`. */
+  /** What is counted (and priced) once: `msg:${MessageSid}` or `call:${CallSid}`. */
   countKey: string;
+  /** Messages: segments (1..100) and media (0..10); calls: minutes (0..1440; 1 for an inbound call's reservation). */
   units: { segments?: number; media?: number; minutes?: number };
-  /** |Price| in USD when the payload carries one in USD (Twilio sends it negative, e.g. "-0.00750"). */
+  /** |Price| in USD when the payload carries one in USD or without a unit (Twilio sends it negative, e.g. "-0.00750"). */
   reportedPriceUsd?: number;
-  /** False for events that cost nothing (yet): failed before sending, queued, busy, no-answer… */
+  /** False for events that cost nothing (yet): a message that failed before sending or is still queued, an unanswered call. */
   billable: boolean;
 }
 
@@ -28,88 +32,131 @@ export interface NotBillable {
   reason: string;
 }
 
+/** Anything with a Map-like `get`: Map, URLSearchParams, or a plain record of strings. */
+export type WebhookParams = ReadonlyMap<string, string> | Record<string, string> | { get(key: string): string | null | undefined };
+
+/** An account Sid is AC + 32 lower-case hex digits (as Twilio issues them; CONTRACT: TWILIO_ACCOUNT_SID). */
 const ACCOUNT_SID = /^AC[0-9a-f]{32}$/;
-const MESSAGE_SID = /^(SM|MM)[0-9a-f]{32}$/i;
-const CALL_SID = /^CA[0-9a-f]{32}$/i;
+/** SM for SMS, MM for MMS (https://www.twilio.com/docs/messaging/api/message-resource). */
+const MESSAGE_SID = /^(SM|MM)[0-9a-fA-F]{32}$/;
+const CALL_SID = /^CA[0-9a-fA-F]{32}$/;
 
-/** Outbound message statuses Twilio reports (track-outbound-message-status). */
-const OUTBOUND_MESSAGE_STATUSES = new Set([
-  "accepted", "scheduled", "canceled", "queued", "sending", "sent", "failed", "delivered", "undelivered", "receiving", "read", "partially_delivered",
+/** The statuses Twilio reports in outbound message status callbacks (outbound-message-status-in-status-callbacks). */
+export const OUTBOUND_MESSAGE_STATUSES: ReadonlySet<string> = new Set([
+  "queued", "sending", "sent", "delivered", "undelivered", "failed", "read", "accepted", "scheduled", "canceled", "partially_delivered",
 ]);
-/** Statuses by which a message has been handed to a carrier, and billed (a `failed` one never left Twilio). */
-const BILLED_MESSAGE_STATUSES = new Set(["sent", "delivered", "undelivered", "read", "partially_delivered"]);
-/** A message is at most 10 media (Twilio's MMS limit) and, for pricing, at most this many segments. */
-const MAX_MEDIA = 10;
-/** Twilio splits a message into at most 10 segments by default; 100 bounds a forged NumSegments harmlessly. */
-const MAX_SEGMENTS = 100;
-/** A call longer than Twilio's 24 h maximum call duration is a forged value. */
-const MAX_CALL_MINUTES = 24 * 60;
-/** Voice request statuses of a call Twilio is asking us to answer. */
-const RINGING_STATUSES = new Set(["ringing", "in-progress", "queued"]);
-const UNANSWERED_CALL_STATUSES = new Set(["busy", "no-answer", "failed", "canceled"]);
+/**
+ * Statuses by which a message has been handed to a carrier and so billed. `failed` never left Twilio
+ * (not billed); queued, sending, accepted and scheduled are not billed yet; canceled never will be.
+ */
+export const BILLED_MESSAGE_STATUSES: ReadonlySet<string> = new Set(["sent", "delivered", "undelivered", "read", "partially_delivered"]);
+/** Twilio accepts at most 10 media per MMS (https://www.twilio.com/docs/messaging/api/media-resource). */
+export const MAX_MEDIA = 10;
+/** Twilio sends at most 10 segments by default (1600 characters); 100 bounds a bad NumSegments harmlessly. */
+export const MAX_SEGMENTS = 100;
+/** Twilio ends every call after 24 hours (https://www.twilio.com/docs/voice/api/call-resource): a longer one is not real. */
+export const MAX_CALL_MINUTES = 24 * 60;
+/** The voice request of an inbound call: Twilio asks the Voice URL while the call rings (or is already answered). */
+const INBOUND_CALL_STATUSES: ReadonlySet<string> = new Set(["ringing", "in-progress"]);
+/** Terminal call statuses of a call never connected: Twilio bills nothing for them. */
+const UNANSWERED_CALL_STATUSES: ReadonlySet<string> = new Set(["busy", "no-answer", "failed", "canceled"]);
+/** Twilio's negative decimal prices ("-0.00750"); more than 6 integer digits is no single event's price. */
+const PRICE = /^-?\d{1,6}(\.\d{1,10})?$/;
 
-type Fields = ReadonlyMap<string, string> | Record<string, string>;
-
-function getter(fields: Fields): (key: string) => string | undefined {
-  if (fields instanceof Map) return (key) => fields.get(key);
-  const record = fields as Record<string, string>;
-  return (key) => (Object.prototype.hasOwnProperty.call(record, key) ? record[key] : undefined);
+function getter(params: WebhookParams): (key: string) => string | undefined {
+  if (typeof (params as { get?: unknown }).get === "function") {
+    const source = params as { get(key: string): string | null | undefined };
+    return (key) => source.get(key) ?? undefined;
+  }
+  const record = params as Record<string, string>;
+  return (key) => {
+    if (!Object.prototype.hasOwnProperty.call(record, key)) return undefined;
+    const value = record[key];
+    return typeof value === "string" ? value : undefined;
+  };
 }
 
+/** A decimal integer in [min, max]; `fallback` when absent, malformed or out of range. */
 function boundedInt(text: string | undefined, min: number, max: number, fallback: number): number {
-  if (text === undefined || !/^\d{1,6}$/.test(text)) return fallback;
+  if (text === undefined || !/^\d{1,9}$/.test(text)) return fallback;
   const n = Number(text);
   return n < min || n > max ? fallback : n;
 }
 
-/** |Price| as USD, or undefined when absent, unparsable or in another currency. */
+/** |Price| as USD, or undefined when absent, empty, malformed or in another currency. */
 export function parseReportedPrice(price: string | undefined, unit: string | undefined): number | undefined {
-  if (price === undefined || price === "") return undefined;
-  if (unit !== undefined && unit !== "" && unit.toUpperCase() !== "USD") return undefined;
-  if (!/^-?\d{1,6}(\.\d{1,10})?$/.test(price)) return undefined;
-  return Math.abs(Number(price));
+  if (price === undefined) return undefined;
+  const text = price.trim();
+  if (text === "") return undefined;
+  if (unit !== undefined && unit.trim() !== "" && unit.trim().toUpperCase() !== "USD") return undefined;
+  if (!PRICE.test(text)) return undefined;
+  return Math.abs(Number(text));
 }
 
-export function classifyWebhook(fields: Fields): BillableEvent | NotBillable {
-  const get = getter(fields);
+function notBillable(reason: string): NotBillable {
+  return { kind: "not-billable", reason };
+}
+
+/** Billed minutes of a completed call: Duration (minutes), else CallDuration (seconds) rounded up, else 0. */
+function billedMinutes(duration: string | undefined, callDuration: string | undefined): number {
+  if (duration !== undefined && /^\d{1,9}$/.test(duration)) return Math.min(Number(duration), MAX_CALL_MINUTES);
+  if (callDuration !== undefined && /^\d{1,9}$/.test(callDuration)) return Math.min(Math.ceil(Number(callDuration) / 60), MAX_CALL_MINUTES);
+  return 0;
+}
+
+/**
+ * Classifies a verified webhook's parameters. A CallSid with a CallStatus is a call; otherwise a
+ * MessageSid (or SmsSid) is a message. Rules:
+ * - inbound message: MessageSid/SmsSid and status `received`, or no status but a Body;
+ * - message status callback: a status in OUTBOUND_MESSAGE_STATUSES; billable in BILLED_MESSAGE_STATUSES;
+ * - inbound call: Direction `inbound` and CallStatus ringing/in-progress (the Voice URL request); 1 minute reserved;
+ * - call status callback: `completed` (billable) or busy/no-answer/failed/canceled (not billable, 0 minutes);
+ *   other call requests (an outbound call's ringing/answered callbacks, its Voice URL) are not billable:
+ *   the call is counted once, at completion.
+ */
+export function classifyWebhook(params: WebhookParams): BillableEvent | NotBillable {
+  const get = getter(params);
   const accountSid = get("AccountSid");
-  if (accountSid === undefined) return { kind: "not-billable", reason: "no AccountSid" };
-  if (!ACCOUNT_SID.test(accountSid)) return { kind: "not-billable", reason: "malformed AccountSid" };
+  if (accountSid === undefined || accountSid === "") return notBillable("no AccountSid");
+  if (!ACCOUNT_SID.test(accountSid)) return notBillable("malformed AccountSid");
   const reportedPriceUsd = parseReportedPrice(get("Price"), get("PriceUnit"));
   const withPrice = reportedPriceUsd === undefined ? {} : { reportedPriceUsd };
 
   const callSid = get("CallSid");
   const messageSid = get("MessageSid") ?? get("SmsSid");
-  if (callSid !== undefined && CALL_SID.test(callSid)) {
-    const status = (get("CallStatus") ?? "").toLowerCase();
-    const direction = (get("Direction") ?? "").toLowerCase();
+  // A call's requests carry CallStatus; a CallSid beside a MessageSid without one belongs to a message.
+  if (callSid !== undefined && (get("CallStatus") !== undefined || messageSid === undefined)) {
+    if (!CALL_SID.test(callSid)) return notBillable("malformed CallSid");
+    const status = (get("CallStatus") ?? "").trim().toLowerCase();
+    const direction = (get("Direction") ?? "").trim().toLowerCase();
     const base = { sid: callSid, accountSid, status, dedupeKey: `${callSid}:${status}`, countKey: `call:${callSid}` };
     if (status === "completed") {
-      const duration = get("Duration");
-      const minutes =
-        duration !== undefined && /^\d{1,6}$/.test(duration)
-          ? Math.min(Number(duration), MAX_CALL_MINUTES)
-          : Math.min(Math.ceil(boundedInt(get("CallDuration"), 0, MAX_CALL_MINUTES * 60, 0) / 60), MAX_CALL_MINUTES);
+      const minutes = billedMinutes(get("Duration"), get("CallDuration"));
       return { kind: "call-status", ...base, units: { minutes }, billable: true, ...withPrice };
     }
-    if (UNANSWERED_CALL_STATUSES.has(status)) return { kind: "call-status", ...base, units: { minutes: 0 }, billable: false };
-    if (direction === "inbound" && RINGING_STATUSES.has(status)) {
+    if (UNANSWERED_CALL_STATUSES.has(status)) return { kind: "call-status", ...base, units: { minutes: 0 }, billable: false, ...withPrice };
+    if (direction === "inbound" && INBOUND_CALL_STATUSES.has(status)) {
       return { kind: "inbound-call", ...base, units: { minutes: 1 }, billable: true };
     }
-    return { kind: "not-billable", reason: `call ${status || "without status"} ${direction || "without direction"}` };
+    return notBillable(`call ${status || "without status"} (${direction || "no direction"}): counted at completion`);
   }
-  if (messageSid !== undefined && MESSAGE_SID.test(messageSid)) {
-    const status = (get("MessageStatus") ?? get("SmsStatus") ?? "").toLowerCase();
-    const media = boundedInt(get("NumMedia"), 0, MAX_MEDIA, 0);
+
+  if (messageSid !== undefined) {
+    if (!MESSAGE_SID.test(messageSid)) return notBillable("malformed MessageSid");
+    const status = (get("MessageStatus") ?? get("SmsStatus") ?? "").trim().toLowerCase();
+    // An MM Sid is an MMS even when a status callback leaves NumMedia out: price it as one.
+    const media = boundedInt(get("NumMedia"), 0, MAX_MEDIA, messageSid.startsWith("MM") ? 1 : 0);
     const segments = boundedInt(get("NumSegments"), 1, MAX_SEGMENTS, 1);
-    const base = { sid: messageSid, accountSid, dedupeKey: `${messageSid}:${status || "received"}`, countKey: `msg:${messageSid}` };
+    const units = { segments, media };
+    const base = { sid: messageSid, accountSid, countKey: `msg:${messageSid}`, units };
     if (status === "received" || (status === "" && get("Body") !== undefined)) {
-      return { kind: "inbound-message", ...base, status: "received", units: { segments, media }, billable: true, ...withPrice };
+      return { kind: "inbound-message", ...base, status: "received", dedupeKey: `${messageSid}:received`, billable: true, ...withPrice };
     }
     if (OUTBOUND_MESSAGE_STATUSES.has(status)) {
-      return { kind: "message-status", ...base, status, units: { segments, media }, billable: BILLED_MESSAGE_STATUSES.has(status), ...withPrice };
+      const billable = BILLED_MESSAGE_STATUSES.has(status);
+      return { kind: "message-status", ...base, status, dedupeKey: `${messageSid}:${status}`, billable, ...withPrice };
     }
-    return { kind: "not-billable", reason: `message status ${status || "missing"}` };
+    return notBillable(`message status ${status || "missing"}`);
   }
-  return { kind: "not-billable", reason: "neither a message nor a call" };
+  return notBillable("neither a message nor a call");
 }

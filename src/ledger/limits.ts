@@ -1,8 +1,10 @@
-// Limit evaluation and the breaker's state machine. Pure: the AccountGuard Durable Object persists what
-// these return and turns `effects` into outbox rows.
+// Limit evaluation and the breaker's state machine. Pure and deterministic: the AccountGuard Durable
+// Object persists what these return and turns `effects` (plain data) into outbox rows.
 import type { Limit, Policy, PolicyAction, WindowKind } from "./policy.ts";
 import { toMicros } from "./pricing.ts";
 import { ALL_WINDOWS, windowId } from "./windows.ts";
+
+// ---------------------------------------------------------------------------------------------- limits
 
 export interface WindowTotals {
   window: WindowKind;
@@ -11,82 +13,164 @@ export interface WindowTotals {
   events: number;
 }
 
-export interface Evaluation {
-  /** Every window's totals after the event, for the windows current at nowMs. */
-  totals: WindowTotals[];
-  /** The first limit the event takes above its value (Twilio's triggers fire when usage exceeds the value). */
-  crossed: Limit | null;
-  /** Limits whose warnAt share this event reached first (callers warn once per limit and window). */
-  warnings: Array<{ limit: Limit; windowId: string }>;
+export interface LimitWarning {
+  limit: Limit;
+  /** Index of the limit in policy.limits. */
+  limitIndex: number;
+  windowId: string;
 }
 
-function used(limit: Limit, totals: { usdMicros: number; events: number }): number {
+export interface Evaluation {
+  /** Every window kind's totals after the event (ALL_WINDOWS order), in the windows current at nowMs. */
+  totals: WindowTotals[];
+  /** The first limit (policy order) the event leaves its window above; null when none. */
+  crossed: Limit | null;
+  /** Index of `crossed` in policy.limits, or null. */
+  crossedIndex: number | null;
+  /** Limits whose warnAt share this event reached or passed (once per limit and window; see warningKey). */
+  warnings: LimitWarning[];
+}
+
+/** What one event adds: integer micro-USD (negative when a call settles below its reservation) and events. */
+export interface Addition {
+  usdMicros: number;
+  events: number;
+}
+
+/** Relative slack for float noise in limit × warnAt (100 × 0.07 = 7.000000000000001 must warn at 7). */
+const WARN_EPSILON = 1e-12;
+
+function used(limit: Limit, totals: Addition): number {
   return limit.usd !== undefined ? totals.usdMicros : totals.events;
 }
 
-function capacity(limit: Limit): number {
-  return limit.usd !== undefined ? toMicros(limit.usd) : limit.events!;
+/** The limit's value in the unit it counts: micro-USD or events. */
+export function limitValue(limit: Limit): number {
+  return limit.usd !== undefined ? toMicros(limit.usd) : (limit.events ?? 0);
+}
+
+/** The smallest total (in the limit's unit) that reaches warnAt of the limit; at least 1. */
+export function warnThreshold(limit: Limit, warnAt: number): number {
+  const value = limitValue(limit);
+  return Math.max(1, Math.ceil(value * warnAt - value * WARN_EPSILON));
+}
+
+/** The key callers dedupe warnings by: one warning per limit (by index in the policy) and window. */
+export function warningKey(limitIndex: number, windowId: string): string {
+  return `${limitIndex}:${windowId}`;
+}
+
+/** A short human label: "day 50 USD", "minute 120 events". */
+export function limitLabel(limit: Limit): string {
+  return limit.usd !== undefined ? `${limit.window} ${limit.usd} USD` : `${limit.window} ${limit.events} events`;
 }
 
 /**
- * Adds the event to the windows current at nowMs. Totals of an earlier window (yesterday's `day`) in
- * `current` count as zero: a window that has rolled over starts empty.
+ * Adds an event to the windows current at `nowMs` and evaluates the policy's limits.
+ *
+ * - Rows of `current` whose windowId is not the current one for their kind (yesterday's `day` after
+ *   UTC midnight, last month's `month`) count as zero: a window that has rolled over starts empty.
+ * - A limit is crossed when, after the event, its window is strictly above the limit's value and the
+ *   event added to what that limit counts. With `events: 20` twenty events pass and the 21st crosses;
+ *   a usd total equal to the limit does not cross. A window already above its limit (the limit was
+ *   lowered, or an operator reset the breaker) is crossed again by the next event that adds to it:
+ *   a reset is not a licence for unlimited spend; raising the limit is. trip() on an open breaker is a
+ *   no-op, so reporting it again costs nothing.
+ * - A warning is reported for a limit when the event takes its total from below warnThreshold to at or
+ *   above it, unless the same event crosses that limit (the trip alert says more). Callers dedupe by
+ *   warningKey(limitIndex, windowId).
+ * - Totals never go below zero (a settlement refund landing in a new window).
  */
-export function applyEvent(policy: Policy, current: readonly WindowTotals[], nowMs: number, add: { usdMicros: number; events: number }): Evaluation {
-  const windows = [...new Set([...ALL_WINDOWS.filter((w) => current.some((c) => c.window === w) || policy.limits.some((l) => l.window === w))])];
+export function applyEvent(policy: Policy, current: readonly WindowTotals[], nowMs: number, add: Addition): Evaluation {
+  if (!Number.isSafeInteger(add.usdMicros) || !Number.isSafeInteger(add.events)) {
+    throw new RangeError("applyEvent adds integer micro-dollars and integer events");
+  }
   const before = new Map<WindowKind, WindowTotals>();
-  for (const window of windows) {
+  const after = new Map<WindowKind, WindowTotals>();
+  for (const window of ALL_WINDOWS) {
     const id = windowId(window, nowMs);
     const row = current.find((c) => c.window === window && c.windowId === id);
-    before.set(window, { window, windowId: id, usdMicros: row?.usdMicros ?? 0, events: row?.events ?? 0 });
+    const b = { window, windowId: id, usdMicros: row?.usdMicros ?? 0, events: row?.events ?? 0 };
+    before.set(window, b);
+    after.set(window, { window, windowId: id, usdMicros: Math.max(0, b.usdMicros + add.usdMicros), events: Math.max(0, b.events + add.events) });
   }
-  const totals = [...before.values()].map((t) => ({ ...t, usdMicros: t.usdMicros + add.usdMicros, events: t.events + add.events }));
-  const after = new Map(totals.map((t) => [t.window, t]));
+
   let crossed: Limit | null = null;
-  const warnings: Evaluation["warnings"] = [];
-  for (const limit of policy.limits) {
-    const b = before.get(limit.window)!;
-    const a = after.get(limit.window)!;
-    const cap = capacity(limit);
-    if (used(limit, a) > cap) {
-      crossed ??= limit;
+  let crossedIndex: number | null = null;
+  const warnings: LimitWarning[] = [];
+  for (let limitIndex = 0; limitIndex < policy.limits.length; limitIndex++) {
+    const limit = policy.limits[limitIndex]!;
+    const b = used(limit, before.get(limit.window)!);
+    const a = used(limit, after.get(limit.window)!);
+    if (used(limit, add) > 0 && a > limitValue(limit)) {
+      if (crossed === null) {
+        crossed = limit;
+        crossedIndex = limitIndex;
+      }
       continue;
     }
-    const threshold = cap * policy.warnAt;
-    if (used(limit, b) < threshold && used(limit, a) >= threshold) warnings.push({ limit, windowId: a.windowId });
+    const threshold = warnThreshold(limit, policy.warnAt);
+    if (b < threshold && a >= threshold) warnings.push({ limit, limitIndex, windowId: after.get(limit.window)!.windowId });
   }
-  return { totals, crossed, warnings };
+  return { totals: [...after.values()], crossed, crossedIndex, warnings };
 }
 
+// --------------------------------------------------------------------------------------------- breaker
+
 export type BreakerState = "closed" | "open";
-/** CONTRACT: pending, done, failed (retrying or given up), or none (block/alert action, or the parent). */
+/** CONTRACT: pending, done, failed (an attempt failed: retrying, or given up), or none (block/alert action, or the parent). */
 export type Suspension = "none" | "pending" | "done" | "failed";
 
+/**
+ * The breaker as persisted. Action `alert` ("notify only") is modelled as an open breaker that does
+ * not block: the open state is what makes one alert per trip (a second trip is a no-op until reset),
+ * and breakerBlocks() is what the edge asks. The admin API reports it as `open` with suspension `none`.
+ */
 export interface Breaker {
   state: BreakerState;
   suspension: Suspension;
   reason?: string;
   openedAt?: number;
   tripId?: string;
-  /** The policy action at the trip: `alert` opens the breaker without blocking (notify only). */
+  /** The policy action at the trip. */
   action?: PolicyAction;
 }
 
-export type Effect = { type: "suspend" } | { type: "reactivate" } | { type: "alert"; level: "trip" };
+/** Side effects, as data: the Durable Object queues them (outbox) and runs them with retries. */
+export type Effect =
+  | { type: "suspend" }
+  | { type: "end-calls" }
+  | { type: "reactivate" }
+  | { type: "alert"; level: "trip" | "warn"; reason: string };
 
-export const CLOSED_BREAKER: Breaker = { state: "closed", suspension: "none" };
+export interface Transition {
+  breaker: Breaker;
+  effects: Effect[];
+}
+
+export interface TripInput {
+  reason: string;
+  nowMs: number;
+  action: PolicyAction;
+  /** The parent account is never suspended: Twilio refuses (https://www.twilio.com/docs/errors/21477). */
+  isParent: boolean;
+  tripId: string;
+}
+
+export const CLOSED_BREAKER: Breaker = Object.freeze({ state: "closed", suspension: "none" }) as Breaker;
 
 /**
- * Opens the breaker. Opening an open breaker changes nothing and has no effects: that is what makes one
- * suspension per trip however many requests race across the limit. The parent account is never
- * suspended (Twilio refuses, error 21477): it blocks and alerts.
+ * Opens the breaker. Opening an open breaker returns it unchanged with no effects: that is what makes
+ * one suspension (and one alert) per trip however many requests race across the limit.
+ * - `suspend` on a subaccount: suspension pending; effects suspend + trip alert (end-calls follows the
+ *   suspension's success, see suspensionResult);
+ * - `suspend` on the parent, or `block`: suspension none, trip alert; the edge blocks;
+ * - `alert`: suspension none, trip alert; the edge does not block (breakerBlocks is false).
  */
-export function tripBreaker(
-  breaker: Breaker,
-  input: { reason: string; nowMs: number; action: PolicyAction; isParent: boolean; tripId: string },
-): { breaker: Breaker; effects: Effect[] } {
+export function trip(breaker: Breaker, input: TripInput): Transition {
   if (breaker.state === "open") return { breaker, effects: [] };
   const suspend = input.action === "suspend" && !input.isParent;
+  const alert: Effect = { type: "alert", level: "trip", reason: input.reason };
   return {
     breaker: {
       state: "open",
@@ -96,17 +180,60 @@ export function tripBreaker(
       tripId: input.tripId,
       action: input.action,
     },
-    effects: suspend ? [{ type: "suspend" }, { type: "alert", level: "trip" }] : [{ type: "alert", level: "trip" }],
+    effects: suspend ? [{ type: "suspend" }, alert] : [alert],
   };
 }
 
-/** Closes the breaker; reactivates when a suspension was done or may have reached Twilio (failed attempts). */
-export function resetBreaker(breaker: Breaker, _input: { nowMs: number }): { breaker: Breaker; effects: Effect[] } {
-  const reactivate = breaker.suspension === "done" || breaker.suspension === "failed";
+/**
+ * Closes the breaker (an operator's reset). Reactivates when the guard suspended the account or may
+ * have: suspension done, pending (a request may be on its way or its answer lost) or failed (a failed
+ * attempt may still have reached Twilio). Reactivating an active account is harmless; leaving one
+ * suspended is not. Resetting a closed breaker changes nothing.
+ */
+export function reset(breaker: Breaker, _input: { nowMs: number }): Transition {
+  if (breaker.state === "closed") return { breaker, effects: [] };
+  const reactivate = breaker.suspension === "done" || breaker.suspension === "pending" || breaker.suspension === "failed";
   return { breaker: CLOSED_BREAKER, effects: reactivate ? [{ type: "reactivate" }] : [] };
+}
+
+/**
+ * Records the outcome of a suspension attempt for trip `tripId` (the breaker's current trip when omitted).
+ * - done: suspension done, then end the account's live calls (CONTRACT: after suspension); a repeat is a no-op;
+ * - retry: suspension failed (CONTRACT: "failed (retrying)"); the caller schedules the retry (backoff.ts);
+ * - failed: suspension failed for good; a trip-level alert says so.
+ * An outcome for a breaker that was reset meanwhile (closed, or open for another trip that does not
+ * suspend) changes nothing, except that a suspension that landed anyway is undone (reactivate).
+ */
+export function suspensionResult(breaker: Breaker, outcome: "done" | "failed" | "retry", tripId?: string): Transition {
+  const current = breaker.state === "open" && (tripId === undefined || tripId === breaker.tripId);
+  if (!current || breaker.suspension === "none") {
+    const unwanted = breaker.state === "closed" || breaker.suspension === "none";
+    return { breaker, effects: outcome === "done" && unwanted ? [{ type: "reactivate" }] : [] };
+  }
+  if (breaker.suspension === "done") return { breaker, effects: [] };
+  switch (outcome) {
+    case "done":
+      return { breaker: { ...breaker, suspension: "done" }, effects: [{ type: "end-calls" }] };
+    case "retry":
+      return { breaker: { ...breaker, suspension: "failed" }, effects: [] };
+    case "failed":
+      return {
+        breaker: { ...breaker, suspension: "failed" },
+        effects: [{ type: "alert", level: "trip", reason: "suspension failed and will not be retried" }],
+      };
+  }
 }
 
 /** Whether the breaker blocks inbound traffic at the edge: open, and its action was not `alert`. */
 export function breakerBlocks(breaker: Breaker): boolean {
   return breaker.state === "open" && breaker.action !== "alert";
 }
+
+/** The warn-level alert for a warning applyEvent reported. */
+export function warningAlert(warning: LimitWarning, warnAt: number): Effect {
+  return { type: "alert", level: "warn", reason: `${limitLabel(warning.limit)} reached ${Math.round(warnAt * 100)}% in ${warning.windowId}` };
+}
+
+/** Former names, kept for the Durable Object's existing imports. */
+export const tripBreaker = trip;
+export const resetBreaker = reset;

@@ -1,37 +1,49 @@
-// The spend policy (CONTRACT.md, "Policy"): its schema, its default, and strict validation. Pure.
+// The spend policy (CONTRACT.md, "Policy"): its schema, its default, and strict validation. Pure: no Env,
+// no Worker types. Money stays in USD floats here (what users write); limits.ts converts to micro-dollars.
 
 export type WindowKind = "minute" | "hour" | "day" | "month";
-export const WINDOW_KINDS: readonly WindowKind[] = ["minute", "hour", "day", "month"];
+/** Every window kind, shortest first (the order totals and evaluations use). */
+export const WINDOW_KINDS: readonly WindowKind[] = Object.freeze(["minute", "hour", "day", "month"]);
 
 export interface Limit {
   window: WindowKind;
-  /** Estimated spend in USD; exactly one of usd/events is set. */
+  /** Estimated spend in USD (at most 6 decimals: the ledger counts micro-dollars); exactly one of usd/events. */
   usd?: number;
-  /** Count of billable events. */
+  /** Count of billable events (a message or a call counts once, whatever its status callbacks). */
   events?: number;
 }
 
+/** USD per unit, used when a payload carries no Price of its own. */
 export interface Prices {
+  /** Per SMS segment (inbound and outbound). */
   smsSegment: number;
+  /** Per MMS message, whatever its segments. */
   mms: number;
+  /** Per voice minute (calls are billed per started minute). */
   voiceMinute: number;
 }
 
 export type PolicyAction = "suspend" | "block" | "alert";
 
 export interface Policy {
+  /** May be empty: the account is then counted (and shown) but never tripped by the ledger. */
   limits: Limit[];
+  /** Fraction of a limit at which one warning per limit and window is sent, in (0, 1]. */
   warnAt: number;
   action: PolicyAction;
   prices: Prices;
 }
 
-/** US list prices (twilio.com/en-us/sms/pricing/us, /voice/pricing/us): outbound SMS segment, MMS, inbound local minute. */
-export const DEFAULT_PRICES: Prices = { smsSegment: 0.0083, mms: 0.022, voiceMinute: 0.014 };
+/**
+ * US list prices: an SMS segment 0.0083 USD and an MMS 0.022 USD (https://www.twilio.com/en-us/sms/pricing/us),
+ * a local voice minute 0.014 USD (https://www.twilio.com/en-us/voice/pricing/us). Estimates only: a
+ * payload's own Price wins, and users outside the US should set their own.
+ */
+export const DEFAULT_PRICES: Prices = Object.freeze({ smsSegment: 0.0083, mms: 0.022, voiceMinute: 0.014 });
 
-/** CONTRACT default: one daily limit of 50 USD, warn at 80 %, suspend. */
+/** CONTRACT default: one daily limit of 50 USD, warn at 80 %, suspend. Deeply frozen: it is shared. */
 export const DEFAULT_POLICY: Policy = Object.freeze({
-  limits: [{ window: "day", usd: 50 }],
+  limits: Object.freeze([Object.freeze({ window: "day", usd: 50 })]) as Limit[],
   warnAt: 0.8,
   action: "suspend",
   prices: DEFAULT_PRICES,
@@ -40,11 +52,20 @@ export const DEFAULT_POLICY: Policy = Object.freeze({
 /** More limits than this is a mistake, not a policy; it also bounds the per-event evaluation cost. */
 export const MAX_LIMITS = 16;
 /** A price above 100 USD per unit is a typo (Twilio's dearest per-minute rates are a few USD). */
-const MAX_UNIT_PRICE_USD = 100;
-/** Limits are stored in micro-dollars as JS integers: keep them far below 2^53. */
-const MAX_LIMIT_USD = 1_000_000_000;
-const MAX_LIMIT_EVENTS = 1_000_000_000;
+export const MAX_UNIT_PRICE_USD = 100;
+/** 1e9 USD is 1e15 micro-dollars: integer sums stay exact, far below Number.MAX_SAFE_INTEGER (≈9e15). */
+export const MAX_LIMIT_USD = 1_000_000_000;
+/** The same bound for event counts: no account sends a billion messages in a window. */
+export const MAX_LIMIT_EVENTS = 1_000_000_000;
+/** Money is counted in micro-dollars, so a usd limit finer than 6 decimals cannot be honoured exactly. */
+const USD_DECIMALS = 6;
 
+const POLICY_KEYS = ["limits", "warnAt", "action", "prices"] as const;
+const LIMIT_KEYS = ["window", "usd", "events"] as const;
+const PRICE_KEYS = ["smsSegment", "mms", "voiceMinute"] as const;
+const ACTIONS: readonly PolicyAction[] = ["suspend", "block", "alert"];
+
+/** A policy that does not validate. `field` is the path of the offending value (`limits[1].usd`, `(json)`). */
 export class PolicyError extends Error {
   readonly field: string;
   constructor(field: string, problem: string) {
@@ -60,7 +81,7 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 
 function rejectUnknownKeys(value: Record<string, unknown>, allowed: readonly string[], path: string): void {
   for (const key of Object.keys(value)) {
-    if (!allowed.includes(key)) throw new PolicyError(path ? `${path}.${key}` : key, "unknown field");
+    if (!allowed.includes(key)) throw new PolicyError(path === "" ? key : `${path}.${key}`, "unknown field");
   }
 }
 
@@ -70,18 +91,24 @@ function positiveNumber(value: unknown, field: string, max: number): number {
   return value;
 }
 
+function hasAtMostDecimals(value: number, decimals: number): boolean {
+  const scale = 10 ** decimals;
+  return Math.round(value * scale) / scale === value;
+}
+
 function parseLimit(value: unknown, field: string): Limit {
   if (!isRecord(value)) throw new PolicyError(field, "must be an object");
-  rejectUnknownKeys(value, ["window", "usd", "events"], field);
-  if (!WINDOW_KINDS.includes(value.window as WindowKind)) throw new PolicyError(`${field}.window`, `must be one of ${WINDOW_KINDS.join(", ")}`);
+  rejectUnknownKeys(value, LIMIT_KEYS, field);
+  if (typeof value.window !== "string" || !WINDOW_KINDS.includes(value.window as WindowKind)) {
+    throw new PolicyError(`${field}.window`, `must be one of ${WINDOW_KINDS.join(", ")}`);
+  }
   const window = value.window as WindowKind;
   const hasUsd = value.usd !== undefined;
   const hasEvents = value.events !== undefined;
   if (hasUsd === hasEvents) throw new PolicyError(field, "needs exactly one of usd or events");
   if (hasUsd) {
     const usd = positiveNumber(value.usd, `${field}.usd`, MAX_LIMIT_USD);
-    // Money is counted in micro-dollars: a limit finer than that cannot be honoured exactly.
-    if (Math.round(usd * 1e6) / 1e6 !== usd) throw new PolicyError(`${field}.usd`, "must have at most 6 decimals");
+    if (!hasAtMostDecimals(usd, USD_DECIMALS)) throw new PolicyError(`${field}.usd`, `must have at most ${USD_DECIMALS} decimals`);
     return { window, usd };
   }
   const events = positiveNumber(value.events, `${field}.events`, MAX_LIMIT_EVENTS);
@@ -92,10 +119,11 @@ function parseLimit(value: unknown, field: string): Limit {
 function parsePrices(value: unknown): Prices {
   if (value === undefined) return { ...DEFAULT_PRICES };
   if (!isRecord(value)) throw new PolicyError("prices", "must be an object");
-  rejectUnknownKeys(value, ["smsSegment", "mms", "voiceMinute"], "prices");
+  rejectUnknownKeys(value, PRICE_KEYS, "prices");
   const price = (key: keyof Prices): number => {
     const v = value[key];
     if (v === undefined) return DEFAULT_PRICES[key];
+    // Zero is allowed: a user may decide a unit costs them nothing worth counting.
     if (typeof v !== "number" || !Number.isFinite(v) || v < 0) throw new PolicyError(`prices.${key}`, "must be a number ≥ 0");
     if (v > MAX_UNIT_PRICE_USD) throw new PolicyError(`prices.${key}`, `must be at most ${MAX_UNIT_PRICE_USD}`);
     return v;
@@ -104,15 +132,22 @@ function parsePrices(value: unknown): Prices {
 }
 
 /**
- * Validates a policy and returns a normalised copy. Strict: unknown fields are refused (a typo such as
- * "limit" must not silently mean "no limits"). `limits` may be empty: the account is then only counted.
+ * Validates a policy and returns a normalised copy (never the input's own objects). Strict: unknown
+ * fields are refused, so a typo such as "limit" cannot silently mean "no limits".
+ * - `limits` is required and may be empty (an explicit "count, never trip"); at most MAX_LIMITS.
+ * - `warnAt` defaults to 0.8 and must be in (0, 1]; `action` defaults to "suspend".
+ * - `prices` is optional; each missing price takes its DEFAULT_PRICES value.
  */
 export function parsePolicy(input: unknown): Policy {
   if (!isRecord(input)) throw new PolicyError("(policy)", "must be a JSON object");
-  rejectUnknownKeys(input, ["limits", "warnAt", "action", "prices"], "");
-  if (!Array.isArray(input.limits)) throw new PolicyError("limits", "must be an array");
-  if (input.limits.length > MAX_LIMITS) throw new PolicyError("limits", `at most ${MAX_LIMITS} limits`);
-  const limits = input.limits.map((l, i) => parseLimit(l, `limits[${i}]`));
+  rejectUnknownKeys(input, POLICY_KEYS, "");
+  const rawLimits = input.limits;
+  if (!Array.isArray(rawLimits)) throw new PolicyError("limits", "must be an array");
+  if (rawLimits.length > MAX_LIMITS) throw new PolicyError("limits", `must have at most ${MAX_LIMITS} limits`);
+  const limits: Limit[] = [];
+  // An index loop, not map(): map skips the holes of a sparse array, which must be refused, not dropped.
+  for (let i = 0; i < rawLimits.length; i++) limits.push(parseLimit(rawLimits[i], `limits[${i}]`));
+
   let warnAt = DEFAULT_POLICY.warnAt;
   if (input.warnAt !== undefined) {
     if (typeof input.warnAt !== "number" || !Number.isFinite(input.warnAt) || input.warnAt <= 0 || input.warnAt > 1) {
@@ -122,14 +157,13 @@ export function parsePolicy(input: unknown): Policy {
   }
   let action: PolicyAction = DEFAULT_POLICY.action;
   if (input.action !== undefined) {
-    if (input.action !== "suspend" && input.action !== "block" && input.action !== "alert") {
-      throw new PolicyError("action", "must be one of suspend, block, alert");
-    }
-    action = input.action;
+    if (!ACTIONS.includes(input.action as PolicyAction)) throw new PolicyError("action", `must be one of ${ACTIONS.join(", ")}`);
+    action = input.action as PolicyAction;
   }
   return { limits, warnAt, action, prices: parsePrices(input.prices) };
 }
 
+/** parsePolicy over JSON text; a syntax error is a PolicyError on the field "(json)". */
 export function parsePolicyJson(text: string): Policy {
   let parsed: unknown;
   try {

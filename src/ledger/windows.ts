@@ -1,16 +1,25 @@
 // UTC-aligned spend windows. Twilio's usage day (and its Usage Records "Today") is the UTC day
-// (https://www.twilio.com/docs/usage/api/usage-record), so every window here is aligned to UTC.
+// (https://www.twilio.com/docs/usage/api/usage-record), so every window here is aligned to UTC, whatever
+// the runtime's time zone: only epoch arithmetic and Date's getUTC*/Date.UTC are used. Pure.
 import { WINDOW_KINDS, type WindowKind } from "./policy.ts";
 
 export type { WindowKind } from "./policy.ts";
+/** Every window kind, shortest first. */
 export const ALL_WINDOWS: readonly WindowKind[] = WINDOW_KINDS;
 
+/** Fixed-length windows; a month is computed from the calendar (28 to 31 days). UTC has no DST. */
 const MINUTE_MS = 60_000;
 const HOUR_MS = 3_600_000;
 const DAY_MS = 86_400_000;
 
-/** Epoch ms at which the window of `kind` containing `nowMs` starts. */
+function checkTime(ms: number): void {
+  // new Date(ms) is valid only within ±8.64e15 ms; anything else is a caller's bug, not a window.
+  if (!Number.isFinite(ms) || Math.abs(ms) > 8.64e15) throw new RangeError(`not a valid epoch time: ${ms}`);
+}
+
+/** Epoch ms at which the window of `kind` containing `nowMs` starts (month: the 1st of the UTC month, 00:00). */
 export function windowStart(kind: WindowKind, nowMs: number): number {
+  checkTime(nowMs);
   switch (kind) {
     case "minute":
       return Math.floor(nowMs / MINUTE_MS) * MINUTE_MS;
@@ -25,23 +34,25 @@ export function windowStart(kind: WindowKind, nowMs: number): number {
   }
 }
 
-/** Epoch ms at which that window ends (the next one starts). */
+/** Epoch ms at which that window ends, exclusive: the start of the next one. */
 export function windowEnd(kind: WindowKind, nowMs: number): number {
+  const start = windowStart(kind, nowMs);
   switch (kind) {
     case "minute":
-      return windowStart(kind, nowMs) + MINUTE_MS;
+      return start + MINUTE_MS;
     case "hour":
-      return windowStart(kind, nowMs) + HOUR_MS;
+      return start + HOUR_MS;
     case "day":
-      return windowStart(kind, nowMs) + DAY_MS;
+      return start + DAY_MS;
     case "month": {
-      const d = new Date(nowMs);
+      const d = new Date(start);
+      // Date.UTC rolls month 12 over into January of the next year.
       return Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
     }
   }
 }
 
-/** A stable, readable key: minute:2026-11-28T13:05, hour:2026-11-28T13, day:2026-11-28, month:2026-11. */
+/** A stable, sortable key: minute:2026-11-28T13:05, hour:2026-11-28T13, day:2026-11-28, month:2026-11. */
 export function windowId(kind: WindowKind, nowMs: number): string {
   const iso = new Date(windowStart(kind, nowMs)).toISOString();
   switch (kind) {
@@ -57,10 +68,15 @@ export function windowId(kind: WindowKind, nowMs: number): string {
 }
 
 /**
- * A window's totals are kept until the window after it has ended too (the dashboard shows the
- * previous window beside the current one); after that they are pruned.
+ * Until when the totals of the window starting at `windowStartMs` are kept: to the end of the window
+ * after it, so that the dashboard can show the previous window beside the current one.
  */
+export function retainUntil(kind: WindowKind, windowStartMs: number): number {
+  return windowEnd(kind, windowEnd(kind, windowStartMs));
+}
+
+/** Whether the window starting at `windowStartMs` is neither the current nor the previous one at `nowMs`. */
 export function isPrunable(kind: WindowKind, windowStartMs: number, nowMs: number): boolean {
-  const next = windowEnd(kind, windowStartMs);
-  return nowMs >= windowEnd(kind, next);
+  checkTime(nowMs);
+  return nowMs >= retainUntil(kind, windowStartMs);
 }
