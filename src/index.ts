@@ -3,5 +3,6 @@ import { createApp } from "./app.ts";
 
 export { AccountGuard } from "./breaker/account-guard.ts";
 export { GuardDirectory } from "./accounts/directory.ts";
+export { AdminGate } from "./admin/gate.ts";
 
 export default createApp() satisfies ExportedHandler<Env>;

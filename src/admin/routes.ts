@@ -1,8 +1,42 @@
-// /admin and /admin/*: the operator API (CONTRACT.md, "Admin API"). Off (404) until built out.
+// /admin and /admin/*: the operator API (CONTRACT.md, "Admin API") and the dashboard page.
+//
+//   GET  /admin                                   the dashboard (HTML; see below for why no token)
+//   GET  /admin/accounts?after=&limit=            one page of accounts (keyset paging, default 50, max 500)
+//   GET  /admin/accounts/:sid                     snapshot (state, windows, policy, events, trips, history) + audit
+//   PUT  /admin/accounts/:sid/policy              set the account's policy (JSON body; `null` = back to GUARD_POLICY)
+//   POST /admin/accounts/:sid/trip                trip now; optional JSON body {"reason": "…"}
+//   POST /admin/accounts/:sid/reset               close the breaker, reactivate if the guard suspended
+//   POST /admin/accounts/:sid/usage-triggers      mirror the policy's usd limits as Twilio Usage Triggers
+//   GET  /admin/metrics                           Prometheus text (src/admin/metrics.ts, docs/metrics.md)
+//
+// Order of checks, so that nothing changes on a refused call and each refusal costs one gate RPC:
+//   1. ADMIN_TOKEN unset → 404 for every /admin route (indistinguishable from a route that does not exist);
+//   2. bad or missing bearer token → the failure is counted at the gate → 401, or 429 when locked out;
+//   3. route, method and input checks (400 naming the field, 404, 405) — after the gate confirmed no lockout;
+//   4. mutating call with ADMIN_TOTP_SECRET set: code checked here, consumed at the gate (once) → 403/429;
+//   5. the call itself; a mutation appends one audit entry.
+import { getConfig, ACCOUNT_SID_PATTERN, type Config } from "../config/config.ts";
+import type { AccountSnapshot } from "../breaker/account-guard.ts";
 import type { GuardEnv } from "../config/env.ts";
 import { GuardError } from "../http/errors.ts";
 import type { Logger } from "../http/log.ts";
+import { PolicyError, parsePolicy, type Policy } from "../ledger/policy.ts";
+import { createTwilioClient, TwilioRestError } from "../twilio/rest.ts";
 import type { WebhookTrace } from "../webhooks/handler.ts";
+import {
+  BEARER_CHALLENGE,
+  TOTP_HEADER,
+  bearerToken,
+  checkTotp,
+  tokenFingerprint,
+  tokenMatches,
+  totpKeyFor,
+  totpSecretId,
+} from "./auth.ts";
+import { dashboardResponse } from "./dashboard.ts";
+import { ADMIN_GATE_NAME, type AdminCall, type AuditEntry } from "./gate.ts";
+import { METRICS_AGGREGATOR_NAME, PROMETHEUS_CONTENT_TYPE, metrics, renderPrometheus, restCallObserver } from "./metrics.ts";
+import { ProvisioningError, provisionUsageTriggers, triggerCallbackUrl } from "./usage-triggers.ts";
 
 export interface AdminContext {
   env: GuardEnv;
@@ -12,6 +46,453 @@ export interface AdminContext {
   trace: WebhookTrace;
 }
 
-export async function handleAdmin(_request: Request, _ctx: AdminContext): Promise<Response> {
-  throw new GuardError(404, "not found", { reason: "admin-off" });
+/** CONTRACT: listing pages default to 50 accounts… */
+export const DEFAULT_PAGE_SIZE = 50;
+/** …and at most 500 (the directory's own cap): 500 snapshot RPCs in parallel is the most one page should cost. */
+export const MAX_PAGE_SIZE = 500;
+/** A policy is a few hundred bytes; 64 KiB (the webhook body cap too) is far more than any request needs. */
+const MAX_BODY_BYTES = 64 * 1024;
+/** An operator's trip reason is a sentence, not a document; it is stored in the trip history. */
+const MAX_REASON_CHARS = 200;
+/** The reason recorded when an operator trips without giving one. */
+const DEFAULT_TRIP_REASON = "tripped by an operator";
+/** The account page shows this many audit entries. */
+const ACCOUNT_AUDIT_ENTRIES = 100;
+
+type Operation =
+  | { kind: "list" }
+  | { kind: "metrics" }
+  | { kind: "account"; sid: string }
+  | { kind: "policy"; sid: string }
+  | { kind: "trip"; sid: string }
+  | { kind: "reset"; sid: string }
+  | { kind: "usage-triggers"; sid: string };
+
+type Mutation = Extract<Operation, { kind: AdminCall }>;
+
+const ACCOUNT_ROUTE = /^\/admin\/accounts\/([^/]+)(?:\/(policy|trip|reset|usage-triggers))?$/;
+
+const ROUTE_METHODS: Record<Operation["kind"], string> = {
+  list: "GET",
+  metrics: "GET",
+  account: "GET",
+  policy: "PUT",
+  trip: "POST",
+  reset: "POST",
+  "usage-triggers": "POST",
+};
+
+const CALL_NAMES: Record<AdminCall, string> = {
+  policy: "PUT /admin/accounts/:sid/policy",
+  trip: "POST /admin/accounts/:sid/trip",
+  reset: "POST /admin/accounts/:sid/reset",
+  "usage-triggers": "POST /admin/accounts/:sid/usage-triggers",
+};
+
+function json(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(body), {
+    status,
+    headers: { "content-type": "application/json; charset=utf-8", "cache-control": "no-store", ...headers },
+  });
+}
+
+function adminError(status: number, reason: string, message: string, details: Record<string, unknown> = {}, headers: Record<string, string> = {}): GuardError {
+  return new GuardError(status, message, { reason, details, headers: { "cache-control": "no-store", ...headers }, format: "json" });
+}
+
+function badField(field: string, message: string, reason = "invalid-request"): GuardError {
+  return adminError(400, reason, message, { field });
+}
+
+function rateLimited(limit: { retryAfterS: number }): GuardError {
+  return adminError(429, "admin-rate-limited", "too many failed admin attempts this minute; try again later", { retryAfter: limit.retryAfterS }, {
+    "retry-after": String(limit.retryAfterS),
+  });
+}
+
+function text(value: string | undefined): string | null {
+  const trimmed = (value ?? "").trim();
+  return trimmed === "" ? null : trimmed;
+}
+
+/** Which operation a path and method name: a GuardError (404/405/400) when none. */
+function resolve(method: string, path: string): Operation | GuardError {
+  let op: Operation | null = null;
+  if (path === "/admin/accounts") op = { kind: "list" };
+  else if (path === "/admin/metrics") op = { kind: "metrics" };
+  else {
+    const m = ACCOUNT_ROUTE.exec(path);
+    if (m) {
+      const sid = m[1]!;
+      const kind = (m[2] ?? "account") as Exclude<Operation["kind"], "list" | "metrics">;
+      if (ROUTE_METHODS[kind] !== method) {
+        return adminError(405, "method-not-allowed", `method not allowed: use ${ROUTE_METHODS[kind]}`, {}, { allow: ROUTE_METHODS[kind] });
+      }
+      if (!ACCOUNT_SID_PATTERN.test(sid)) return badField("sid", "sid: must be AC followed by 32 lowercase hex characters", "invalid-sid");
+      return { kind, sid };
+    }
+  }
+  if (op === null) return adminError(404, "not-found", "no such admin route");
+  if (ROUTE_METHODS[op.kind] !== method) {
+    return adminError(405, "method-not-allowed", `method not allowed: use ${ROUTE_METHODS[op.kind]}`, {}, { allow: ROUTE_METHODS[op.kind] });
+  }
+  return op;
+}
+
+async function readJsonBody(request: Request, optional: boolean): Promise<unknown> {
+  const declared = Number(request.headers.get("content-length") ?? "0");
+  if (declared > MAX_BODY_BYTES) throw adminError(413, "body-too-large", `body over ${MAX_BODY_BYTES} bytes`);
+  const bytes = new Uint8Array(await request.arrayBuffer());
+  if (bytes.length > MAX_BODY_BYTES) throw adminError(413, "body-too-large", `body over ${MAX_BODY_BYTES} bytes`);
+  const body = new TextDecoder().decode(bytes);
+  if (body.trim() === "") {
+    if (optional) return undefined;
+    throw badField("(json)", "(json): a JSON body is required");
+  }
+  try {
+    return JSON.parse(body) as unknown;
+  } catch {
+    throw badField("(json)", "(json): body is not valid JSON");
+  }
+}
+
+type MutationInput = { policy: Policy | null } | { reason: string } | Record<string, never>;
+
+/** Validates a mutation's input before any code is consumed: an invalid call changes nothing. */
+async function mutationInput(op: Mutation, request: Request): Promise<MutationInput> {
+  if (op.kind === "policy") {
+    const body = await readJsonBody(request, false);
+    if (body === null) return { policy: null };
+    try {
+      return { policy: parsePolicy(body) };
+    } catch (error) {
+      if (error instanceof PolicyError) throw badField(error.field, error.message, "invalid-policy");
+      throw error;
+    }
+  }
+  if (op.kind === "trip") {
+    const body = await readJsonBody(request, true);
+    if (body === undefined) return { reason: DEFAULT_TRIP_REASON };
+    if (typeof body !== "object" || body === null || Array.isArray(body)) throw badField("(json)", "(json): must be an object like {\"reason\": \"…\"}");
+    const extra = Object.keys(body).find((k) => k !== "reason");
+    if (extra !== undefined) throw badField(extra, `${extra}: unknown field`);
+    const reason = (body as { reason?: unknown }).reason;
+    if (reason === undefined) return { reason: DEFAULT_TRIP_REASON };
+    if (typeof reason !== "string" || reason.trim() === "" || reason.length > MAX_REASON_CHARS) {
+      throw badField("reason", `reason: must be a non-empty string of at most ${MAX_REASON_CHARS} characters`);
+    }
+    return { reason: reason.trim() };
+  }
+  // reset and usage-triggers take no input; a body is ignored.
+  return {};
+}
+
+function gate(env: GuardEnv) {
+  return env.ADMIN_GATE.getByName(ADMIN_GATE_NAME);
+}
+
+function guard(env: GuardEnv, sid: string) {
+  return env.ACCOUNT_GUARD.getByName(sid);
+}
+
+async function ensureNotLimited(env: GuardEnv, now: number): Promise<void> {
+  const limit = await gate(env).check(now);
+  if (limit.limited) throw rateLimited(limit);
+}
+
+async function refuse(env: GuardEnv, now: number, status: 401 | 403, reason: string, message: string): Promise<never> {
+  const limit = await gate(env).fail(now);
+  metrics.inc("guard_admin_auth_failures_total", { reason });
+  if (limit.limited) throw rateLimited(limit);
+  if (status === 401) throw adminError(401, reason, message, {}, { "www-authenticate": BEARER_CHALLENGE });
+  throw adminError(403, reason, message);
+}
+
+/** The second factor of a mutating call; true when a code was checked and consumed. */
+async function secondFactor(request: Request, config: Config, env: GuardEnv, now: number): Promise<boolean> {
+  if (config.adminTotpSecret === null) {
+    await ensureNotLimited(env, now);
+    return false;
+  }
+  const key = await totpKeyFor(config.adminTotpSecret);
+  const check = await checkTotp(key, request.headers.get(TOTP_HEADER), now);
+  if (check.status === "missing") return refuse(env, now, 403, "totp-required", `this call needs a TOTP code in ${TOTP_HEADER}`);
+  if (check.status === "invalid") return refuse(env, now, 403, "totp-invalid", "TOTP code is wrong or expired");
+  const consumed = await gate(env).consumeTotp(await totpSecretId(config.adminTotpSecret), check.step, now);
+  if (consumed.status === "limited") throw rateLimited(consumed);
+  if (consumed.status === "reused") {
+    metrics.inc("guard_admin_auth_failures_total", { reason: "totp-reused" });
+    throw adminError(403, "totp-reused", "this TOTP code was already used; wait for the next one");
+  }
+  return true;
+}
+
+/** The page of the dashboard: served without a bearer token (see handleAdmin), never with data. */
+async function servePage(request: Request, env: GuardEnv, now: number): Promise<Response> {
+  if (request.method !== "GET" && request.method !== "HEAD") {
+    throw adminError(405, "method-not-allowed", "method not allowed: use GET", {}, { allow: "GET" });
+  }
+  await ensureNotLimited(env, now);
+  return dashboardResponse(request.method === "HEAD");
+}
+
+export async function handleAdmin(request: Request, ctx: AdminContext): Promise<Response> {
+  const { env } = ctx;
+  const adminToken = text(env.ADMIN_TOKEN);
+  // The admin API is off until ADMIN_TOKEN is set: every /admin route is a plain 404, like a route that
+  // does not exist, so an unconfigured deployment does not even reveal that it has an admin console.
+  if (adminToken === null) throw new GuardError(404, "not found", { reason: "admin-off" });
+  try {
+    return await routeAdmin(request, ctx, adminToken);
+  } finally {
+    metrics.flush(env, ctx.waitUntil);
+  }
+}
+
+async function routeAdmin(request: Request, ctx: AdminContext, adminToken: string): Promise<Response> {
+  const { env } = ctx;
+  const now = ctx.now();
+  const url = new URL(request.url);
+  const path = url.pathname.replace(/\/+$/, "");
+
+  // GET /admin is the dashboard page and is served WITHOUT a bearer token: a browser navigation cannot
+  // send an Authorization header, and the page is static (inline code, no data). The operator signs in
+  // on the page; every data call it makes is an /admin/* API call with the token. Only when ADMIN_TOKEN
+  // is set (checked above), and still subject to the failure lockout.
+  if (path === "/admin") return servePage(request, env, now);
+
+  const presented = bearerToken(request.headers.get("authorization"));
+  if (!(await tokenMatches(presented, adminToken))) {
+    return refuse(env, now, 401, presented === null ? "token-missing" : "token-invalid", "a valid admin bearer token is required");
+  }
+  const config = getConfig(env);
+  const op = resolve(request.method, path);
+
+  if (op instanceof GuardError || !isMutation(op)) {
+    await ensureNotLimited(env, now);
+    if (op instanceof GuardError) throw op;
+    if (op.kind !== "list" && op.kind !== "metrics") ctx.trace.account = op.sid;
+    if (op.kind === "list") return listAccounts(env, config, url);
+    if (op.kind === "metrics") return metricsText(env);
+    return accountDetail(env, config, op.sid);
+  }
+
+  ctx.trace.account = op.sid;
+  let input: MutationInput;
+  try {
+    input = await mutationInput(op, request);
+  } catch (error) {
+    // A locked-out caller learns nothing, not even that its input was wrong.
+    await ensureNotLimited(env, now);
+    throw error;
+  }
+  const totp = await secondFactor(request, config, env, now);
+  return mutate(op, input, { env, config, now, totp, url, logger: ctx.logger, token: await tokenFingerprint(adminToken) });
+}
+
+function isMutation(op: Operation): op is Mutation {
+  return op.kind === "policy" || op.kind === "trip" || op.kind === "reset" || op.kind === "usage-triggers";
+}
+
+// ---------------------------------------------------------------- reads
+
+function breakerView(s: Pick<AccountSnapshot, "breaker">) {
+  const b = s.breaker;
+  return {
+    state: b.state,
+    suspension: b.suspension,
+    reason: b.reason ?? null,
+    openedAt: b.openedAt ?? null,
+    blocks: b.blocks,
+    retrying: b.retrying,
+  };
+}
+
+function windowsView(s: Pick<AccountSnapshot, "windows">) {
+  return s.windows.map((w) => ({ window: w.window, windowId: w.windowId, usd: w.usd, events: w.events, limits: w.limits }));
+}
+
+function parsePageSize(value: string | null): number {
+  if (value === null || value === "") return DEFAULT_PAGE_SIZE;
+  if (!/^[0-9]+$/.test(value)) throw badField("limit", `limit: must be a whole number from 1 to ${MAX_PAGE_SIZE}`);
+  const n = Number(value);
+  if (n < 1 || n > MAX_PAGE_SIZE) throw badField("limit", `limit: must be a whole number from 1 to ${MAX_PAGE_SIZE}`);
+  return n;
+}
+
+async function listAccounts(env: GuardEnv, config: Config, url: URL): Promise<Response> {
+  const limit = parsePageSize(url.searchParams.get("limit"));
+  const after = url.searchParams.get("after") ?? "";
+  if (after !== "" && !ACCOUNT_SID_PATTERN.test(after)) throw badField("after", "after: must be an Account SID (the `next` of the previous page)");
+  const directory = env.DIRECTORY.getByName("directory");
+  const [page, total] = await Promise.all([directory.listAccounts({ after, limit }), directory.countAccounts()]);
+  // One snapshot RPC per account, all in parallel: a page costs one round trip, not `limit` of them.
+  const observedAt = Date.now();
+  const snapshots = await Promise.allSettled(page.accounts.map((a) => guard(env, a.sid).snapshot()));
+  const accounts = page.accounts.map((a, i) => {
+    const result = snapshots[i]!;
+    const base = { sid: a.sid, isParent: a.isParent, firstSeenAt: a.firstSeenAt };
+    if (result.status === "rejected") return { ...base, error: "snapshot unavailable" };
+    const s = result.value;
+    // What the operator sees also refreshes the open-breakers gauge (real time: the latest report wins).
+    metrics.breaker(a.sid, s.breaker.state, observedAt);
+    return { ...base, breaker: breakerView(s), action: s.policy.action, policySource: s.policySource, windows: windowsView(s) };
+  });
+  return json({ accounts, next: page.next, total, totpRequired: config.adminTotpSecret !== null });
+}
+
+async function accountDetail(env: GuardEnv, config: Config, sid: string): Promise<Response> {
+  const observedAt = Date.now();
+  const [snapshot, records] = await Promise.all([guard(env, sid).snapshot(), gate(env).audit({ account: sid, limit: ACCOUNT_AUDIT_ENTRIES })]);
+  const audit = records.map(({ beforeJson, afterJson, ...rest }) => ({ ...rest, before: JSON.parse(beforeJson) as unknown, after: JSON.parse(afterJson) as unknown }));
+  if (snapshot.sid === "" && audit.length === 0) {
+    throw adminError(404, "unknown-account", "the guard has recorded nothing for this account yet");
+  }
+  if (snapshot.sid !== "") metrics.breaker(sid, snapshot.breaker.state, observedAt);
+  return json({ account: { ...snapshot, sid }, audit, totpRequired: config.adminTotpSecret !== null });
+}
+
+async function metricsText(env: GuardEnv): Promise<Response> {
+  // This isolate's own pending deltas first, so a scrape always includes what it can see locally.
+  await metrics.flushNow(env);
+  const [aggregate, accounts] = await Promise.all([
+    env.ADMIN_GATE.getByName(METRICS_AGGREGATOR_NAME).readMetrics(),
+    env.DIRECTORY.getByName("directory").countAccounts().catch(() => null),
+  ]);
+  return new Response(renderPrometheus(aggregate, { accounts }), {
+    headers: { "content-type": PROMETHEUS_CONTENT_TYPE, "cache-control": "no-store" },
+  });
+}
+
+// ---------------------------------------------------------------- mutations
+
+interface MutationContext {
+  env: GuardEnv;
+  config: Config;
+  now: number;
+  totp: boolean;
+  url: URL;
+  logger: Logger;
+  token: string;
+}
+
+interface MutationResult {
+  response: Response;
+  before: unknown;
+  after: unknown;
+  outcome: string;
+  detail: string;
+}
+
+async function mutate(op: Mutation, input: MutationInput, m: MutationContext): Promise<Response> {
+  const entry = (r: Omit<MutationResult, "response">): AuditEntry => ({
+    atMs: m.now,
+    call: CALL_NAMES[op.kind],
+    action: op.kind,
+    account: op.sid,
+    tokenFingerprint: m.token,
+    totp: m.totp,
+    beforeJson: JSON.stringify(r.before ?? null),
+    afterJson: JSON.stringify(r.after ?? null),
+    outcome: r.outcome,
+    detail: r.detail,
+  });
+  let result: MutationResult;
+  try {
+    result = await execute(op, input, m);
+  } catch (error) {
+    // The call was authorised and attempted: its failure is audited too, then answered by the funnel.
+    const detail = error instanceof GuardError ? error.publicMessage : error instanceof Error ? m.logger.redact(error.message) : "failed";
+    metrics.inc("guard_admin_mutations_total", { call: op.kind, outcome: "error" });
+    await appendAudit(m, entry({ before: null, after: null, outcome: "error", detail }));
+    throw error;
+  }
+  metrics.inc("guard_admin_mutations_total", { call: op.kind, outcome: result.outcome === "ok" ? "ok" : "error" });
+  await appendAudit(m, entry(result));
+  return result.response;
+}
+
+async function appendAudit(m: MutationContext, entry: AuditEntry): Promise<void> {
+  try {
+    await gate(m.env).appendAudit(entry);
+  } catch (error) {
+    // The mutation is done and cannot be undone; losing its audit line must at least be loud.
+    m.logger.error("admin-audit-failed", error, { account: entry.account, call: entry.call });
+  }
+}
+
+async function execute(op: Mutation, input: MutationInput, m: MutationContext): Promise<MutationResult> {
+  const stub = guard(m.env, op.sid);
+  switch (op.kind) {
+    case "policy": {
+      const policy = (input as { policy: Policy | null }).policy;
+      const before = await stub.snapshot();
+      const after = await stub.setPolicy(op.sid, policy);
+      return {
+        response: json({ account: after }),
+        before: { policy: before.policy, policySource: before.policySource },
+        after: { policy: after.policy, policySource: after.policySource },
+        outcome: "ok",
+        detail: policy === null ? "policy removed: GUARD_POLICY applies" : "account policy set",
+      };
+    }
+    case "trip": {
+      const reason = (input as { reason: string }).reason;
+      const before = await stub.snapshot();
+      const after = await stub.tripNow(op.sid, reason, m.now);
+      // Gauge reports carry real time (not the injectable clock): the latest observation must win.
+      metrics.breaker(op.sid, after.breaker.state, Date.now());
+      const already = before.breaker.state === "open";
+      return {
+        response: json({ account: after, tripped: !already }),
+        before: breakerView(before),
+        after: breakerView(after),
+        outcome: "ok",
+        detail: already ? "breaker was already open: nothing changed" : `breaker opened: ${reason}`,
+      };
+    }
+    case "reset": {
+      const before = await stub.snapshot();
+      const { snapshot: after, reactivation } = await stub.reset(op.sid, m.now);
+      metrics.breaker(op.sid, after.breaker.state, Date.now());
+      return {
+        response: json({ account: after, reactivation }),
+        before: breakerView(before),
+        after: { ...breakerView(after), reactivation },
+        outcome: "ok",
+        detail: `${before.breaker.state === "open" ? "breaker closed" : "breaker was already closed"}; reactivation ${reactivation}`,
+      };
+    }
+    case "usage-triggers": {
+      const snapshot = await stub.snapshot();
+      const client = createTwilioClient({
+        apiBase: m.config.apiBase,
+        accountSid: m.config.accountSid,
+        authToken: m.config.authTokens[0]!,
+        onCall: restCallObserver(),
+      });
+      const callbackUrl = triggerCallbackUrl(m.config.publicUrl, m.url.href);
+      try {
+        const report = await provisionUsageTriggers(client, op.sid, snapshot.policy, callbackUrl);
+        return {
+          response: json(report),
+          before: null,
+          after: report,
+          outcome: "ok",
+          detail: `${report.created.length} created, ${report.kept.length} kept, ${report.deleted.length} deleted, ${report.skipped.length} skipped`,
+        };
+      } catch (error) {
+        if (!(error instanceof ProvisioningError)) throw error;
+        const cause = error.cause;
+        const message = cause instanceof TwilioRestError ? cause.message : "Twilio REST call failed";
+        return {
+          response: json({ error: "twilio-rest-failed", message, ...error.partial }, 502),
+          before: null,
+          after: error.partial,
+          outcome: "error",
+          detail: message,
+        };
+      }
+    }
+  }
 }

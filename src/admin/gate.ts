@@ -1,0 +1,206 @@
+// AdminGate: the admin console's shared state, in one Durable Object class (SQLite storage) with two
+// instances, so metric traffic never queues behind an operator's sign-in:
+//   - "admin" (ADMIN_GATE_NAME): failed admin attempts per UTC minute (the global rate limit), the last
+//     accepted TOTP step (a code is accepted once), and the audit trail of every admin mutation;
+//   - "metrics" (METRICS_AGGREGATOR_NAME, src/admin/metrics.ts): the sum of every isolate's counter
+//     deltas and each account's latest breaker state.
+// A thin shell: the decisions are in auth.ts and metrics.ts. Every method is synchronous, so each runs
+// alone from start to end (a Durable Object interleaves calls only at awaits): checking and consuming
+// a TOTP step, or checking and counting a failure, is atomic across every isolate of the guard.
+import { DurableObject } from "cloudflare:workers";
+import type { GuardEnv } from "../config/env.ts";
+import { minuteOf, rateLimit, type RateLimit } from "./auth.ts";
+import type { AggregatedMetrics, MetricsBatch } from "./metrics.ts";
+
+export const ADMIN_GATE_NAME = "admin";
+/** The audit trail keeps this many entries (all accounts together); older ones are pruned. */
+const AUDIT_KEPT = 20_000;
+/** Prune the audit trail every this many appends, not on each: one DELETE per hundred mutations. */
+const AUDIT_PRUNE_EVERY = 100;
+/** An account page shows at most this many audit entries. */
+export const AUDIT_PAGE_MAX = 500;
+/** The aggregator refuses new series beyond this many (existing ones keep counting): bounded storage. */
+const MAX_SERIES = 5_000;
+/** before/after snapshots in an audit entry are capped; a policy is far smaller. */
+const MAX_AUDIT_JSON_CHARS = 16_384;
+
+export type AdminCall = "policy" | "trip" | "reset" | "usage-triggers";
+
+export interface AuditEntry {
+  atMs: number;
+  /** The API call, e.g. "POST /admin/accounts/:sid/trip". */
+  call: string;
+  /** Short name of the call: policy, trip, reset, usage-triggers. */
+  action: AdminCall;
+  account: string;
+  /** First 12 hex of SHA-256 of the bearer token used (auth.ts tokenFingerprint); never the token. */
+  tokenFingerprint: string;
+  /** Whether a TOTP code was checked and consumed for this call. */
+  totp: boolean;
+  /** JSON text of the state before and after (breaker, policy, or the usage-trigger report); "null" when none. */
+  beforeJson: string;
+  afterJson: string;
+  /** "ok", or "error: …"; plus a short detail (e.g. "reactivation done"). */
+  outcome: string;
+  detail: string;
+}
+
+export interface AuditRecord extends AuditEntry {
+  id: number;
+}
+
+export type TotpConsumption = { status: "ok" } | { status: "reused" } | { status: "limited"; retryAfterS: number };
+
+function cappedJson(text: string): string {
+  return text.length <= MAX_AUDIT_JSON_CHARS ? text : JSON.stringify({ truncated: true, chars: text.length });
+}
+
+export class AdminGate extends DurableObject<GuardEnv> {
+  readonly #sql: SqlStorage;
+
+  constructor(ctx: DurableObjectState, env: GuardEnv) {
+    super(ctx, env);
+    this.#sql = ctx.storage.sql;
+    this.#sql.exec(`
+      CREATE TABLE IF NOT EXISTS failures (minute INTEGER PRIMARY KEY, count INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS totp_steps (secret_id TEXT PRIMARY KEY, last_step INTEGER NOT NULL, at_ms INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, call TEXT NOT NULL,
+        action TEXT NOT NULL, account TEXT NOT NULL, token_fp TEXT NOT NULL, totp INTEGER NOT NULL, before_json TEXT NOT NULL,
+        after_json TEXT NOT NULL, outcome TEXT NOT NULL, detail TEXT NOT NULL);
+      CREATE INDEX IF NOT EXISTS audit_by_account ON audit (account, id);
+      CREATE TABLE IF NOT EXISTS counters (name TEXT NOT NULL, labels TEXT NOT NULL, value INTEGER NOT NULL, PRIMARY KEY (name, labels));
+      CREATE TABLE IF NOT EXISTS breakers (sid TEXT PRIMARY KEY, open INTEGER NOT NULL, at_ms INTEGER NOT NULL);
+      CREATE INDEX IF NOT EXISTS breakers_open ON breakers (open);
+      CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    `);
+  }
+
+  // ---------------------------------------------------------------- rate limit and TOTP ("admin")
+
+  #failures(nowMs: number): number {
+    return this.#sql.exec<{ count: number }>("SELECT count FROM failures WHERE minute = ?", minuteOf(nowMs)).toArray()[0]?.count ?? 0;
+  }
+
+  /** Whether admin calls are refused right now (too many failures this UTC minute). Changes nothing. */
+  check(nowMs: number): RateLimit {
+    return rateLimit(this.#failures(nowMs), nowMs);
+  }
+
+  /**
+   * Counts one failed attempt, unless calls are already refused (a refused call changes nothing).
+   * Returns the state *before* this failure: `limited` means answer 429, otherwise 401/403.
+   */
+  fail(nowMs: number): RateLimit {
+    const before = this.check(nowMs);
+    if (before.limited) return before;
+    const minute = minuteOf(nowMs);
+    this.#sql.exec("DELETE FROM failures WHERE minute < ?", minute);
+    this.#sql.exec(
+      "INSERT INTO failures (minute, count) VALUES (?, 1) ON CONFLICT (minute) DO UPDATE SET count = count + 1",
+      minute,
+    );
+    return before;
+  }
+
+  /**
+   * Accepts a matched TOTP step once: refused (and counted as a failure) when it is not above the last
+   * step accepted for this secret. Checked and recorded in one synchronous step, so two isolates
+   * presenting the same code at the same moment cannot both succeed.
+   */
+  consumeTotp(secretId: string, step: number, nowMs: number): TotpConsumption {
+    const limit = this.check(nowMs);
+    if (limit.limited) return { status: "limited", retryAfterS: limit.retryAfterS };
+    const last = this.#sql.exec<{ last_step: number }>("SELECT last_step FROM totp_steps WHERE secret_id = ?", secretId).toArray()[0]?.last_step;
+    if (last !== undefined && step <= last) {
+      this.fail(nowMs);
+      return { status: "reused" };
+    }
+    this.#sql.exec("INSERT OR REPLACE INTO totp_steps (secret_id, last_step, at_ms) VALUES (?, ?, ?)", secretId, step, nowMs);
+    return { status: "ok" };
+  }
+
+  // ---------------------------------------------------------------- audit trail ("admin")
+
+  appendAudit(entry: AuditEntry): number {
+    const id = this.#sql
+      .exec<{ id: number }>(
+        `INSERT INTO audit (at_ms, call, action, account, token_fp, totp, before_json, after_json, outcome, detail)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+        entry.atMs, entry.call, entry.action, entry.account, entry.tokenFingerprint, entry.totp ? 1 : 0,
+        cappedJson(entry.beforeJson), cappedJson(entry.afterJson), entry.outcome, entry.detail,
+      )
+      .one().id;
+    if (id % AUDIT_PRUNE_EVERY === 0) this.#sql.exec("DELETE FROM audit WHERE id <= ?", id - AUDIT_KEPT);
+    return id;
+  }
+
+  /** Newest first; one account's entries, or every account's when `account` is omitted. */
+  audit(options: { account?: string; limit?: number } = {}): AuditRecord[] {
+    const limit = Math.max(1, Math.min(options.limit ?? 100, AUDIT_PAGE_MAX));
+    type Row = { id: number; at_ms: number; call: string; action: string; account: string; token_fp: string; totp: number; before_json: string; after_json: string; outcome: string; detail: string };
+    const rows =
+      options.account === undefined
+        ? this.#sql.exec<Row>("SELECT * FROM audit ORDER BY id DESC LIMIT ?", limit).toArray()
+        : this.#sql.exec<Row>("SELECT * FROM audit WHERE account = ? ORDER BY id DESC LIMIT ?", options.account, limit).toArray();
+    return rows.map((r) => ({
+      id: r.id,
+      atMs: r.at_ms,
+      call: r.call,
+      action: r.action as AdminCall,
+      account: r.account,
+      tokenFingerprint: r.token_fp,
+      totp: r.totp === 1,
+      beforeJson: r.before_json,
+      afterJson: r.after_json,
+      outcome: r.outcome,
+      detail: r.detail,
+    }));
+  }
+
+  // ---------------------------------------------------------------- metrics aggregation ("metrics")
+
+  /** Adds one isolate's deltas and breaker reports, in one transaction. */
+  addMetrics(batch: MetricsBatch): void {
+    this.ctx.storage.transactionSync(() => {
+      let series = this.#sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM counters").one().n;
+      for (const c of batch.counters ?? []) {
+        if (typeof c.name !== "string" || typeof c.labels !== "string" || !Number.isFinite(c.n) || c.n <= 0) continue;
+        const updated = this.#sql.exec("UPDATE counters SET value = value + ? WHERE name = ? AND labels = ?", Math.round(c.n), c.name, c.labels).rowsWritten;
+        if (updated === 0 && series < MAX_SERIES) {
+          this.#sql.exec("INSERT INTO counters (name, labels, value) VALUES (?, ?, ?)", c.name, c.labels, Math.round(c.n));
+          series += 1;
+        }
+      }
+      for (const b of batch.breakers ?? []) {
+        if (typeof b.sid !== "string" || !Number.isFinite(b.atMs)) continue;
+        // The latest report wins: a late batch from another isolate cannot reopen a breaker closed since.
+        this.#sql.exec(
+          `INSERT INTO breakers (sid, open, at_ms) VALUES (?, ?, ?)
+           ON CONFLICT (sid) DO UPDATE SET open = excluded.open, at_ms = excluded.at_ms WHERE excluded.at_ms >= breakers.at_ms`,
+          b.sid, b.open ? 1 : 0, b.atMs,
+        );
+      }
+      const batches = Number(this.#meta("batches") ?? "0") + 1;
+      this.#setMeta("batches", String(batches));
+      this.#setMeta("last_batch_at", String(Date.now()));
+    });
+  }
+
+  readMetrics(): AggregatedMetrics {
+    const lastBatch = this.#meta("last_batch_at");
+    return {
+      counters: this.#sql.exec<{ name: string; labels: string; value: number }>("SELECT name, labels, value FROM counters ORDER BY name, labels").toArray(),
+      openBreakers: this.#sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM breakers WHERE open = 1").one().n,
+      batches: Number(this.#meta("batches") ?? "0"),
+      lastBatchAtMs: lastBatch === null ? null : Number(lastBatch),
+    };
+  }
+
+  #meta(key: string): string | null {
+    return this.#sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = ?", key).toArray()[0]?.value ?? null;
+  }
+
+  #setMeta(key: string, value: string): void {
+    this.#sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", key, value);
+  }
+}

@@ -1,0 +1,351 @@
+// Guard metrics: in-isolate counters, flushed as deltas to one aggregating Durable Object, rendered as
+// Prometheus text by GET /admin/metrics. See docs/metrics.md.
+//
+// How the figures are aggregated, and how fresh they are:
+//   - Code anywhere (the Worker's request path, every Durable Object) calls `metrics.inc(name, labels, n)`:
+//     a Map update in this isolate's memory, nothing else, so it costs nothing on the hot path.
+//   - `metrics.flush(env, waitUntil)` (called once per request, and by Durable Objects after their work)
+//     sends the accumulated *deltas* to the AdminGate instance named "metrics" over RPC, at most once per
+//     METRICS_FLUSH_INTERVAL_MS per isolate. A flush that comes too soon schedules one delayed send (kept
+//     alive by waitUntil) for when the interval is up, so an isolate that goes quiet still reports.
+//   - The aggregator adds the deltas up in SQLite: the figures are global, across every isolate and
+//     every Durable Object, and survive restarts. GET /admin/metrics also pushes its own isolate's
+//     pending deltas before reading.
+//   - So a figure is at most ~5 s behind what happened, plus whatever an isolate had not flushed when it
+//     was evicted (lost: counters are best-effort, the spend ledger is not). A send that fails is merged
+//     back and retried with the next flush; a send that reached the aggregator but whose answer was lost
+//     is counted again (rare; counters may over-count by one batch, never go backwards).
+//   - Open breakers are not a counter but a state: each report carries `(sid, open, atMs)` and the
+//     aggregator keeps the latest per account, so the gauge cannot drift when a report is lost or repeated.
+//
+// For the webhook handler and the AccountGuard: `import { metrics } from "../admin/metrics.ts"`, then
+//   metrics.inc("guard_requests_verified_total", { via: "signature" });
+//   metrics.inc("guard_requests_rejected_total", { reason: error.reason });
+//   metrics.inc("guard_breaker_trips_total", { reason: "limit" });
+//   metrics.breaker(sid, "open", nowMs);
+//   createTwilioClient({ ..., onCall: restCallObserver() });
+//   metrics.flush(env, (p) => ctx.waitUntil(p));   // once per request / after a Durable Object's work
+// Counter names and their labels are typed: a typo or a missing label fails the typecheck.
+import type { GuardEnv } from "../config/env.ts";
+import type { RestPurpose, RestStatus } from "../twilio/rest.ts";
+
+/** At most one RPC to the aggregator per isolate per 5 s: bounded load on one Durable Object, ~5 s fresh. */
+export const METRICS_FLUSH_INTERVAL_MS = 5_000;
+/** A scheduled send that has not happened this long after its time was lost (its request context ended). */
+const LOST_SEND_AFTER_MS = 30_000;
+/** Distinct label sets one isolate accumulates per counter before folding new ones into "other". */
+const MAX_SERIES_PER_COUNTER = 200;
+/** Label values are identifiers (reasons, purposes, statuses); anything longer is cut. */
+const MAX_LABEL_VALUE_CHARS = 64;
+/** The label value new series fold into once a counter has MAX_SERIES_PER_COUNTER of them. */
+export const OVERFLOW_LABEL_VALUE = "other";
+/** The name of the AdminGate instance that aggregates (the class also serves "admin"). */
+export const METRICS_AGGREGATOR_NAME = "metrics";
+
+interface CounterSpec {
+  help: string;
+  labels: readonly string[];
+}
+
+/** Every counter the guard exports. Prometheus convention: counters end in _total. */
+export const COUNTERS = {
+  guard_requests_verified_total: {
+    help: "Webhook and usage-trigger requests that passed verification, by method (signature, basic).",
+    labels: ["via"],
+  },
+  guard_requests_rejected_total: {
+    help: "Requests refused before forwarding, by reason (the GuardError reason, e.g. bad-signature, body-too-large).",
+    labels: ["reason"],
+  },
+  guard_requests_forwarded_total: {
+    help: "Verified webhooks forwarded to ORIGIN_URL, by the origin's status class (2xx, 4xx, 5xx, error).",
+    labels: ["status"],
+  },
+  guard_requests_blocked_total: {
+    help: "Inbound messages and calls answered at the edge because the account's breaker is open.",
+    labels: [],
+  },
+  guard_duplicates_total: {
+    help: "Webhooks seen before (Twilio retries), forwarded with X-Guard-Duplicate and counted once.",
+    labels: [],
+  },
+  guard_breaker_trips_total: {
+    help: "Breakers opened, by cause (limit, usage-trigger, operator).",
+    labels: ["reason"],
+  },
+  guard_warnings_total: {
+    help: "Spend warnings raised (a limit's warnAt share reached), once per limit and window.",
+    labels: [],
+  },
+  guard_rest_calls_total: {
+    help: "HTTP requests made to the Twilio REST API, by purpose.",
+    labels: ["purpose"],
+  },
+  guard_rest_failures_total: {
+    help: "Twilio REST requests that failed, by purpose and status (HTTP status, timeout, network).",
+    labels: ["purpose", "status"],
+  },
+  guard_admin_auth_failures_total: {
+    help: "Refused admin calls, by reason (token-missing, token-invalid, totp-required, totp-invalid, totp-reused).",
+    labels: ["reason"],
+  },
+  guard_admin_mutations_total: {
+    help: "Admin API mutations executed, by call (policy, trip, reset, usage-triggers) and outcome (ok, error).",
+    labels: ["call", "outcome"],
+  },
+} as const satisfies Record<string, CounterSpec>;
+
+export type CounterName = keyof typeof COUNTERS;
+/** The labels a counter takes: exactly the names its spec lists, each a string. */
+export type CounterLabels<N extends CounterName> = { [K in (typeof COUNTERS)[N]["labels"][number]]: string };
+
+/** What one flush carries to the aggregator. Plain data: it crosses an RPC boundary. */
+export interface MetricsBatch {
+  /** `labels` is the canonical JSON of the label object (keys in the spec's order). */
+  counters: Array<{ name: string; labels: string; n: number }>;
+  breakers: Array<{ sid: string; open: boolean; atMs: number }>;
+}
+
+/** What the aggregator holds; the read side of GET /admin/metrics. */
+export interface AggregatedMetrics {
+  counters: Array<{ name: string; labels: string; value: number }>;
+  openBreakers: number;
+  batches: number;
+  lastBatchAtMs: number | null;
+}
+
+/** Where a batch goes; in production the AdminGate "metrics" instance, in unit tests anything. */
+export type MetricsSink = (batch: MetricsBatch) => Promise<void>;
+
+function canonicalLabels(labels: Record<string, string>, spec: CounterSpec): string {
+  const out: Record<string, string> = {};
+  for (const label of spec.labels) out[label] = String(labels[label] ?? "").slice(0, MAX_LABEL_VALUE_CHARS);
+  return JSON.stringify(out);
+}
+
+function overflowLabels(spec: CounterSpec): string {
+  const out: Record<string, string> = {};
+  for (const label of spec.labels) out[label] = OVERFLOW_LABEL_VALUE;
+  return JSON.stringify(out);
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+export interface MetricsRegistryOptions {
+  intervalMs?: number;
+  /** The clock the flush interval is measured with (injected by unit tests). */
+  now?: () => number;
+}
+
+export class MetricsRegistry {
+  readonly #intervalMs: number;
+  readonly #now: () => number;
+  /** name → canonical labels → pending delta */
+  #counters = new Map<string, Map<string, number>>();
+  #breakers = new Map<string, { open: boolean; atMs: number }>();
+  #lastSendAt = Number.NEGATIVE_INFINITY;
+  /** When the scheduled delayed send is due; null when none is scheduled. */
+  #scheduledFor: number | null = null;
+
+  constructor(options: MetricsRegistryOptions = {}) {
+    this.#intervalMs = options.intervalMs ?? METRICS_FLUSH_INTERVAL_MS;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** Adds n (default 1) to a counter. Never throws; negative or non-finite n are ignored. */
+  inc<N extends CounterName>(name: N, labels: CounterLabels<N> = {} as CounterLabels<N>, n = 1): void {
+    if (!Number.isFinite(n) || n <= 0) return;
+    const spec: CounterSpec = COUNTERS[name];
+    let series = this.#counters.get(name);
+    if (series === undefined) {
+      series = new Map();
+      this.#counters.set(name, series);
+    }
+    let key = canonicalLabels(labels as Record<string, string>, spec);
+    if (!series.has(key) && series.size >= MAX_SERIES_PER_COUNTER) key = overflowLabels(spec);
+    series.set(key, (series.get(key) ?? 0) + n);
+  }
+
+  /** Reports an account's breaker state (the latest report per account wins at the aggregator). */
+  breaker(sid: string, state: "open" | "closed", atMs: number): void {
+    const prior = this.#breakers.get(sid);
+    if (prior === undefined || prior.atMs <= atMs) this.#breakers.set(sid, { open: state === "open", atMs });
+  }
+
+  hasPending(): boolean {
+    return this.#counters.size > 0 || this.#breakers.size > 0;
+  }
+
+  /** Takes everything pending (the registry is empty afterwards); null when there is nothing. */
+  take(): MetricsBatch | null {
+    if (!this.hasPending()) return null;
+    const batch: MetricsBatch = { counters: [], breakers: [] };
+    for (const [name, series] of this.#counters) for (const [labels, n] of series) batch.counters.push({ name, labels, n });
+    for (const [sid, b] of this.#breakers) batch.breakers.push({ sid, open: b.open, atMs: b.atMs });
+    this.#counters = new Map();
+    this.#breakers = new Map();
+    return batch;
+  }
+
+  /** Puts a batch that could not be delivered back, merged with whatever accumulated since. */
+  restore(batch: MetricsBatch): void {
+    for (const c of batch.counters) {
+      let series = this.#counters.get(c.name);
+      if (series === undefined) {
+        series = new Map();
+        this.#counters.set(c.name, series);
+      }
+      series.set(c.labels, (series.get(c.labels) ?? 0) + c.n);
+    }
+    for (const b of batch.breakers) {
+      const prior = this.#breakers.get(b.sid);
+      if (prior === undefined || prior.atMs < b.atMs) this.#breakers.set(b.sid, { open: b.open, atMs: b.atMs });
+    }
+  }
+
+  /**
+   * Sends pending deltas to `sink` now, or, when the last send was less than the interval ago,
+   * schedules one send for when it is up (handed to waitUntil so the runtime keeps it alive).
+   * Never throws, never delays the caller.
+   */
+  flushTo(sink: MetricsSink, waitUntil: (promise: Promise<unknown>) => void): void {
+    if (!this.hasPending()) return;
+    const now = this.#now();
+    if (this.#scheduledFor !== null && now < this.#scheduledFor + LOST_SEND_AFTER_MS) return;
+    const wait = Math.max(0, this.#lastSendAt + this.#intervalMs - now);
+    this.#scheduledFor = now + wait;
+    if (wait === 0) {
+      this.#scheduledFor = null;
+      waitUntil(this.sendNow(sink));
+      return;
+    }
+    waitUntil(
+      sleep(wait).then(() => {
+        this.#scheduledFor = null;
+        return this.sendNow(sink);
+      }),
+    );
+  }
+
+  /** Sends pending deltas to `sink` now and waits for it. A failed send is merged back. Never throws. */
+  async sendNow(sink: MetricsSink): Promise<void> {
+    this.#lastSendAt = this.#now();
+    const batch = this.take();
+    if (batch === null) return;
+    try {
+      await sink(batch);
+    } catch {
+      this.restore(batch);
+    }
+  }
+
+  /** flushTo the guard's aggregator; a no-op where the ADMIN_GATE binding does not exist. */
+  flush(env: Pick<GuardEnv, "ADMIN_GATE">, waitUntil: (promise: Promise<unknown>) => void): void {
+    if (env.ADMIN_GATE === undefined) return;
+    this.flushTo(aggregatorSink(env), waitUntil);
+  }
+
+  /** sendNow to the guard's aggregator (GET /admin/metrics does this before reading). */
+  flushNow(env: Pick<GuardEnv, "ADMIN_GATE">): Promise<void> {
+    if (env.ADMIN_GATE === undefined) return Promise.resolve();
+    return this.sendNow(aggregatorSink(env));
+  }
+}
+
+function aggregatorSink(env: Pick<GuardEnv, "ADMIN_GATE">): MetricsSink {
+  return async (batch) => {
+    await env.ADMIN_GATE.getByName(METRICS_AGGREGATOR_NAME).addMetrics(batch);
+  };
+}
+
+/** This isolate's registry: the Worker and every Durable Object running in the isolate share it. */
+export const metrics = new MetricsRegistry();
+
+/** An `onCall` for createTwilioClient that counts every REST request (and its failures) by purpose. */
+export function restCallObserver(registry: MetricsRegistry = metrics) {
+  return (purpose: RestPurpose, outcome: "ok" | "error", status: RestStatus): void => {
+    registry.inc("guard_rest_calls_total", { purpose });
+    if (outcome === "error") registry.inc("guard_rest_failures_total", { purpose, status: String(status) });
+  };
+}
+
+// ---------------------------------------------------------------- Prometheus text exposition (0.0.4)
+
+/** The content type Prometheus expects for the text format. */
+export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
+
+const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+
+/** Exposition format: label values escape backslash, double quote and line feed. */
+function escapeLabelValue(value: string): string {
+  return value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
+}
+
+/** HELP text escapes backslash and line feed. */
+function escapeHelp(text: string): string {
+  return text.replace(/\\/g, "\\\\").replace(/\n/g, "\\n");
+}
+
+function labelText(labelsJson: string): string | null {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(labelsJson);
+  } catch {
+    return null;
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return null;
+  const parts: string[] = [];
+  for (const [k, v] of Object.entries(parsed as Record<string, unknown>)) {
+    if (!LABEL_NAME.test(k) || k.startsWith("__")) return null;
+    parts.push(`${k}="${escapeLabelValue(String(v))}"`);
+  }
+  return parts.length === 0 ? "" : `{${parts.join(",")}}`;
+}
+
+export interface Gauges {
+  /** Accounts the directory knows. */
+  accounts: number | null;
+}
+
+/**
+ * Renders the aggregate in the Prometheus text exposition format: a HELP and TYPE line per metric,
+ * then its samples, sorted; every known counter appears (label-less ones with 0), and counters the
+ * aggregator knows but this version does not (a newer isolate mid-deploy) are kept, without HELP.
+ */
+export function renderPrometheus(aggregate: AggregatedMetrics, gauges: Gauges): string {
+  const lines: string[] = [];
+  const byName = new Map<string, Array<{ labels: string; value: number }>>();
+  for (const c of aggregate.counters) {
+    if (!METRIC_NAME.test(c.name)) continue;
+    const text = labelText(c.labels);
+    if (text === null) continue;
+    let list = byName.get(c.name);
+    if (list === undefined) byName.set(c.name, (list = []));
+    list.push({ labels: text, value: c.value });
+  }
+  const names = [...new Set([...Object.keys(COUNTERS), ...byName.keys()])].sort();
+  for (const name of names) {
+    const spec = (COUNTERS as Record<string, CounterSpec>)[name];
+    if (spec !== undefined) lines.push(`# HELP ${name} ${escapeHelp(spec.help)}`);
+    lines.push(`# TYPE ${name} counter`);
+    const samples = (byName.get(name) ?? []).sort((a, b) => (a.labels < b.labels ? -1 : a.labels > b.labels ? 1 : 0));
+    if (samples.length === 0 && spec !== undefined && spec.labels.length === 0) lines.push(`${name} 0`);
+    for (const s of samples) lines.push(`${name}${s.labels} ${s.value}`);
+  }
+  lines.push("# HELP guard_breakers_open Accounts whose breaker is open now (latest state each account reported).");
+  lines.push("# TYPE guard_breakers_open gauge");
+  lines.push(`guard_breakers_open ${aggregate.openBreakers}`);
+  if (gauges.accounts !== null) {
+    lines.push("# HELP guard_accounts Accounts the guard has seen (the directory's registry).");
+    lines.push("# TYPE guard_accounts gauge");
+    lines.push(`guard_accounts ${gauges.accounts}`);
+  }
+  lines.push("# HELP guard_metrics_batches_total Metric batches the aggregator received from isolates and Durable Objects.");
+  lines.push("# TYPE guard_metrics_batches_total counter");
+  lines.push(`guard_metrics_batches_total ${aggregate.batches}`);
+  lines.push("# HELP guard_metrics_last_batch_timestamp_seconds When the aggregator last received a batch (Unix seconds).");
+  lines.push("# TYPE guard_metrics_last_batch_timestamp_seconds gauge");
+  lines.push(`guard_metrics_last_batch_timestamp_seconds ${aggregate.lastBatchAtMs === null ? 0 : aggregate.lastBatchAtMs / 1000}`);
+  return `${lines.join("\n")}\n`;
+}

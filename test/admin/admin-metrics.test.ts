@@ -1,0 +1,231 @@
+// Metrics: the in-isolate registry (typed counters, deltas, at most one send per interval), the
+// aggregating Durable Object (sums, latest breaker state wins), the Prometheus text format, and
+// GET /admin/metrics end to end.
+import { createExecutionContext } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { createApp } from "../../src/app.ts";
+import type { GuardEnv } from "../../src/config/env.ts";
+import {
+  COUNTERS,
+  METRICS_FLUSH_INTERVAL_MS,
+  MetricsRegistry,
+  PROMETHEUS_CONTENT_TYPE,
+  metrics,
+  renderPrometheus,
+  restCallObserver,
+  type AggregatedMetrics,
+  type MetricsBatch,
+} from "../../src/admin/metrics.ts";
+import { uniqueSid } from "../support/twilio.ts";
+
+const ADMIN_TOKEN = "test-admin-token-for-metrics";
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function total(batch: MetricsBatch | null, name: string, labels: Record<string, string> = {}): number {
+  const key = JSON.stringify(labels);
+  return (batch?.counters ?? []).filter((c) => c.name === name && c.labels === key).reduce((sum, c) => sum + c.n, 0);
+}
+
+/** Every sample line of the exposition format: name, optional {labels}, a number. */
+const SAMPLE = /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*"(,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*")*\})? -?[0-9.e+-]+$/;
+
+describe("MetricsRegistry", () => {
+  it("accumulates deltas per counter and label set, and take() drains them", () => {
+    const registry = new MetricsRegistry();
+    registry.inc("guard_requests_verified_total", { via: "signature" });
+    registry.inc("guard_requests_verified_total", { via: "signature" }, 2);
+    registry.inc("guard_requests_verified_total", { via: "basic" });
+    registry.inc("guard_duplicates_total");
+    registry.inc("guard_duplicates_total", {}, 0);
+    registry.inc("guard_duplicates_total", {}, -5);
+    const batch = registry.take();
+    expect(total(batch, "guard_requests_verified_total", { via: "signature" })).toBe(3);
+    expect(total(batch, "guard_requests_verified_total", { via: "basic" })).toBe(1);
+    expect(total(batch, "guard_duplicates_total")).toBe(1);
+    expect(registry.take()).toBeNull();
+  });
+
+  it("folds label sets beyond its cap into `other`, and cuts long label values", () => {
+    const registry = new MetricsRegistry();
+    for (let i = 0; i < 250; i++) registry.inc("guard_requests_rejected_total", { reason: `reason-${i}` });
+    registry.inc("guard_requests_rejected_total", { reason: "x".repeat(500) });
+    const batch = registry.take()!;
+    const series = batch.counters.filter((c) => c.name === "guard_requests_rejected_total");
+    expect(series.length).toBe(201);
+    expect(total(batch, "guard_requests_rejected_total", { reason: "other" })).toBe(51);
+  });
+
+  it("keeps the latest breaker report per account", () => {
+    const registry = new MetricsRegistry();
+    registry.breaker("AC1", "open", 2_000);
+    registry.breaker("AC1", "closed", 1_000);
+    registry.breaker("AC2", "open", 1_000);
+    registry.breaker("AC2", "closed", 3_000);
+    expect(registry.take()!.breakers).toEqual([
+      { sid: "AC1", open: true, atMs: 2_000 },
+      { sid: "AC2", open: false, atMs: 3_000 },
+    ]);
+  });
+
+  it("sends at most once per interval: the first flush at once, the rest together when the interval is up", async () => {
+    const sent: MetricsBatch[] = [];
+    const registry = new MetricsRegistry({ intervalMs: 200 });
+    const pending: Array<Promise<unknown>> = [];
+    const waitUntil = (p: Promise<unknown>) => pending.push(p);
+    const sink = async (batch: MetricsBatch) => {
+      sent.push(batch);
+    };
+    registry.inc("guard_duplicates_total");
+    registry.flushTo(sink, waitUntil);
+    await Promise.all(pending);
+    expect(sent).toHaveLength(1);
+    for (let i = 0; i < 10; i++) {
+      registry.inc("guard_duplicates_total");
+      registry.flushTo(sink, waitUntil);
+    }
+    await sleep(20);
+    expect(sent).toHaveLength(1);
+    await Promise.all(pending);
+    expect(sent).toHaveLength(2);
+    expect(total(sent[1]!, "guard_duplicates_total")).toBe(10);
+    expect(METRICS_FLUSH_INTERVAL_MS).toBe(5_000);
+  });
+
+  it("merges a batch whose send failed back into the next one", async () => {
+    const registry = new MetricsRegistry({ intervalMs: 0 });
+    registry.inc("guard_warnings_total", {}, 3);
+    await registry.sendNow(async () => {
+      throw new Error("aggregator unavailable");
+    });
+    registry.inc("guard_warnings_total");
+    const sent: MetricsBatch[] = [];
+    await registry.sendNow(async (b) => {
+      sent.push(b);
+    });
+    expect(total(sent[0]!, "guard_warnings_total")).toBe(4);
+  });
+
+  it("counts REST calls and failures by purpose through createTwilioClient's onCall", () => {
+    const registry = new MetricsRegistry();
+    const onCall = restCallObserver(registry);
+    onCall("suspend", "ok", 200);
+    onCall("suspend", "error", 503);
+    onCall("fetch-account", "error", "timeout");
+    const batch = registry.take();
+    expect(total(batch, "guard_rest_calls_total", { purpose: "suspend" })).toBe(2);
+    expect(total(batch, "guard_rest_failures_total", { purpose: "suspend", status: "503" })).toBe(1);
+    expect(total(batch, "guard_rest_failures_total", { purpose: "fetch-account", status: "timeout" })).toBe(1);
+  });
+});
+
+describe("the aggregator (AdminGate)", () => {
+  it("sums deltas from many isolates and keeps each account's latest breaker state", async () => {
+    const aggregator = env.ADMIN_GATE.getByName(`metrics-test-${uniqueSid()}`);
+    const labels = JSON.stringify({ via: "signature" });
+    await aggregator.addMetrics({ counters: [{ name: "guard_requests_verified_total", labels, n: 3 }], breakers: [{ sid: "ACa", open: true, atMs: 10 }] });
+    await aggregator.addMetrics({ counters: [{ name: "guard_requests_verified_total", labels, n: 4 }], breakers: [{ sid: "ACb", open: true, atMs: 10 }] });
+    await aggregator.addMetrics({ counters: [], breakers: [{ sid: "ACa", open: false, atMs: 20 }, { sid: "ACb", open: false, atMs: 5 }] });
+    const read = await aggregator.readMetrics();
+    expect(read.counters).toEqual([{ name: "guard_requests_verified_total", labels, value: 7 }]);
+    expect(read.openBreakers).toBe(1);
+    expect(read.batches).toBe(3);
+    expect(read.lastBatchAtMs).toBeGreaterThan(0);
+  });
+});
+
+describe("renderPrometheus", () => {
+  const aggregate: AggregatedMetrics = {
+    counters: [
+      { name: "guard_requests_rejected_total", labels: JSON.stringify({ reason: 'bad"sig\\nature\nx' }), value: 2 },
+      { name: "guard_requests_rejected_total", labels: JSON.stringify({ reason: "body-too-large" }), value: 1 },
+      { name: "guard_future_total", labels: JSON.stringify({}), value: 9 },
+    ],
+    openBreakers: 3,
+    batches: 12,
+    lastBatchAtMs: 1_700_000_000_500,
+  };
+  const text = renderPrometheus(aggregate, { accounts: 42 });
+  const lines = text.split("\n");
+
+  it("writes HELP and TYPE for every counter, zero for label-less ones, and the gauges", () => {
+    expect(text.endsWith("\n")).toBe(true);
+    for (const name of Object.keys(COUNTERS)) {
+      expect(lines).toContain(`# TYPE ${name} counter`);
+      expect(lines.some((l) => l.startsWith(`# HELP ${name} `))).toBe(true);
+    }
+    expect(lines).toContain("guard_duplicates_total 0");
+    expect(lines).toContain("# TYPE guard_breakers_open gauge");
+    expect(lines).toContain("guard_breakers_open 3");
+    expect(lines).toContain("guard_accounts 42");
+    expect(lines).toContain("guard_metrics_last_batch_timestamp_seconds 1700000000.5");
+  });
+
+  it("escapes label values and sorts samples", () => {
+    const rejected = lines.filter((l) => l.startsWith("guard_requests_rejected_total{"));
+    expect(rejected).toEqual(['guard_requests_rejected_total{reason="bad\\"sig\\\\nature\\nx"} 2', 'guard_requests_rejected_total{reason="body-too-large"} 1']);
+  });
+
+  it("keeps a counter this version does not know, without HELP", () => {
+    expect(lines).toContain("# TYPE guard_future_total counter");
+    expect(lines).toContain("guard_future_total 9");
+    expect(lines.some((l) => l.startsWith("# HELP guard_future_total"))).toBe(false);
+  });
+
+  it("produces only comment lines and well-formed samples, one TYPE per metric", () => {
+    for (const line of lines.filter((l) => l !== "")) {
+      if (line.startsWith("#")) expect(line).toMatch(/^# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* .+$/);
+      else expect(line).toMatch(SAMPLE);
+    }
+    const types = lines.filter((l) => l.startsWith("# TYPE ")).map((l) => l.split(" ")[2]);
+    expect(new Set(types).size).toBe(types.length);
+  });
+});
+
+describe("GET /admin/metrics", () => {
+  function scrape(token = ADMIN_TOKEN) {
+    // A wrong token is a counted failure: on a clock of its own it cannot add to another test's lockout.
+    const app = createApp(token === ADMIN_TOKEN ? {} : { now: () => Date.UTC(2032, 0, 1) + Math.floor(Math.random() * 1e6) * 60_000 });
+    return app.fetch(
+      new Request("https://guard.example.com/admin/metrics", { headers: { authorization: `Bearer ${token}` } }),
+      { ...(env as GuardEnv), ADMIN_TOKEN },
+      createExecutionContext(),
+    );
+  }
+
+  it("answers the global figures in Prometheus text, including this isolate's pending counts", async () => {
+    const before = await (await scrape()).text();
+    const value = (text: string) => Number(/^guard_warnings_total (\d+)$/m.exec(text)?.[1] ?? "NaN");
+    metrics.inc("guard_warnings_total", {}, 2);
+    const response = await scrape();
+    expect(response.status).toBe(200);
+    expect(response.headers.get("content-type")).toBe(PROMETHEUS_CONTENT_TYPE);
+    const text = await response.text();
+    expect(value(text)).toBe(value(before) + 2);
+    expect(text).toMatch(/^guard_breakers_open \d+$/m);
+    expect(text).toMatch(/^guard_accounts \d+$/m);
+  });
+
+  it("counts open breakers from operators' trips and resets", async () => {
+    const call = (method: string, path: string) =>
+      createApp().fetch(
+        new Request(`https://guard.example.com${path}`, { method, headers: { authorization: `Bearer ${ADMIN_TOKEN}` } }),
+        { ...(env as GuardEnv), ADMIN_TOKEN },
+        createExecutionContext(),
+      );
+    const open = async () => Number(/^guard_breakers_open (\d+)$/m.exec(await (await scrape()).text())![1]);
+    const sid = uniqueSid();
+    await env.ACCOUNT_GUARD.getByName(sid).setPolicy(sid, { limits: [], action: "block" });
+    const start = await open();
+    await call("POST", `/admin/accounts/${sid}/trip`);
+    expect(await open()).toBe(start + 1);
+    await call("POST", `/admin/accounts/${sid}/reset`);
+    expect(await open()).toBe(start);
+    expect(await (await scrape()).text()).toMatch(/^guard_admin_mutations_total\{call="trip",outcome="ok"\} [1-9]\d*$/m);
+  });
+
+  it("needs the bearer token like every admin call", async () => {
+    expect((await scrape("wrong")).status).toBe(401);
+  });
+});
