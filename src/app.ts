@@ -7,6 +7,7 @@ import { getConfig, type Config } from "./config/config.ts";
 import type { GuardEnv } from "./config/env.ts";
 import { GuardError, toErrorResponse } from "./http/errors.ts";
 import { Logger } from "./http/log.ts";
+import { metrics } from "./admin/metrics.ts";
 import { handleAdmin } from "./admin/routes.ts";
 import { handleUsageTrigger } from "./breaker/usage-trigger.ts";
 import { handleWebhook, type LedgerPort, type WebhookTrace } from "./webhooks/handler.ts";
@@ -59,6 +60,19 @@ function tokenResolver(env: GuardEnv, config: Config, cache: TokenCache) {
   const parent = { sid: config.accountSid, tokens: config.authTokens };
   const source = directoryTokens(env);
   return (sid: string, options?: { refresh?: boolean }) => cache.tokensFor(sid, parent, source, options ?? {});
+}
+
+/** Request-level counters, from what the handler learned (its trace) and the answer. */
+function countRequest(state: RequestState, status: number): void {
+  if (state.route !== "webhooks" && state.route !== "usage-trigger") return;
+  const verdict = state.trace.verdict ?? (state.error instanceof GuardError ? state.error.reason : "error");
+  if (verdict.startsWith("verified-")) metrics.inc("guard_requests_verified_total", { via: verdict.slice("verified-".length) });
+  else metrics.inc("guard_requests_rejected_total", { reason: verdict });
+  if (state.trace.duplicate) metrics.inc("guard_duplicates_total");
+  if (state.trace.breaker === "open" && state.route === "webhooks") metrics.inc("guard_requests_blocked_total");
+  else if (state.route === "webhooks" && state.trace.forwarded) {
+    metrics.inc("guard_requests_forwarded_total", { status: status >= 500 ? "5xx" : status >= 400 ? "4xx" : "2xx" });
+  }
 }
 
 export function createApp(overrides: Partial<AppDeps> = {}) {
@@ -141,6 +155,8 @@ export function createApp(overrides: Partial<AppDeps> = {}) {
         line.verdict = state.error.reason;
       }
       state.logger.request(line);
+      countRequest(state, response.status);
+      metrics.flush(env, (promise) => ctx.waitUntil(promise));
       return response;
     },
   };

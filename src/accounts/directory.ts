@@ -9,6 +9,7 @@ import { getConfig } from "../config/config.ts";
 import type { GuardEnv } from "../config/env.ts";
 import { Logger } from "../http/log.ts";
 import { createTwilioClient, TwilioRestError } from "../twilio/rest.ts";
+import { metrics, restCallObserver } from "../admin/metrics.ts";
 
 /** A cached subaccount token is re-fetched from Twilio at most this often when a signature fails (rotation). */
 export const DIRECTORY_REFRESH_MIN_INTERVAL_MS = 60_000;
@@ -61,7 +62,10 @@ export class GuardDirectory extends DurableObject<GuardEnv> {
         typeof result === "string" ? { status: "ok" as const, token: result } : result === null ? { status: "unknown" as const } : result,
       );
       this.#pending.set(key, pending);
-      void pending.finally(() => this.#pending.delete(key));
+      void pending.finally(() => {
+        this.#pending.delete(key);
+        metrics.flush(this.env, (promise) => this.ctx.waitUntil(promise));
+      });
     }
     return pending;
   }
@@ -88,7 +92,7 @@ export class GuardDirectory extends DurableObject<GuardEnv> {
       return row?.token ?? { status: "unavailable" };
     }
     const config = getConfig(this.env);
-    const client = createTwilioClient({ apiBase: config.apiBase, accountSid: config.accountSid, authToken: config.authTokens[0]! });
+    const client = createTwilioClient({ apiBase: config.apiBase, accountSid: config.accountSid, authToken: config.authTokens[0]!, onCall: restCallObserver() });
     let account;
     try {
       account = await client.fetchAccount(sid);

@@ -32,7 +32,6 @@ import type { RestPurpose, RestStatus } from "../twilio/rest.ts";
 /** At most one RPC to the aggregator per isolate per 5 s: bounded load on one Durable Object, ~5 s fresh. */
 export const METRICS_FLUSH_INTERVAL_MS = 5_000;
 /** A scheduled send that has not happened this long after its time was lost (its request context ended). */
-const LOST_SEND_AFTER_MS = 30_000;
 /** Distinct label sets one isolate accumulates per counter before folding new ones into "other". */
 const MAX_SERIES_PER_COUNTER = 200;
 /** Label values are identifiers (reasons, purposes, statuses); anything longer is cut. */
@@ -129,7 +128,6 @@ function overflowLabels(spec: CounterSpec): string {
   return JSON.stringify(out);
 }
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 export interface MetricsRegistryOptions {
   intervalMs?: number;
@@ -144,8 +142,6 @@ export class MetricsRegistry {
   #counters = new Map<string, Map<string, number>>();
   #breakers = new Map<string, { open: boolean; atMs: number }>();
   #lastSendAt = Number.NEGATIVE_INFINITY;
-  /** When the scheduled delayed send is due; null when none is scheduled. */
-  #scheduledFor: number | null = null;
 
   constructor(options: MetricsRegistryOptions = {}) {
     this.#intervalMs = options.intervalMs ?? METRICS_FLUSH_INTERVAL_MS;
@@ -204,27 +200,15 @@ export class MetricsRegistry {
   }
 
   /**
-   * Sends pending deltas to `sink` now, or, when the last send was less than the interval ago,
-   * schedules one send for when it is up (handed to waitUntil so the runtime keeps it alive).
+   * Sends pending deltas to `sink` now when the last send is at least the interval ago; otherwise
+   * leaves them pending for the next flush after the interval. Nothing is scheduled: a request's
+   * waitUntil never sleeps on our behalf (that would hold every request open for up to the interval).
    * Never throws, never delays the caller.
    */
   flushTo(sink: MetricsSink, waitUntil: (promise: Promise<unknown>) => void): void {
     if (!this.hasPending()) return;
-    const now = this.#now();
-    if (this.#scheduledFor !== null && now < this.#scheduledFor + LOST_SEND_AFTER_MS) return;
-    const wait = Math.max(0, this.#lastSendAt + this.#intervalMs - now);
-    this.#scheduledFor = now + wait;
-    if (wait === 0) {
-      this.#scheduledFor = null;
-      waitUntil(this.sendNow(sink));
-      return;
-    }
-    waitUntil(
-      sleep(wait).then(() => {
-        this.#scheduledFor = null;
-        return this.sendNow(sink);
-      }),
-    );
+    if (this.#now() < this.#lastSendAt + this.#intervalMs) return;
+    waitUntil(this.sendNow(sink));
   }
 
   /** Sends pending deltas to `sink` now and waits for it. A failed send is merged back. Never throws. */

@@ -20,6 +20,7 @@ import { applyEvent, breakerBlocks, tripBreaker, resetBreaker, type Breaker, typ
 import { ALL_WINDOWS, isPrunable, windowId, windowStart } from "../ledger/windows.ts";
 import { classifyRestFailure, retryDelayMs } from "../ledger/backoff.ts";
 import { createTwilioClient, TwilioRestError, type TwilioClient } from "../twilio/rest.ts";
+import { metrics, restCallObserver } from "../admin/metrics.ts";
 import type { RecordVerdict } from "../webhooks/handler.ts";
 import { AlertDeliveryError, alertText, sendAlertWebhook } from "./alerts.ts";
 
@@ -238,6 +239,7 @@ export class AccountGuard extends DurableObject<GuardEnv> {
       return { duplicate, blocked: inbound && this.#blocks(this.#breaker()), effects };
     });
     await this.#afterWrite(verdict.effects, now);
+    metrics.flush(this.env, (promise) => this.ctx.waitUntil(promise));
     return { duplicate: verdict.duplicate, blocked: verdict.blocked };
   }
 
@@ -261,6 +263,7 @@ export class AccountGuard extends DurableObject<GuardEnv> {
     for (const warning of evaluation.warnings) {
       const key = `${limitLabel(warning.limit)}@${warning.windowId}`;
       if (this.#sql.exec("INSERT OR IGNORE INTO warned (key, at_ms) VALUES (?, ?)", key, now).rowsWritten === 0) continue;
+      metrics.inc("guard_warnings_total");
       outbox = this.#enqueueAlerts("", now, "warn", `spend warning: ${limitLabel(warning.limit)} reached ${Math.round(policy.warnAt * 100)}% (${warning.windowId})`) || outbox;
     }
     if (evaluation.crossed !== null) {
@@ -285,6 +288,8 @@ export class AccountGuard extends DurableObject<GuardEnv> {
     this.#sql.exec("INSERT INTO trips (trip_id, opened_at, reason, detail, closed_at) VALUES (?, ?, ?, ?, NULL)", tripId, now, reason, detail);
     this.#history(now, tripId, "trip", "open", `${detail}; action ${policy.action}${this.#isParent() ? " (parent account: never suspended)" : ""}`);
     this.#logger.warn("breaker-trip", { account: this.#sid, reason, tripId, action: policy.action });
+    metrics.inc("guard_breaker_trips_total", { reason: reason.startsWith("limit") ? "limit" : reason });
+    if (this.#sid !== null) metrics.breaker(this.#sid, "open", Date.now());
     this.#applyEffects(effects, tripId, now, detail);
     return true;
   }
@@ -361,6 +366,7 @@ export class AccountGuard extends DurableObject<GuardEnv> {
       return { tripped: this.#trip("usage-trigger", detail, now, policy), duplicate: false };
     });
     await this.#afterWrite(result.tripped, now);
+    metrics.flush(this.env, (promise) => this.ctx.waitUntil(promise));
     return result;
   }
 
@@ -390,6 +396,7 @@ export class AccountGuard extends DurableObject<GuardEnv> {
       this.#setMeta("breaker", JSON.stringify(breaker));
       this.#sql.exec("UPDATE trips SET closed_at = ? WHERE closed_at IS NULL", now);
       this.#history(now, tripId || null, "reset", "closed", "breaker closed by operator");
+      if (this.#sid !== null) metrics.breaker(this.#sid, "closed", Date.now());
       if (needsReactivation) this.#enqueue(tripId, "reactivate", {}, now);
     });
     let reactivation: "done" | "retrying" | "failed" | "not-needed" = "not-needed";
@@ -466,6 +473,7 @@ export class AccountGuard extends DurableObject<GuardEnv> {
       this.#logger.error("alarm-failed", error, { account: this.#sid });
     }
     await this.#reschedule(Date.now());
+    metrics.flush(this.env, (promise) => this.ctx.waitUntil(promise));
   }
 
   async #reschedule(now: number): Promise<void> {
@@ -476,7 +484,7 @@ export class AccountGuard extends DurableObject<GuardEnv> {
 
   #client(): TwilioClient {
     const config = this.#config;
-    return createTwilioClient({ apiBase: config.apiBase, accountSid: config.accountSid, authToken: config.authTokens[0]! });
+    return createTwilioClient({ apiBase: config.apiBase, accountSid: config.accountSid, authToken: config.authTokens[0]!, onCall: restCallObserver() });
   }
 
   async #runOutbox(now: number): Promise<void> {

@@ -39,6 +39,8 @@ export interface WebhookTrace {
   breaker?: "open";
   duplicate?: boolean;
   eventKind?: string;
+  /** The request was sent on to the origin (whatever the origin then answered). */
+  forwarded?: boolean;
 }
 
 const ALLOWED_METHODS = "GET, POST";
@@ -73,7 +75,7 @@ export async function handleWebhook(request: Request, deps: WebhookDeps, trace: 
     trace.verdict = error.reason;
     deps.logger.warn("webhook-unverified", { reason: error.reason, mode: config.mode });
     guardHeaders["x-guard-verdict"] = error.reason;
-    return forwardToOrigin(request, rawBody, forwardOptions(deps, guardHeaders));
+    return forwardToOrigin(request, rawBody, forwardOptions(deps, guardHeaders, trace));
   }
 
   const outcome = await authenticateWebhook(webhook, request.headers, config, deps.resolveTokens);
@@ -84,7 +86,7 @@ export async function handleWebhook(request: Request, deps: WebhookDeps, trace: 
     deps.logger.warn("webhook-unverified", { reason: outcome.error.reason, mode: config.mode, account: outcome.accountSid });
     guardHeaders["x-guard-verdict"] = outcome.error.reason;
     guardHeaders["x-guard-account"] = outcome.accountSid ?? "";
-    return forwardToOrigin(request, rawBody, forwardOptions(deps, guardHeaders));
+    return forwardToOrigin(request, rawBody, forwardOptions(deps, guardHeaders, trace));
   }
   trace.verdict = `verified-${outcome.via}`;
   guardHeaders["x-guard-verified"] = outcome.via;
@@ -120,10 +122,11 @@ export async function handleWebhook(request: Request, deps: WebhookDeps, trace: 
       }
     }
   }
-  return forwardToOrigin(request, rawBody, forwardOptions(deps, guardHeaders));
+  return forwardToOrigin(request, rawBody, forwardOptions(deps, guardHeaders, trace));
 }
 
-function forwardOptions(deps: WebhookDeps, guardHeaders: Record<string, string>) {
+function forwardOptions(deps: WebhookDeps, guardHeaders: Record<string, string>, trace: WebhookTrace) {
+  trace.forwarded = true;
   return {
     originUrl: deps.config.originUrl!,
     guardHeaders,
