@@ -1,0 +1,83 @@
+// `node bench/ab.ts <treeA> <treeB> [sms|status|do] [rounds]`: what a change to src/ does to the guard's cost.
+// A tree is a directory with wrangler.toml and src/ (e.g. `git archive HEAD src wrangler.toml | tar -x
+// -C /tmp/a`, then patch a copy). Both guards run at once, each in its own workerd, behind the same
+// origin; rounds alternate A, B, A, B, … (3000 signed webhooks each, 16 connections, as fast as
+// answered), so a noisy moment hits both. Prints, per tree, the median over rounds of the workerd CPU
+// time per request (from /proc) and of the requests per second. `do` drives one account's AccountGuard
+// directly instead (bench/do-driver.ts, 32 record() calls in flight): the Durable Object alone.
+import { randomBytes } from "node:crypto";
+import { resolve } from "node:path";
+import { driverSource } from "./sections/breaker.ts";
+import { startTwilioStandin } from "../test/support/twilio-standin.ts";
+import { startChild } from "./lib/child.ts";
+import { inboundSms, messageStatus, sid, signedFormRequest } from "./lib/events.ts";
+import { startGuard, type RunningGuard } from "./lib/guard.ts";
+import { runLoad } from "./lib/load.ts";
+import { cpuMs } from "./lib/profile.ts";
+
+process.removeAllListeners("warning");
+const [treeA, treeB] = [process.argv[2], process.argv[3]].map((t) => (t === undefined ? undefined : resolve(t)));
+if (treeA === undefined || treeB === undefined) {
+  console.error("usage: node bench/ab.ts <treeA> <treeB> [sms|status|do] [rounds]");
+  process.exit(2);
+}
+const path = process.argv[4] ?? "sms";
+const rounds = Number(process.argv[5] ?? 5);
+const PER_ROUND = 3000;
+const PARENT = sid("AC");
+const TOKEN = "bench-parent-token-not-a-secret";
+
+const standin = await startTwilioStandin({ parentSid: PARENT, parentToken: TOKEN });
+const origin = await startChild("origin-process.ts");
+const vars = { TWILIO_ACCOUNT_SID: PARENT, ORIGIN_URL: origin.url, TWILIO_API_BASE: standin.url, GUARD_POLICY: JSON.stringify({ limits: [{ window: "month", usd: 1e9 }] }) };
+const driver = path === "do" ? await driverSource() : undefined;
+const guards: Array<{ tree: string; guard: RunningGuard; cpu: number[]; rate: number[] }> = [];
+for (const tree of [treeA, treeB]) {
+  guards.push({ tree, guard: await startGuard({ vars, secrets: { TWILIO_AUTH_TOKEN: TOKEN }, workerRoot: tree, ...(driver ? { driver } : {}) }), cpu: [], rate: [] });
+}
+const driven = sid("AC");
+/** n record() calls on one account through bench/do-driver.ts; returns the elapsed ms. */
+async function drive(g: RunningGuard, n: number): Promise<number> {
+  const started = performance.now();
+  const response = await fetch(`${g.driverUrl}/drive`, { method: "POST", body: JSON.stringify({ sid: driven, n, concurrency: 32, prefix: randomBytes(8).toString("hex") }) });
+  if (!response.ok) throw new Error(`do-driver: ${response.status} ${await response.text()}`);
+  return performance.now() - started;
+}
+const make = (g: RunningGuard) =>
+  path === "status"
+    ? signedFormRequest(TOKEN, g.url, "/webhooks/status", messageStatus(PARENT))
+    : signedFormRequest(TOKEN, g.url, "/webhooks/sms", inboundSms(PARENT));
+try {
+  for (const g of guards) {
+    if (path === "do") await drive(g.guard, 1000);
+    else {
+      const warm = Array.from({ length: 1000 }, () => make(g.guard));
+      await runLoad({ url: g.guard.url, pool: warm, connections: 16, amount: warm.length });
+    }
+  }
+  for (let round = 0; round < rounds; round++) {
+    for (const g of guards) {
+      const before = cpuMs(g.guard.pid);
+      let elapsedMs: number;
+      if (path === "do") elapsedMs = await drive(g.guard, PER_ROUND);
+      else {
+        const pool = Array.from({ length: PER_ROUND }, () => make(g.guard));
+        const result = await runLoad({ url: g.guard.url, pool, connections: 16, amount: PER_ROUND });
+        if ((result.status["200"] ?? 0) !== PER_ROUND) throw new Error(`${g.tree}: ${JSON.stringify(result.status)}`);
+        elapsedMs = result.elapsedMs;
+      }
+      const after = cpuMs(g.guard.pid);
+      g.cpu.push(((after - before) / PER_ROUND) * 1000);
+      g.rate.push((PER_ROUND / elapsedMs) * 1000);
+    }
+  }
+  const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
+  for (const g of guards) {
+    console.log(`${g.tree}: ${path}: workerd CPU ${median(g.cpu).toFixed(0)} µs per ${path === "do" ? "event" : "request"}, ${median(g.rate).toFixed(0)}/s (rounds: ${g.cpu.map((c) => c.toFixed(0)).join(", ")} µs)`);
+  }
+} finally {
+  for (const g of guards) await g.guard.stop();
+  await origin.stop();
+  await standin.close();
+}
+process.exit(0);
