@@ -108,7 +108,8 @@ if (needWorld) {
           const statusRatio = r.guardStatus.p99 / r.expressStatus.p99;
           rows.push({ section: "2 added latency", what: "inbound SMS (the DO's verdict is on the path)", measured: `${pair(r.guardSms, r.expressSms)}; p99 ratio ${smsRatio.toFixed(2)}`, goal: "p99 ratio ≤ 1.5", result: verdict(smsRatio <= GOALS.p99Ratio) });
           rows.push({ section: "2 added latency", what: "status callback (DO write via waitUntil)", measured: `${pair(r.guardStatus, r.expressStatus)}; p99 ratio ${statusRatio.toFixed(2)}`, goal: "p99 ratio ≤ 1.5", result: verdict(statusRatio <= GOALS.p99Ratio) });
-          log(`latency sms ${pair(r.guardSms, r.expressSms)}; status ${pair(r.guardStatus, r.expressStatus)} (n=${r.guardSms.n} each)`);
+          rows.push({ section: "2 added latency", what: "runtime floor: a bare Worker that only forwards the SMS to the same origin", measured: `p50 ${ms(r.floorSms.p50)} p99 ${ms(r.floorSms.p99)} (workerd CPU ${us(r.floorSms.cpuUs)}/req); p99 ratio to Express ${(r.floorSms.p99 / r.expressSms.p99).toFixed(2)}`, goal: "(informational)", result: "" });
+          log(`latency sms ${pair(r.guardSms, r.expressSms)}; status ${pair(r.guardStatus, r.expressStatus)}; floor p50 ${ms(r.floorSms.p50)} p99 ${ms(r.floorSms.p99)} (n=${r.guardSms.n} each)`);
         }
         if (only.includes("many")) {
           const r = await benchManyAccounts(world, guard, LATENCY, 16);

@@ -227,3 +227,41 @@ export function clonePersist(from: string, stateDir = STATE_DIR): string {
   cpSync(from, to, { recursive: true });
   return to;
 }
+
+/**
+ * The runtime's floor for a forwarding Worker: the same workerd setup (direct socket, compatibility
+ * date), a Worker that only reads the body, forwards it with the request's headers to `originUrl` + the
+ * path after /webhooks, and relays the answer. No verification, no ledger, no logging.
+ */
+export async function startBareForwarder(originUrl: string): Promise<{ url: string; pid: number; stop(): Promise<void> }> {
+  const config = unstable_readConfig({ config: join(WORKER_ROOT, "wrangler.toml") });
+  const script = `export default {
+  async fetch(request, env) {
+    const url = new URL(request.url);
+    const body = await request.arrayBuffer();
+    const answer = await fetch(env.ORIGIN_URL + url.pathname.replace(/^\\/webhooks/, "") + url.search, { method: request.method, headers: request.headers, body });
+    return new Response(await answer.arrayBuffer(), { status: answer.status, headers: { "content-type": answer.headers.get("content-type") ?? "text/plain" } });
+  },
+};`;
+  const pidsBefore = new Set(workerdPids());
+  const options = convertV4MiniflareOptions({
+    host: "127.0.0.1",
+    port: 0,
+    cf: false,
+    workers: [
+      {
+        name: "bare-forwarder",
+        compatibilityDate: config.compatibility_date,
+        compatibilityFlags: config.compatibility_flags,
+        modules: [{ type: "ESModule", path: "forwarder.js", contents: script }],
+        bindings: { ORIGIN_URL: originUrl },
+        unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],
+      },
+    ],
+  } as Parameters<typeof convertV4MiniflareOptions>[0]);
+  const mf = new Miniflare({ ...options, logRequests: false } as ConstructorParameters<typeof Miniflare>[0]);
+  await mf.ready;
+  const pid = workerdPids().find((p) => !pidsBefore.has(p)) ?? -1;
+  const url = (await mf.unsafeGetDirectURL("bare-forwarder")).href.replace(/\/$/, "");
+  return { url, pid, stop: () => mf.dispose() };
+}

@@ -100,7 +100,7 @@ export interface ProfileRow {
  * Self and inclusive time per function (merged over call sites), from sample counts. Bundle positions
  * are mapped back to src/ (and node_modules/) through `bundle/index.js.map`.
  */
-export function summarizeProfile(profile: CdpProfile, bundleDir: string | null): { rows: ProfileRow[]; totalMs: number; idleMs: number } {
+export function summarizeProfile(profile: CdpProfile, bundleDir: string | null): { rows: ProfileRow[]; totalMs: number; idleMs: number; jsMs: number } {
   let map: SourceMap | null = null;
   if (bundleDir !== null) {
     try {
@@ -133,10 +133,14 @@ export function summarizeProfile(profile: CdpProfile, bundleDir: string | null):
   const rows = new Map<string, ProfileRow>();
   let totalUs = 0;
   let idleUs = 0;
+  // Samples in this isolate's own functions (and its GC). "(program)" and "(idle)" are whatever else the
+  // thread was doing, including other isolates of the same workerd, so they are not this isolate's time.
+  let jsUs = 0;
   for (const [id, us] of selfUs) {
     const node = byId.get(id)!;
     totalUs += us;
     if (node.callFrame.functionName === "(idle)") idleUs += us;
+    else if (node.callFrame.functionName !== "(program)" && node.callFrame.functionName !== "(root)") jsUs += us;
     const { key, name, where } = keyOf(node);
     const row = rows.get(key) ?? { name, where, selfMs: 0, totalMs: 0 };
     row.selfMs += us / 1000;
@@ -152,5 +156,5 @@ export function summarizeProfile(profile: CdpProfile, bundleDir: string | null):
       rows.set(k.key, r);
     }
   }
-  return { rows: [...rows.values()], totalMs: totalUs / 1000, idleMs: idleUs / 1000 };
+  return { rows: [...rows.values()], totalMs: totalUs / 1000, idleMs: idleUs / 1000, jsMs: jsUs / 1000 };
 }
