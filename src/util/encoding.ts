@@ -13,26 +13,34 @@ export function toBase64(bytes: ArrayBuffer | Uint8Array): string {
   return btoa(binary);
 }
 
+const HEX_BYTES = Array.from({ length: 256 }, (_, byte) => byte.toString(16).padStart(2, "0"));
+
 export function toHex(bytes: ArrayBuffer | Uint8Array): string {
   const view = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
   let hex = "";
-  for (let i = 0; i < view.length; i++) hex += view[i]!.toString(16).padStart(2, "0");
+  for (let i = 0; i < view.length; i++) hex += HEX_BYTES[view[i]!]!;
   return hex;
 }
 
+/** Canonical base64 shape (RFC 4648 §4): whole quanta, "=" only as the final padding. */
+const BASE64_SHAPE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+const BASE64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
 /**
  * Strict base64 decode: only the canonical encoding of some bytes is accepted (padding present, no
- * whitespace, unused trailing bits zero), so two different strings never decode to the same bytes.
- * Returns null for anything else.
+ * whitespace, unused trailing bits zero: RFC 4648 §3.5), so two different strings never decode to the
+ * same bytes. Returns null for anything else.
  */
 export function fromBase64(text: string): Uint8Array<ArrayBuffer> | null {
-  let binary: string;
-  try {
-    binary = atob(text);
-  } catch {
-    return null;
+  if (!BASE64_SHAPE.test(text)) return null;
+  const padding = text.endsWith("==") ? 2 : text.endsWith("=") ? 1 : 0;
+  if (padding > 0) {
+    // The last data character carries 4 (after "==") or 2 (after "=") bits that encode nothing.
+    const last = BASE64_ALPHABET.indexOf(text[text.length - padding - 1]!);
+    if ((last & (padding === 2 ? 0x0f : 0x03)) !== 0) return null;
   }
+  const binary = atob(text);
   const bytes = new Uint8Array(binary.length);
   for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
-  return toBase64(bytes) === text ? bytes : null;
+  return bytes;
 }

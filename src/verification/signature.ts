@@ -40,14 +40,26 @@ export type SignatureVerdict =
   | { ok: true; tokenIndex: number }
   | { ok: false; reason: "missing-signature" | "bad-signature" | "body-hash-mismatch" };
 
-const keyCache = new Map<string, Promise<CryptoKey>>();
+/**
+ * Imported keys per token. An entry is the import's promise until it settles, then the CryptoKey
+ * itself, so a cached key costs no extra await on the hot path (each await is a microtask turn, and
+ * in workerd a turn costs about as much as a small HMAC: docs/benchmarks.md).
+ */
+const keyCache = new Map<string, CryptoKey | Promise<CryptoKey>>();
 
-function hmacKey(token: string): Promise<CryptoKey> {
+function hmacKey(token: string): CryptoKey | Promise<CryptoKey> {
   const cached = keyCache.get(token);
   if (cached) return cached;
   if (token === "") throw new Error("an empty auth token cannot sign or verify");
   const key = crypto.subtle.importKey("raw", utf8(token), SIGNATURE_HMAC, false, ["sign"]);
-  key.catch(() => keyCache.delete(token));
+  key.then(
+    (imported) => {
+      if (keyCache.get(token) === key) keyCache.set(token, imported);
+    },
+    () => {
+      if (keyCache.get(token) === key) keyCache.delete(token);
+    },
+  );
   if (keyCache.size >= KEY_CACHE_LIMIT) {
     const oldest = keyCache.keys().next();
     if (!oldest.done) keyCache.delete(oldest.value);
@@ -56,26 +68,72 @@ function hmacKey(token: string): Promise<CryptoKey> {
   return key;
 }
 
-async function hmac(token: string, data: string): Promise<Uint8Array<ArrayBuffer>> {
-  return new Uint8Array(await crypto.subtle.sign("HMAC", await hmacKey(token), utf8(data)));
+/**
+ * UTF-8 bytes of the signed string, written into one reused buffer: WebCrypto copies its input when
+ * sign() is called (WebCrypto spec, "get a copy of the buffer source"), so the buffer is free again as
+ * soon as the call returns, before its promise settles. Saves an allocation per HMAC.
+ */
+let scratch = new Uint8Array(4096);
+const encoder = new TextEncoder();
+
+function encodeToScratch(text: string): Uint8Array<ArrayBuffer> {
+  // A UTF-16 code unit takes at most 3 UTF-8 bytes.
+  if (text.length * 3 > scratch.length) scratch = new Uint8Array(Math.max(text.length * 3, scratch.length * 2));
+  const { written } = encoder.encodeInto(text, scratch);
+  return scratch.subarray(0, written);
+}
+
+/** Starts the HMAC-SHA1 of `data`; the returned promise is the digest. */
+function startHmac(key: CryptoKey, data: string): Promise<ArrayBuffer> {
+  return crypto.subtle.sign("HMAC", key, encodeToScratch(data));
+}
+
+async function hmac(token: string, data: string): Promise<ArrayBuffer> {
+  return startHmac(await hmacKey(token), data);
+}
+
+/**
+ * Twilio's order for the signed parameters: by name, then by value, comparing UTF-16 code units (the
+ * JS default sort, which twilio-node uses). Pairs before `b`.
+ */
+function pairBefore(a: readonly [string, string], b: readonly [string, string]): boolean {
+  return a[0] < b[0] || (a[0] === b[0] && a[1] < b[1]);
+}
+
+/** Above this many pairs, Array.prototype.sort; below, an insertion sort (no comparator callbacks). */
+const INSERTION_SORT_MAX = 64;
+
+function sortedPairs(params: FormPairs): Array<readonly [string, string]> {
+  const sorted = params.slice();
+  if (sorted.length > INSERTION_SORT_MAX) {
+    return sorted.sort((a, b) => (pairBefore(a, b) ? -1 : pairBefore(b, a) ? 1 : 0));
+  }
+  for (let i = 1; i < sorted.length; i++) {
+    const pair = sorted[i]!;
+    let j = i - 1;
+    while (j >= 0 && pairBefore(pair, sorted[j]!)) {
+      sorted[j + 1] = sorted[j]!;
+      j--;
+    }
+    sorted[j + 1] = pair;
+  }
+  return sorted;
 }
 
 /**
  * The parameter part of the signed string: keys sorted by UTF-16 code units (JS default sort), each
  * distinct value of a repeated key once, values sorted, then key+value concatenated. This is
- * twilio-node's getExpectedTwilioSignature (Object.keys(params).sort(), Array.from(new Set(v)).sort()).
+ * twilio-node's getExpectedTwilioSignature (Object.keys(params).sort(), Array.from(new Set(v)).sort()):
+ * sorting the pairs by key, then value, and dropping repeats of a pair gives the same string.
  */
 function paramsSuffix(params: FormPairs): string {
-  const byKey = new Map<string, string[]>();
-  for (const [key, value] of params) {
-    const values = byKey.get(key);
-    if (values) values.push(value);
-    else byKey.set(key, [value]);
-  }
+  if (params.length === 0) return "";
+  const sorted = sortedPairs(params);
   let out = "";
-  for (const key of [...byKey.keys()].sort()) {
-    const values = byKey.get(key)!;
-    for (const value of values.length === 1 ? values : [...new Set(values)].sort()) out += key + value;
+  let previous: readonly [string, string] | undefined;
+  for (const pair of sorted) {
+    if (previous === undefined || previous[0] !== pair[0] || previous[1] !== pair[1]) out += pair[0] + pair[1];
+    previous = pair;
   }
   return out;
 }
@@ -101,8 +159,14 @@ function bodyHashParam(url: string): string | null {
   const start = url.indexOf("?");
   if (start === -1) return null;
   const end = url.indexOf("#", start);
-  return new URLSearchParams(url.slice(start + 1, end === -1 ? undefined : end)).get(BODY_HASH_PARAM);
+  const query = url.slice(start + 1, end === -1 ? undefined : end);
+  // URLSearchParams only finds the name written out or percent-encoded; skip the parse otherwise.
+  if (!query.includes(BODY_HASH_PARAM) && !query.includes("%")) return null;
+  return new URLSearchParams(query).get(BODY_HASH_PARAM);
 }
+
+/** An absolute URL without "user:password@": candidateUrls() yields it unchanged, first. */
+const PLAIN_ABSOLUTE_URL = /^[a-z][a-z0-9+.-]*:\/\/[^/?#@]*(?:[/?#]|$)/i;
 
 /**
  * Checks X-Twilio-Signature against each token and each URL form Twilio may have signed (see
@@ -116,12 +180,23 @@ export async function verifySignature(tokens: readonly string[], check: Signatur
 
   const bodyHash = bodyHashParam(check.url);
   const suffix = bodyHash === null ? paramsSuffix(check.params) : "";
+  // The URL exactly as the Worker sees it comes first and, on the hot path, is the only one built;
+  // one await per HMAC and none for a cached key.
+  const asSeen = check.publicUrl || !PLAIN_ABSOLUTE_URL.test(check.url) ? null : check.url;
+  let others: Generator<string, void, undefined> | undefined;
+  const nextUrl = (): string | null => {
+    others ??= candidateUrls(check);
+    for (let next = others.next(); !next.done; next = others.next()) if (next.value !== asSeen) return next.value;
+    return null;
+  };
   let tokenIndex = -1;
-  search: for (const url of candidateUrls(check)) {
+  search: for (let url = asSeen ?? nextUrl(); url !== null; url = nextUrl()) {
     for (let i = 0; i < tokens.length; i++) {
       const token = tokens[i]!;
       if (token === "") continue;
-      if (timingSafeEqualBytes(await hmac(token, url + suffix), provided)) {
+      const cached = keyCache.get(token);
+      const key = cached instanceof CryptoKey ? cached : await hmacKey(token);
+      if (timingSafeEqualBytes(new Uint8Array(await startHmac(key, url + suffix)), provided)) {
         tokenIndex = i;
         break search;
       }
