@@ -23,6 +23,7 @@ import { createTwilioClient, TwilioRestError, type TwilioClient } from "../twili
 import { metrics, restCallObserver } from "../admin/metrics.ts";
 import type { RecordVerdict } from "../webhooks/handler.ts";
 import { AlertDeliveryError, alertText, sendAlertWebhook } from "./alerts.ts";
+import { migrateAccountSchema, RECENT_EVENTS_KEPT } from "./schema.ts";
 
 /**
  * Twilio retries a webhook for at most a few hours (connection overrides allow up to 5 retries with
@@ -32,8 +33,6 @@ import { AlertDeliveryError, alertText, sendAlertWebhook } from "./alerts.ts";
 const SEEN_RETENTION_MS = 48 * 3_600_000;
 /** Pruning runs at most this often, from the alarm, never on the event path. */
 const PRUNE_INTERVAL_MS = 3_600_000;
-/** The account page shows this many recent events. */
-const RECENT_EVENTS_KEPT = 50;
 /** Trip history entries kept (attempts, outcomes). */
 const HISTORY_KEPT = 500;
 /** An alert that still cannot be delivered after this many attempts is dropped (logged): alerts must not retry forever. */
@@ -91,6 +90,10 @@ export class AccountGuard extends DurableObject<GuardEnv> {
   /** Parsed copies of what storage holds, so the event path parses nothing twice. */
   #policyCache: { raw: string; policy: Policy } | null = null;
   #registered = false;
+  /** What the meta table holds, as far as read (null: known absent). See #meta. */
+  readonly #metaValues = new Map<string, string | null>();
+  /** The newest recent_events sequence number, once read (the ring's next slot follows it). */
+  #recentSeq: number | null = null;
 
   constructor(ctx: DurableObjectState, env: GuardEnv) {
     super(ctx, env);
@@ -103,32 +106,44 @@ export class AccountGuard extends DurableObject<GuardEnv> {
   // ---------------------------------------------------------------- schema
 
   #migrate(): void {
-    this.#sql.exec(`
-      CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-      CREATE TABLE IF NOT EXISTS totals (window TEXT NOT NULL, window_id TEXT NOT NULL, start_ms INTEGER NOT NULL,
-        usd_micros INTEGER NOT NULL, events INTEGER NOT NULL, PRIMARY KEY (window, window_id));
-      CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, at_ms INTEGER NOT NULL);
-      CREATE TABLE IF NOT EXISTS counted (count_key TEXT PRIMARY KEY, at_ms INTEGER NOT NULL, usd_micros INTEGER NOT NULL, settled INTEGER NOT NULL);
-      CREATE TABLE IF NOT EXISTS recent_events (id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, kind TEXT NOT NULL,
-        sid TEXT NOT NULL, status TEXT NOT NULL, usd_micros INTEGER NOT NULL, counted INTEGER NOT NULL, duplicate INTEGER NOT NULL);
-      CREATE TABLE IF NOT EXISTS warned (key TEXT PRIMARY KEY, at_ms INTEGER NOT NULL);
-      CREATE TABLE IF NOT EXISTS trips (trip_id TEXT PRIMARY KEY, opened_at INTEGER NOT NULL, reason TEXT NOT NULL,
-        detail TEXT NOT NULL, closed_at INTEGER);
-      CREATE TABLE IF NOT EXISTS history (id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, trip_id TEXT,
-        kind TEXT NOT NULL, outcome TEXT NOT NULL, detail TEXT NOT NULL);
-      CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, trip_id TEXT NOT NULL, kind TEXT NOT NULL,
-        payload TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_at_ms INTEGER NOT NULL, state TEXT NOT NULL);
-      CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_at_ms);
-      CREATE TABLE IF NOT EXISTS trigger_firings (token TEXT PRIMARY KEY, at_ms INTEGER NOT NULL);
-    `);
+    this.ctx.storage.transactionSync(() => migrateAccountSchema(this.#sql));
   }
 
+  /**
+   * Runs `fn` in one SQLite transaction. The in-memory copies of what storage holds (meta values, the
+   * recent-events sequence) are dropped if it throws, since the rollback undid what they remember.
+   */
+  #transaction<T>(fn: () => T): T {
+    try {
+      return this.ctx.storage.transactionSync(fn);
+    } catch (error) {
+      this.#metaValues.clear();
+      this.#recentSeq = null;
+      throw error;
+    }
+  }
+
+  /**
+   * A meta value, read from storage once and then from memory: the event path reads policy, breaker,
+   * prune_at and reconcile_at on every event. Every write goes through #setMeta/#deleteMeta; the copy is
+   * dropped when a transaction rolls back and at the start of every alarm.
+   */
   #meta(key: string): string | null {
-    return this.#sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = ?", key).toArray()[0]?.value ?? null;
+    const cached = this.#metaValues.get(key);
+    if (cached !== undefined) return cached;
+    const value = this.#sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = ?", key).toArray()[0]?.value ?? null;
+    this.#metaValues.set(key, value);
+    return value;
   }
 
   #setMeta(key: string, value: string): void {
     this.#sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", key, value);
+    this.#metaValues.set(key, value);
+  }
+
+  #deleteMeta(key: string): void {
+    this.#sql.exec("DELETE FROM meta WHERE key = ?", key);
+    this.#metaValues.set(key, null);
   }
 
   #secrets(): readonly string[] {
@@ -198,7 +213,7 @@ export class AccountGuard extends DurableObject<GuardEnv> {
     const sid = this.#identify(event.accountSid, now);
     const inbound = event.kind === "inbound-message" || event.kind === "inbound-call";
     const { policy } = this.#policy();
-    const verdict = this.ctx.storage.transactionSync((): RecordVerdict & { effects: boolean } => {
+    const verdict = this.#transaction((): RecordVerdict & { effects: boolean } => {
       const keys = [event.dedupeKey, ...(idempotencyToken ? [`idem:${idempotencyToken}`] : [])];
       let duplicate = false;
       for (const key of keys) {
@@ -223,12 +238,12 @@ export class AccountGuard extends DurableObject<GuardEnv> {
           usdMicros = price - prior.usd_micros;
         }
       }
+      // The ring keeps the newest RECENT_EVENTS_KEPT events: each event replaces the oldest slot.
+      const seq = this.#nextRecentSeq();
       this.#sql.exec(
-        "INSERT INTO recent_events (at_ms, kind, sid, status, usd_micros, counted, duplicate) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        now, event.kind, event.sid, event.status, usdMicros, events, duplicate ? 1 : 0,
+        "INSERT OR REPLACE INTO recent_events (slot, seq, at_ms, kind, sid, status, usd_micros, counted, duplicate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        seq % RECENT_EVENTS_KEPT, seq, now, event.kind, event.sid, event.status, usdMicros, events, duplicate ? 1 : 0,
       );
-      // Keep the list bounded on the write path: one primary-key delete per insert.
-      this.#sql.exec("DELETE FROM recent_events WHERE id = last_insert_rowid() - ?", RECENT_EVENTS_KEPT);
       let effects = false;
       if (this.#meta("prune_at") === null) {
         // Remembered keys must be pruned some day: the first event after a quiet period schedules it.
@@ -243,6 +258,11 @@ export class AccountGuard extends DurableObject<GuardEnv> {
     return { duplicate: verdict.duplicate, blocked: verdict.blocked };
   }
 
+  #nextRecentSeq(): number {
+    this.#recentSeq ??= this.#sql.exec<{ seq: number | null }>("SELECT MAX(seq) AS seq FROM recent_events").one().seq ?? 0;
+    return ++this.#recentSeq;
+  }
+
   /** Adds to every current window, warns and trips as the policy says. True when outbox rows were added. */
   #count(policy: Policy, now: number, add: { usdMicros: number; events: number }): boolean {
     const current: WindowTotals[] = ALL_WINDOWS.map((window) => {
@@ -255,7 +275,7 @@ export class AccountGuard extends DurableObject<GuardEnv> {
     const evaluation = applyEvent(policy, current, now, add);
     for (const t of evaluation.totals) {
       this.#sql.exec(
-        "INSERT OR REPLACE INTO totals (window, window_id, start_ms, usd_micros, events) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO totals (window, window_id, start_ms, usd_micros, events) VALUES (?, ?, ?, ?, ?) ON CONFLICT (window, window_id) DO UPDATE SET usd_micros = excluded.usd_micros, events = excluded.events",
         t.window, t.windowId, windowStart(t.window, now), Math.max(0, t.usdMicros), Math.max(0, t.events),
       );
     }
@@ -356,7 +376,7 @@ export class AccountGuard extends DurableObject<GuardEnv> {
     const now = atMs ?? Date.now();
     this.#identify(firing.accountSid, now);
     const { policy } = this.#policy();
-    const result = this.ctx.storage.transactionSync(() => {
+    const result = this.#transaction(() => {
       const token = firing.idempotencyToken ?? `trigger:${firing.usageTriggerSid ?? "?"}:${firing.dateFired ?? "?"}`;
       if (this.#sql.exec("INSERT OR IGNORE INTO trigger_firings (token, at_ms) VALUES (?, ?)", token, now).rowsWritten === 0) {
         return { tripped: false, duplicate: true };
@@ -375,7 +395,7 @@ export class AccountGuard extends DurableObject<GuardEnv> {
     const now = atMs ?? Date.now();
     this.#identify(sid, now);
     const { policy } = this.#policy();
-    const queued = this.ctx.storage.transactionSync(() => this.#trip("operator", reason, now, policy));
+    const queued = this.#transaction(() => this.#trip("operator", reason, now, policy));
     await this.#afterWrite(queued, now);
     return this.snapshot();
   }
@@ -391,7 +411,7 @@ export class AccountGuard extends DurableObject<GuardEnv> {
     const tripId = before.tripId ?? "";
     const { breaker, effects } = resetBreaker(before, { nowMs: now });
     const needsReactivation = effects.some((e) => e.type === "reactivate");
-    this.ctx.storage.transactionSync(() => {
+    this.#transaction(() => {
       this.#sql.exec("UPDATE outbox SET state = 'cancelled' WHERE state = 'pending' AND kind IN ('suspend', 'end-calls')");
       this.#setMeta("breaker", JSON.stringify(breaker));
       this.#sql.exec("UPDATE trips SET closed_at = ? WHERE closed_at IS NULL", now);
@@ -414,7 +434,7 @@ export class AccountGuard extends DurableObject<GuardEnv> {
   /** Sets (or, with null, removes) this account's own policy; validated again here. */
   setPolicy(sid: string, policy: unknown | null): AccountSnapshot {
     this.#identify(sid, Date.now());
-    if (policy === null) this.#sql.exec("DELETE FROM meta WHERE key = 'policy'");
+    if (policy === null) this.#deleteMeta("policy");
     else this.#setMeta("policy", JSON.stringify(parsePolicy(policy)));
     return this.snapshot();
   }
@@ -445,7 +465,7 @@ export class AccountGuard extends DurableObject<GuardEnv> {
       windows,
       recentEvents: this.#sql
         .exec<{ at_ms: number; kind: string; sid: string; status: string; usd_micros: number; counted: number; duplicate: number }>(
-          "SELECT * FROM recent_events ORDER BY id DESC LIMIT ?", RECENT_EVENTS_KEPT,
+          "SELECT * FROM recent_events ORDER BY seq DESC LIMIT ?", RECENT_EVENTS_KEPT,
         )
         .toArray()
         .map((r) => ({ at: r.at_ms, kind: r.kind, sid: r.sid, status: r.status, usd: fromMicros(r.usd_micros), counted: r.counted === 1, duplicate: r.duplicate === 1 })),
@@ -464,6 +484,8 @@ export class AccountGuard extends DurableObject<GuardEnv> {
 
   override async alarm(): Promise<void> {
     const now = Date.now();
+    // Storage is the truth here: an operator's tooling (or a test) may have changed meta directly.
+    this.#metaValues.clear();
     try {
       await this.#runOutbox(now);
       await this.#reconcile(now);
@@ -510,7 +532,7 @@ export class AccountGuard extends DurableObject<GuardEnv> {
     try {
       const detail = await this.#perform(row, sid);
       const now = Date.now();
-      this.ctx.storage.transactionSync(() => {
+      this.#transaction(() => {
         this.#sql.exec("UPDATE outbox SET state = 'done', attempts = ? WHERE id = ?", attempt, row.id);
         this.#history(now, row.trip_id || null, row.kind, "done", `attempt ${attempt}: ${detail}`);
         if (row.kind !== "suspend") return;
@@ -530,7 +552,7 @@ export class AccountGuard extends DurableObject<GuardEnv> {
       const code = error instanceof TwilioRestError ? error.code : undefined;
       const message = error instanceof Error ? this.#logger.redact(error.message) : "failed";
       const retry = classifyRestFailure(status, code) === "retry" && !(row.kind.startsWith("alert") && attempt >= MAX_ALERT_ATTEMPTS);
-      this.ctx.storage.transactionSync(() => {
+      this.#transaction(() => {
         if (retry) {
           const delay = retryDelayMs(attempt, Math.random());
           this.#sql.exec("UPDATE outbox SET attempts = ?, next_at_ms = ? WHERE id = ?", attempt, now + delay, row.id);
@@ -589,14 +611,14 @@ export class AccountGuard extends DurableObject<GuardEnv> {
     const interval = this.#config.reconcileIntervalS;
     if (due === null || Number(due) > now || this.#sid === null) return;
     if (interval <= 0) {
-      this.#sql.exec("DELETE FROM meta WHERE key = 'reconcile_at'");
+      this.#deleteMeta("reconcile_at");
       return;
     }
     const today = windowId("day", now);
     const row = this.#sql.exec<{ usd_micros: number; events: number }>("SELECT usd_micros, events FROM totals WHERE window = 'day' AND window_id = ?", today).toArray()[0];
     if (row === undefined || row.events === 0) {
       // No activity today: stop polling until the next event.
-      this.#sql.exec("DELETE FROM meta WHERE key = 'reconcile_at'");
+      this.#deleteMeta("reconcile_at");
       return;
     }
     this.#setMeta("reconcile_at", String(now + interval * 1000));
@@ -610,7 +632,7 @@ export class AccountGuard extends DurableObject<GuardEnv> {
     if (twilioUsd === null) return;
     const twilioMicros = toMicros(twilioUsd);
     const { policy } = this.#policy();
-    const queued = this.ctx.storage.transactionSync(() => {
+    const queued = this.#transaction(() => {
       const current = this.#sql.exec<{ usd_micros: number }>("SELECT usd_micros FROM totals WHERE window = 'day' AND window_id = ?", today).toArray()[0]?.usd_micros ?? 0;
       if (twilioMicros <= current) return false;
       const delta = twilioMicros - current;
@@ -631,7 +653,7 @@ export class AccountGuard extends DurableObject<GuardEnv> {
     const evaluation = applyEvent(dayPolicy, current, now, { usdMicros: delta, events: 0 });
     for (const t of evaluation.totals.filter((t) => t.window === "day" || t.window === "month")) {
       this.#sql.exec(
-        "INSERT OR REPLACE INTO totals (window, window_id, start_ms, usd_micros, events) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO totals (window, window_id, start_ms, usd_micros, events) VALUES (?, ?, ?, ?, ?) ON CONFLICT (window, window_id) DO UPDATE SET usd_micros = excluded.usd_micros, events = excluded.events",
         t.window, t.windowId, windowStart(t.window, now), t.usdMicros, t.events,
       );
     }
@@ -647,7 +669,6 @@ export class AccountGuard extends DurableObject<GuardEnv> {
     this.#sql.exec("DELETE FROM counted WHERE at_ms < ?", now - SEEN_RETENTION_MS);
     this.#sql.exec("DELETE FROM trigger_firings WHERE at_ms < ?", now - SEEN_RETENTION_MS);
     this.#sql.exec("DELETE FROM warned WHERE at_ms < ?", now - 40 * 86_400_000);
-    this.#sql.exec("DELETE FROM recent_events WHERE id <= (SELECT MAX(id) FROM recent_events) - ?", RECENT_EVENTS_KEPT);
     this.#sql.exec("DELETE FROM history WHERE id <= (SELECT MAX(id) FROM history) - ?", HISTORY_KEPT);
     this.#sql.exec("DELETE FROM outbox WHERE state != 'pending' AND next_at_ms < ?", now - SEEN_RETENTION_MS);
     for (const window of ALL_WINDOWS) {
@@ -657,7 +678,7 @@ export class AccountGuard extends DurableObject<GuardEnv> {
     // Idle accounts should not wake up every hour forever: prune again only while keys remain.
     const remaining = this.#sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM seen").one().n;
     if (remaining > 0) this.#setMeta("prune_at", String(now + PRUNE_INTERVAL_MS));
-    else this.#sql.exec("DELETE FROM meta WHERE key = 'prune_at'");
+    else this.#deleteMeta("prune_at");
   }
 }
 

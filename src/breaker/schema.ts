@@ -1,0 +1,89 @@
+// The AccountGuard's SQLite schema and its migrations. Kept apart from the Durable Object so that the
+// storage layout can be reviewed (and tested against an old layout) on its own.
+//
+// Why the layout is what it is: every event's transaction is committed by copying the pages it dirtied
+// into the WAL, so the cost of an event is mostly the number of B-tree pages it touches
+// (docs/benchmarks.md, "Inside the Durable Object"). Hence:
+//   - key/value tables are WITHOUT ROWID (https://www.sqlite.org/withoutrowid.html): a rowid table with
+//     a TEXT PRIMARY KEY is two B-trees (the table and its automatic index), written twice per insert;
+//   - recent_events is a ring of RECENT_EVENTS_KEPT slots, replaced in place: no AUTOINCREMENT
+//     (whose sqlite_sequence row is one more write per insert) and no delete per insert.
+
+/** Schema generations. 1: the first release (rowid tables, recent_events appended and trimmed). */
+export const ACCOUNT_SCHEMA_VERSION = 2;
+
+/** The account page shows this many recent events; the ring has exactly this many slots. */
+export const RECENT_EVENTS_KEPT = 50;
+
+const TABLES_V2 = `
+  CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS totals (window TEXT NOT NULL, window_id TEXT NOT NULL, start_ms INTEGER NOT NULL,
+    usd_micros INTEGER NOT NULL, events INTEGER NOT NULL, PRIMARY KEY (window, window_id)) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, at_ms INTEGER NOT NULL) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS counted (count_key TEXT PRIMARY KEY, at_ms INTEGER NOT NULL, usd_micros INTEGER NOT NULL,
+    settled INTEGER NOT NULL) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS recent_events (slot INTEGER PRIMARY KEY, seq INTEGER NOT NULL, at_ms INTEGER NOT NULL, kind TEXT NOT NULL,
+    sid TEXT NOT NULL, status TEXT NOT NULL, usd_micros INTEGER NOT NULL, counted INTEGER NOT NULL, duplicate INTEGER NOT NULL);
+  CREATE TABLE IF NOT EXISTS warned (key TEXT PRIMARY KEY, at_ms INTEGER NOT NULL) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS trips (trip_id TEXT PRIMARY KEY, opened_at INTEGER NOT NULL, reason TEXT NOT NULL,
+    detail TEXT NOT NULL, closed_at INTEGER);
+  CREATE TABLE IF NOT EXISTS history (id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, trip_id TEXT,
+    kind TEXT NOT NULL, outcome TEXT NOT NULL, detail TEXT NOT NULL);
+  CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, trip_id TEXT NOT NULL, kind TEXT NOT NULL,
+    payload TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_at_ms INTEGER NOT NULL, state TEXT NOT NULL);
+  CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_at_ms);
+  CREATE TABLE IF NOT EXISTS trigger_firings (token TEXT PRIMARY KEY, at_ms INTEGER NOT NULL) WITHOUT ROWID;
+`;
+
+/** Version 1 tables that version 2 rebuilds, with the columns copied across. */
+const REBUILT_IN_V2: ReadonlyArray<readonly [table: string, columns: string]> = [
+  ["meta", "key, value"],
+  ["totals", "window, window_id, start_ms, usd_micros, events"],
+  ["seen", "key, at_ms"],
+  ["counted", "count_key, at_ms, usd_micros, settled"],
+  ["warned", "key, at_ms"],
+  ["trigger_firings", "token, at_ms"],
+];
+
+function schemaVersion(sql: SqlStorage): number {
+  const meta = sql.exec("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'meta'").toArray();
+  if (meta.length === 0) return 0;
+  const row = sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'schema'").toArray()[0];
+  return row === undefined ? 1 : Number(row.value);
+}
+
+/**
+ * Brings the database to ACCOUNT_SCHEMA_VERSION: creates it when empty, rebuilds a version 1 database
+ * in place keeping every row (and the newest RECENT_EVENTS_KEPT recent events, in order). Must run inside
+ * a transaction (the caller's transactionSync), so a failed migration leaves version 1 untouched.
+ * Returns the version found.
+ */
+export function migrateAccountSchema(sql: SqlStorage): number {
+  const found = schemaVersion(sql);
+  if (found === ACCOUNT_SCHEMA_VERSION) return found;
+  if (found > ACCOUNT_SCHEMA_VERSION) {
+    throw new Error(`account storage is schema ${found}, newer than this code (${ACCOUNT_SCHEMA_VERSION})`);
+  }
+  if (found === 1) {
+    for (const [table] of REBUILT_IN_V2) sql.exec(`ALTER TABLE ${table} RENAME TO ${table}_v1`);
+    sql.exec("ALTER TABLE recent_events RENAME TO recent_events_v1");
+  }
+  // trips, history and outbox (with its index) have the same layout in both versions: kept as they are.
+  sql.exec(TABLES_V2);
+  if (found === 1) {
+    for (const [table, columns] of REBUILT_IN_V2) {
+      sql.exec(`INSERT INTO ${table} (${columns}) SELECT ${columns} FROM ${table}_v1`);
+      sql.exec(`DROP TABLE ${table}_v1`);
+    }
+    // The newest events keep their order: seq follows the old id, slot is seq modulo the ring.
+    sql.exec(
+      `INSERT OR IGNORE INTO recent_events (slot, seq, at_ms, kind, sid, status, usd_micros, counted, duplicate)
+       SELECT id % ?, id, at_ms, kind, sid, status, usd_micros, counted, duplicate
+       FROM recent_events_v1 ORDER BY id DESC LIMIT ?`,
+      RECENT_EVENTS_KEPT, RECENT_EVENTS_KEPT,
+    );
+    sql.exec("DROP TABLE recent_events_v1");
+  }
+  sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)", String(ACCOUNT_SCHEMA_VERSION));
+  return found;
+}

@@ -1,0 +1,167 @@
+// The AccountGuard's storage layout: a new object starts at the current schema, and an object written by
+// the first release (schema 1) is rebuilt in place on its next start, keeping its money state.
+import { evictDurableObject, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import type { AccountGuard } from "../../src/breaker/account-guard.ts";
+import { ACCOUNT_SCHEMA_VERSION, RECENT_EVENTS_KEPT, migrateAccountSchema } from "../../src/breaker/schema.ts";
+import { classifyWebhook, type BillableEvent } from "../../src/ledger/classify.ts";
+import { ALL_WINDOWS, windowId, windowStart } from "../../src/ledger/windows.ts";
+import { uniqueSid } from "../support/twilio.ts";
+
+/** The first release's tables, exactly as it created them. */
+const SCHEMA_V1 = `
+  CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+  CREATE TABLE totals (window TEXT NOT NULL, window_id TEXT NOT NULL, start_ms INTEGER NOT NULL,
+    usd_micros INTEGER NOT NULL, events INTEGER NOT NULL, PRIMARY KEY (window, window_id));
+  CREATE TABLE seen (key TEXT PRIMARY KEY, at_ms INTEGER NOT NULL);
+  CREATE TABLE counted (count_key TEXT PRIMARY KEY, at_ms INTEGER NOT NULL, usd_micros INTEGER NOT NULL, settled INTEGER NOT NULL);
+  CREATE TABLE recent_events (id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, kind TEXT NOT NULL,
+    sid TEXT NOT NULL, status TEXT NOT NULL, usd_micros INTEGER NOT NULL, counted INTEGER NOT NULL, duplicate INTEGER NOT NULL);
+  CREATE TABLE warned (key TEXT PRIMARY KEY, at_ms INTEGER NOT NULL);
+  CREATE TABLE trips (trip_id TEXT PRIMARY KEY, opened_at INTEGER NOT NULL, reason TEXT NOT NULL,
+    detail TEXT NOT NULL, closed_at INTEGER);
+  CREATE TABLE history (id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, trip_id TEXT,
+    kind TEXT NOT NULL, outcome TEXT NOT NULL, detail TEXT NOT NULL);
+  CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, trip_id TEXT NOT NULL, kind TEXT NOT NULL,
+    payload TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_at_ms INTEGER NOT NULL, state TEXT NOT NULL);
+  CREATE INDEX outbox_due ON outbox (state, next_at_ms);
+  CREATE TABLE trigger_firings (token TEXT PRIMARY KEY, at_ms INTEGER NOT NULL);
+`;
+
+const OWN_TABLES = ["meta", "totals", "seen", "counted", "recent_events", "warned", "trips", "history", "outbox", "trigger_firings"];
+
+function guard(sid: string): DurableObjectStub<AccountGuard> {
+  return env.ACCOUNT_GUARD.getByName(sid);
+}
+
+function sms(account: string, messageSid = uniqueSid("SM")): BillableEvent {
+  const event = classifyWebhook(new Map([["AccountSid", account], ["MessageSid", messageSid], ["SmsSid", messageSid], ["SmsStatus", "received"], ["NumSegments", "1"], ["NumMedia", "0"]]));
+  if (event.kind === "not-billable") throw new Error(event.reason);
+  return event;
+}
+
+/** Replaces the object's tables with a schema-1 database holding three counted events of today. */
+async function writeSchemaV1(sid: string, now: number, messageSids: string[]): Promise<void> {
+  await runInDurableObject(guard(sid), (_instance, state) => {
+    const sql = state.storage.sql;
+    for (const table of OWN_TABLES) sql.exec(`DROP TABLE IF EXISTS ${table}`);
+    sql.exec(SCHEMA_V1);
+    sql.exec("INSERT INTO meta (key, value) VALUES ('sid', ?), ('registered', ?), ('policy', ?)", sid, String(now),
+      JSON.stringify({ limits: [{ window: "day", events: 5 }], warnAt: 0.8, action: "suspend" }));
+    for (const window of ALL_WINDOWS) {
+      sql.exec("INSERT INTO totals VALUES (?, ?, ?, ?, ?)", window, windowId(window, now), windowStart(window, now), 3 * 7900, 3);
+    }
+    for (const messageSid of messageSids) {
+      sql.exec("INSERT INTO seen (key, at_ms) VALUES (?, ?)", `${messageSid}:received`, now);
+      sql.exec("INSERT INTO counted VALUES (?, ?, ?, 1)", messageSid, now, 7900);
+    }
+    // 60 recent events written by the first release; it kept the newest 50 (ids 11–60).
+    for (let id = 1; id <= 60; id++) {
+      sql.exec("INSERT INTO recent_events (at_ms, kind, sid, status, usd_micros, counted, duplicate) VALUES (?, 'inbound-message', ?, 'received', 0, 0, 0)", now + id, `SM${id}`);
+    }
+    sql.exec("DELETE FROM recent_events WHERE id <= 10");
+    sql.exec("INSERT INTO warned VALUES ('events:5@day', ?)", now);
+    sql.exec("INSERT INTO trips VALUES ('trip-1', ?, 'operator', 'drill', ?)", now - 1000, now - 500);
+    sql.exec("INSERT INTO history (at_ms, trip_id, kind, outcome, detail) VALUES (?, 'trip-1', 'trip', 'open', 'drill')", now - 1000);
+    sql.exec("INSERT INTO trigger_firings VALUES ('idem-fired', ?)", now);
+  });
+}
+
+describe("migrateAccountSchema", () => {
+  it("creates the current schema in an empty database, and then does nothing", async () => {
+    const sid = uniqueSid();
+    const found = await runInDurableObject(guard(sid), (_instance, state) => {
+      const sql = state.storage.sql;
+      for (const table of OWN_TABLES) sql.exec(`DROP TABLE IF EXISTS ${table}`);
+      return [state.storage.transactionSync(() => migrateAccountSchema(sql)), state.storage.transactionSync(() => migrateAccountSchema(sql))];
+    });
+    expect(found).toEqual([0, ACCOUNT_SCHEMA_VERSION]);
+  });
+
+  it("declares the key/value tables WITHOUT ROWID and the recent events as a ring", async () => {
+    const sid = uniqueSid();
+    const ddl = await runInDurableObject(guard(sid), (_instance, state) =>
+      Object.fromEntries(state.storage.sql.exec<{ name: string; sql: string }>("SELECT name, sql FROM sqlite_master WHERE type = 'table'").toArray().map((r) => [r.name, r.sql])),
+    );
+    for (const table of ["meta", "totals", "seen", "counted", "warned", "trigger_firings"]) expect(ddl[table]).toMatch(/WITHOUT ROWID\s*$/);
+    expect(ddl["recent_events"]).toContain("slot INTEGER PRIMARY KEY");
+    expect(ddl["recent_events"]).not.toContain("AUTOINCREMENT");
+  });
+
+  it("refuses a database written by a newer version", async () => {
+    const sid = uniqueSid();
+    const message = await runInDurableObject(guard(sid), (_instance, state) => {
+      state.storage.sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', '99')");
+      try {
+        state.storage.transactionSync(() => migrateAccountSchema(state.storage.sql));
+        return "migrated";
+      } catch (error) {
+        return (error as Error).message;
+      } finally {
+        state.storage.sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)", String(ACCOUNT_SCHEMA_VERSION));
+      }
+    });
+    expect(message).toMatch(/schema 99, newer than this code/);
+  });
+});
+
+describe("an AccountGuard written by the first release", () => {
+  it("keeps its totals, policy and recent events when it starts on the new schema", async () => {
+    const sid = uniqueSid();
+    const now = Date.now();
+    await writeSchemaV1(sid, now, [uniqueSid("SM"), uniqueSid("SM"), uniqueSid("SM")]);
+    await evictDurableObject(guard(sid));
+
+    const snapshot = await guard(sid).snapshot();
+    expect(snapshot.sid).toBe(sid);
+    expect(snapshot.policySource).toBe("account");
+    expect(snapshot.windows.find((w) => w.window === "day")).toMatchObject({ events: 3 });
+    expect(snapshot.recentEvents).toHaveLength(RECENT_EVENTS_KEPT);
+    expect(snapshot.recentEvents[0]!.sid).toBe("SM60");
+    expect(snapshot.recentEvents.at(-1)!.sid).toBe("SM11");
+    expect(snapshot.trips).toEqual([expect.objectContaining({ tripId: "trip-1", reason: "operator" })]);
+    const schema = await runInDurableObject(guard(sid), (_instance, state) => ({
+      version: state.storage.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'schema'").one().value,
+      leftovers: state.storage.sql.exec("SELECT name FROM sqlite_master WHERE name LIKE '%_v1'").toArray().length,
+      firings: state.storage.sql.exec("SELECT * FROM trigger_firings").toArray().length,
+      warned: state.storage.sql.exec("SELECT * FROM warned").toArray().length,
+    }));
+    expect(schema).toEqual({ version: String(ACCOUNT_SCHEMA_VERSION), leftovers: 0, firings: 1, warned: 1 });
+  });
+
+  it("still recognises the events it counted before, and counts new ones once", async () => {
+    const sid = uniqueSid();
+    const now = Date.now();
+    const counted = [uniqueSid("SM"), uniqueSid("SM"), uniqueSid("SM")];
+    await writeSchemaV1(sid, now, counted);
+    await evictDurableObject(guard(sid));
+
+    expect(await guard(sid).record(sms(sid, counted[0]), null)).toEqual({ duplicate: true, blocked: false });
+    const fresh = sms(sid);
+    expect(await guard(sid).record(fresh, "idem-new")).toEqual({ duplicate: false, blocked: false });
+    expect(await guard(sid).record(fresh, "idem-new")).toEqual({ duplicate: true, blocked: false });
+    const snapshot = await guard(sid).snapshot();
+    expect(snapshot.windows.find((w) => w.window === "day")).toMatchObject({ events: 4 });
+    expect(snapshot.recentEvents.slice(0, 3).map((e) => [e.sid, e.duplicate])).toEqual([
+      [fresh.sid, true],
+      [fresh.sid, false],
+      [counted[0], true],
+    ]);
+    expect(snapshot.recentEvents).toHaveLength(RECENT_EVENTS_KEPT);
+  });
+});
+
+describe("the recent-events ring", () => {
+  it("keeps the newest events, newest first, across eviction", async () => {
+    const sid = uniqueSid();
+    const events = Array.from({ length: RECENT_EVENTS_KEPT + 7 }, () => sms(sid));
+    for (const event of events.slice(0, 30)) await guard(sid).record(event, null);
+    await evictDurableObject(guard(sid));
+    for (const event of events.slice(30)) await guard(sid).record(event, null);
+    const snapshot = await guard(sid).snapshot();
+    expect(snapshot.recentEvents.map((e) => e.sid)).toEqual(events.slice(-RECENT_EVENTS_KEPT).reverse().map((e) => e.sid));
+    const rows = await runInDurableObject(guard(sid), (_instance, state) => state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM recent_events").one().n);
+    expect(rows).toBe(RECENT_EVENTS_KEPT);
+  });
+});
