@@ -5,7 +5,7 @@
 // Twilio was configured with (query included), append every POST parameter sorted by name as
 // name+value with no separators, HMAC-SHA1 the UTF-8 bytes with the auth token, base64 the digest.
 // JSON bodies are not signed as parameters: the URL carries bodySHA256=<hex SHA-256 of the body>.
-import { timingSafeEqualBytes, timingSafeEqualString } from "../util/constant-time.ts";
+import { timingSafeEqualString } from "../util/constant-time.ts";
 import { fromBase64, toBase64, toHex, utf8 } from "../util/encoding.ts";
 import type { FormPairs } from "./form.ts";
 import { candidateUrls } from "./url-candidates.ts";
@@ -51,7 +51,7 @@ function hmacKey(token: string): CryptoKey | Promise<CryptoKey> {
   const cached = keyCache.get(token);
   if (cached) return cached;
   if (token === "") throw new Error("an empty auth token cannot sign or verify");
-  const key = crypto.subtle.importKey("raw", utf8(token), SIGNATURE_HMAC, false, ["sign"]);
+  const key = crypto.subtle.importKey("raw", utf8(token), SIGNATURE_HMAC, false, ["sign", "verify"]);
   key.then(
     (imported) => {
       if (keyCache.get(token) === key) keyCache.set(token, imported);
@@ -86,6 +86,15 @@ function encodeToScratch(text: string): Uint8Array<ArrayBuffer> {
 /** Starts the HMAC-SHA1 of `data`; the returned promise is the digest. */
 function startHmac(key: CryptoKey, data: string): Promise<ArrayBuffer> {
   return crypto.subtle.sign("HMAC", key, encodeToScratch(data));
+}
+
+/**
+ * Whether `signature` is the HMAC-SHA1 of `data`. WebCrypto's verify compares in constant time
+ * (WebCrypto spec, HMAC verify; workerd and Node use CRYPTO_memcmp / timingSafeEqual), and returns a
+ * boolean instead of a digest buffer to compare.
+ */
+function checkHmac(key: CryptoKey, signature: Uint8Array<ArrayBuffer>, data: string): Promise<boolean> {
+  return crypto.subtle.verify("HMAC", key, signature, encodeToScratch(data));
 }
 
 async function hmac(token: string, data: string): Promise<ArrayBuffer> {
@@ -148,10 +157,13 @@ export async function computeSignature(token: string, url: string, params: FormP
   return toBase64(await hmac(token, signedPayload(url, params)));
 }
 
-export async function sha256Hex(bytes: Uint8Array): Promise<string> {
+function sha256(bytes: Uint8Array): Promise<ArrayBuffer> {
   // WebCrypto wants an ArrayBuffer-backed view; copy only if the bytes sit in a SharedArrayBuffer.
-  const view = bytes.buffer instanceof ArrayBuffer ? (bytes as Uint8Array<ArrayBuffer>) : new Uint8Array(bytes);
-  return toHex(await crypto.subtle.digest("SHA-256", view));
+  return crypto.subtle.digest("SHA-256", bytes.buffer instanceof ArrayBuffer ? (bytes as Uint8Array<ArrayBuffer>) : new Uint8Array(bytes));
+}
+
+export async function sha256Hex(bytes: Uint8Array): Promise<string> {
+  return toHex(await sha256(bytes));
 }
 
 /** The first bodySHA256 query value (as twilio-node reads it: URLSearchParams.get), or null. */
@@ -196,7 +208,7 @@ export async function verifySignature(tokens: readonly string[], check: Signatur
       if (token === "") continue;
       const cached = keyCache.get(token);
       const key = cached instanceof CryptoKey ? cached : await hmacKey(token);
-      if (timingSafeEqualBytes(new Uint8Array(await startHmac(key, url + suffix)), provided)) {
+      if (await checkHmac(key, provided, url + suffix)) {
         tokenIndex = i;
         break search;
       }
@@ -206,7 +218,7 @@ export async function verifySignature(tokens: readonly string[], check: Signatur
 
   if (bodyHash !== null) {
     if (check.rawBody === undefined) return { ok: false, reason: "body-hash-mismatch" };
-    if (!timingSafeEqualString(await sha256Hex(check.rawBody), bodyHash)) {
+    if (!timingSafeEqualString(toHex(await sha256(check.rawBody)), bodyHash)) {
       return { ok: false, reason: "body-hash-mismatch" };
     }
   }

@@ -397,24 +397,39 @@ describe("legacyQuerystring", () => {
 describe("verifySignature: cost", () => {
   afterEach(() => vi.restoreAllMocks());
 
-  it("computes one HMAC for a valid request with the primary token", async () => {
+  /** Every HMAC WebCrypto computes, by sign() or verify(). */
+  function hmacCalls(): () => number {
     const sign = vi.spyOn(crypto.subtle, "sign");
+    const verify = vi.spyOn(crypto.subtle, "verify");
+    return () => sign.mock.calls.length + verify.mock.calls.length;
+  }
+
+  it("computes one HMAC for a valid request with the primary token", async () => {
+    const calls = hmacCalls();
     expect((await verifySignature([TOKEN, "secondary"], check({}))).ok).toBe(true);
-    expect(sign).toHaveBeenCalledTimes(1);
+    expect(calls()).toBe(1);
   });
 
   it(`computes at most ${MAX_URL_CANDIDATES} HMACs per token for a bad signature`, async () => {
-    const sign = vi.spyOn(crypto.subtle, "sign");
+    const calls = hmacCalls();
     const url = "https://h.example/?n=O%27h+x%20";
     const verdict = await verifySignature(["a", "b"], { url, params: [], signature: SIG, basicAuth: { user: "u", password: "p" } });
     expect(verdict.ok).toBe(false);
-    expect(sign).toHaveBeenCalledTimes(2 * MAX_URL_CANDIDATES);
+    expect(calls()).toBe(2 * MAX_URL_CANDIDATES);
   });
 
   it("does not hash at all for a header that is not a 20-byte base64 value", async () => {
-    const sign = vi.spyOn(crypto.subtle, "sign");
+    const calls = hmacCalls();
     await verifySignature([TOKEN], check({ signature: "AAAA" }));
-    expect(sign).not.toHaveBeenCalled();
+    expect(calls()).toBe(0);
+  });
+
+  it("lets WebCrypto compare: the check is verify() with the header's bytes, not a digest compared in JS", async () => {
+    const verify = vi.spyOn(crypto.subtle, "verify");
+    expect((await verifySignature([TOKEN], check({}))).ok).toBe(true);
+    expect(verify).toHaveBeenCalledTimes(1);
+    expect(verify.mock.calls[0]![0]).toBe("HMAC");
+    expect(new Uint8Array(verify.mock.calls[0]![2] as Uint8Array)).toHaveLength(20);
   });
 
   it("reuses imported keys", async () => {
