@@ -18,8 +18,12 @@ const SIGNATURE_HMAC = { name: "HMAC", hash: "SHA-1" } as const;
 const SIGNATURE_BYTES = 20;
 /** Query parameter Twilio adds to JSON-body webhooks: hex SHA-256 of the raw body (webhooks-security docs). */
 const BODY_HASH_PARAM = "bodySHA256";
-/** Imported CryptoKeys kept per token; a few tokens (primary, secondary, subaccounts) is normal. */
-const KEY_CACHE_LIMIT = 256;
+/**
+ * Imported CryptoKeys kept per token. As many as the isolate's TokenCache holds accounts
+ * (src/accounts/token-cache.ts), so a multi-tenant guard with thousands of active subaccounts does not
+ * re-import a key per webhook; a key and its token string are a few hundred bytes.
+ */
+export const KEY_CACHE_LIMIT = 10_000;
 
 export interface SignatureCheck {
   /** request.url exactly as the Worker sees it. */
