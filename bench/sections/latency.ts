@@ -107,6 +107,23 @@ export async function benchAddedLatency(world: World, guard: RunningGuard, shape
   }
 }
 
+/**
+ * The same inbound SMS on one connection: each request waits for nobody else's, so the latency is the
+ * path's own (guard: HTTP in, verify, Durable Object, origin hop; Express: parse and validate), without
+ * the queueing behind other requests' CPU time that `connections` > 1 adds on this one machine.
+ */
+export async function benchOneConnection(world: World, guard: RunningGuard, shape: LoadShape) {
+  const parent = world.parent;
+  const [guardSms, expressSms] = await measureTargets(
+    [
+      { label: "guard sms, 1 connection", url: guard.url, make: () => formRequest(parent, guard.url, "/webhooks/sms", inboundSms(parent.sid)), counter: { child: world.origin, field: "requests" }, pid: guard.pid },
+      { label: "express sms, 1 connection", url: world.express.url, make: () => formRequest(parent, world.express.url, "/sms", inboundSms(parent.sid)), counter: { child: world.express, field: "requests" }, pid: world.express.pid },
+    ],
+    shape,
+  );
+  return { guardSms: guardSms!, expressSms: expressSms! };
+}
+
 export async function benchManyAccounts(world: World, guard: RunningGuard, shape: LoadShape, warmConnections: number) {
   const many = world.many;
   const few = many.slice(0, 10);

@@ -10,9 +10,14 @@ import { inboundSms, jsonEvent, messageStatus, paramsObject, sid, signForm, sign
 /** The URL Twilio would have been given for a deployed guard (no port: what Twilio signs). */
 const BASE = "https://twilio-edge-guard.example.workers.dev";
 const SET_SIZE = 64;
-/** Each side is measured ROUNDS times for MEASURE_MS, alternating, and the median kept (the machine is noisy). */
-const MEASURE_MS = 500;
-const ROUNDS = 3;
+/**
+ * Each side is measured ROUNDS times for MEASURE_MS, alternating (workerd, Node, workerd's bare HMAC,
+ * workerd, …). The machine's speed drifts by tens of percent from one second to the next, so the ratio
+ * is taken within each round (the two sides measured back to back) and the median round's ratio kept.
+ */
+const MEASURE_MS = 300;
+const ROUNDS = 7;
+export const VERIFY_ROUNDS = ROUNDS;
 
 interface Check {
   url: string;
@@ -27,6 +32,10 @@ export interface VerifyRow {
   nodePerSec: number;
   /** Bare crypto.subtle.sign HMAC-SHA1 calls per second in workerd on the same signed string. */
   workerdHmacPerSec: number;
+  /** Median over rounds of workerdPerSec / nodePerSec measured in the same round. */
+  ratio: number;
+  /** The lowest and highest of those per-round ratios. */
+  ratioRange: [number, number];
 }
 
 function makeSets(token: string, account: string): Array<{ name: string; checks: Check[] }> {
@@ -129,13 +138,32 @@ export async function benchVerification(): Promise<VerifyRow[]> {
       const workerd = await workerdRate(url, set.name, "run");
       const node = nodeRate(token, set.checks);
       const floor = await workerdRate(url, set.name, "floor");
-      const samples = { workerd: [] as number[], node: [] as number[], floor: [] as number[] };
+      const samples = { workerd: [] as number[], node: [] as number[], floor: [] as number[], ratio: [] as number[] };
       for (let round = 0; round < ROUNDS; round++) {
-        samples.workerd.push(await workerd());
-        samples.node.push(node());
+        // Which side goes first alternates, so neither always runs right after the other.
+        let w: number;
+        let n: number;
+        if (round % 2 === 0) {
+          w = await workerd();
+          n = node();
+        } else {
+          n = node();
+          w = await workerd();
+        }
+        samples.workerd.push(w);
+        samples.node.push(n);
+        samples.ratio.push(w / n);
         samples.floor.push(await floor());
       }
-      rows.push({ name: set.name, workerdPerSec: median(samples.workerd), nodePerSec: median(samples.node), workerdHmacPerSec: median(samples.floor) });
+      const sortedRatios = [...samples.ratio].sort((a, b) => a - b);
+      rows.push({
+        name: set.name,
+        workerdPerSec: median(samples.workerd),
+        nodePerSec: median(samples.node),
+        workerdHmacPerSec: median(samples.floor),
+        ratio: median(samples.ratio),
+        ratioRange: [sortedRatios[0]!, sortedRatios.at(-1)!],
+      });
     }
     return rows;
   } finally {
