@@ -32,6 +32,7 @@ export interface LoadResult {
   status: Record<string, number>;
   errors: number;
   timeouts: number;
+  /** From starting the load to the last answer. */
   elapsedMs: number;
 }
 
@@ -69,7 +70,9 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
       },
     ],
   });
+  let lastAnswerAt = started;
   instance.on("response", (_client: unknown, statusCode: number, _bytes: number, responseTime: number) => {
+    lastAnswerAt = performance.now();
     latenciesMs.push(responseTime);
     status[statusCode] = (status[statusCode] ?? 0) + 1;
   });
@@ -80,7 +83,9 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     status,
     errors: result.errors,
     timeouts: result.timeouts,
-    elapsedMs: performance.now() - started,
+    // Up to the last answer, not to autocannon's end: with `amount`, autocannon only notices it is done
+    // at its next once-a-second sampling tick, which would round every run up to whole seconds.
+    elapsedMs: lastAnswerAt - started,
   };
 }
 

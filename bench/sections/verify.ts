@@ -19,7 +19,7 @@ const MEASURE_MS = 300;
 const ROUNDS = 7;
 export const VERIFY_ROUNDS = ROUNDS;
 
-interface Check {
+export interface Check {
   url: string;
   params: Pairs;
   body?: string;
@@ -38,7 +38,7 @@ export interface VerifyRow {
   ratioRange: [number, number];
 }
 
-function makeSets(token: string, account: string): Array<{ name: string; checks: Check[] }> {
+export function makeSets(token: string, account: string): Array<{ name: string; checks: Check[] }> {
   const sms: Check[] = [];
   const status: Check[] = [];
   const json: Check[] = [];
