@@ -176,8 +176,17 @@ function bodyHashParam(url: string): string | null {
   if (start === -1) return null;
   const end = url.indexOf("#", start);
   const query = url.slice(start + 1, end === -1 ? undefined : end);
+  const escaped = query.includes("%") || query.includes("+");
   // URLSearchParams only finds the name written out or percent-encoded; skip the parse otherwise.
-  if (!query.includes(BODY_HASH_PARAM) && !query.includes("%")) return null;
+  if (!escaped) {
+    if (!query.includes(BODY_HASH_PARAM)) return null;
+    // Nothing to decode ('%' and '+' are URLSearchParams' only escapes): its first match, found by hand.
+    for (const pair of query.split("&")) {
+      const eq = pair.indexOf("=");
+      if ((eq === -1 ? pair : pair.slice(0, eq)) === BODY_HASH_PARAM) return eq === -1 ? "" : pair.slice(eq + 1);
+    }
+    return null;
+  }
   return new URLSearchParams(query).get(BODY_HASH_PARAM);
 }
 

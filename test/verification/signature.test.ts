@@ -230,6 +230,37 @@ describe("verifySignature: JSON bodies (bodySHA256)", () => {
     expect(await verifySignature(["other"], json({}))).toEqual({ ok: false, reason: "bad-signature" });
   });
 
+  describe("reads bodySHA256 as URLSearchParams.get does (twilio-node)", () => {
+    const base = "https://mycompany.com/hook";
+    async function withQuery(query: string, body = JSON_BODY) {
+      const url = `${base}?${query}`;
+      return verifySignature([TOKEN], { url, params: [], rawBody: utf8(body), signature: await computeSignature(TOKEN, url, []) });
+    }
+
+    it("takes the first of two bodySHA256 values", async () => {
+      expect(await withQuery(`bodySHA256=${JSON_BODY_HASH}&bodySHA256=${EMPTY_JSON_HASH}`)).toEqual({ ok: true, tokenIndex: 0 });
+      expect(await withQuery(`bodySHA256=${EMPTY_JSON_HASH}&bodySHA256=${JSON_BODY_HASH}`)).toEqual({ ok: false, reason: "body-hash-mismatch" });
+    });
+
+    it("does not take names that only contain it", async () => {
+      // No bodySHA256 parameter: the URL is signed as a form URL with no parameters, and the body is not checked.
+      expect(await withQuery(`xbodySHA256=${EMPTY_JSON_HASH}&bodySHA256x=${EMPTY_JSON_HASH}`)).toEqual({ ok: true, tokenIndex: 0 });
+      expect(await withQuery(`xbodySHA256=${EMPTY_JSON_HASH}&bodySHA256=${JSON_BODY_HASH}`)).toEqual({ ok: true, tokenIndex: 0 });
+      expect(await withQuery(`xbodySHA256=${JSON_BODY_HASH}&bodySHA256=${EMPTY_JSON_HASH}`)).toEqual({ ok: false, reason: "body-hash-mismatch" });
+    });
+
+    it("decodes a percent-encoded name, and '+' or %XX in the value", async () => {
+      expect(await withQuery(`body%53HA256=${EMPTY_JSON_HASH}`)).toEqual({ ok: false, reason: "body-hash-mismatch" });
+      expect(await withQuery(`body%53HA256=${JSON_BODY_HASH}`)).toEqual({ ok: true, tokenIndex: 0 });
+      expect(await withQuery(`a=b+c&bodySHA256=${JSON_BODY_HASH.slice(0, 10)}%3${JSON_BODY_HASH.slice(11)}`)).toEqual({ ok: false, reason: "body-hash-mismatch" });
+    });
+
+    it("treats a bare name as an empty hash", async () => {
+      expect(await withQuery("bodySHA256")).toEqual({ ok: false, reason: "body-hash-mismatch" });
+      expect(await withQuery("bodySHA256&x=1")).toEqual({ ok: false, reason: "body-hash-mismatch" });
+    });
+  });
+
   it("rejects a changed hash in the URL (it is signed)", async () => {
     const url = JSON_URL.replace(/.$/, "1");
     expect(await verifySignature([TOKEN], json({ url }))).toEqual({ ok: false, reason: "bad-signature" });
