@@ -5,10 +5,9 @@
 // median µs per check of each tree and the median per-round ratio (> 1: B is faster).
 //   e.g. git worktree add /tmp/before <commit>; node bench/verify-ab.ts /tmp/before .
 import { resolve } from "node:path";
-import { build } from "esbuild";
-import { Miniflare, convertV4MiniflareOptions } from "miniflare";
 import { makeSets } from "./sections/verify.ts";
 import { sid } from "./lib/events.ts";
+import { startScriptWorker } from "./lib/script-worker.ts";
 
 const [treeA, treeB] = [process.argv[2], process.argv[3]].map((t) => (t === undefined ? undefined : resolve(t)));
 if (treeA === undefined || treeB === undefined) {
@@ -41,15 +40,9 @@ export default {
     return Response.json({ ok });
   },
 };`;
-const bundled = await build({ stdin: { contents: source, resolveDir: process.cwd(), loader: "js" }, bundle: true, format: "esm", platform: "neutral", target: "es2022", write: false });
-const mf = new Miniflare(
-  convertV4MiniflareOptions({
-    workers: [{ name: "verify-ab", compatibilityDate: "2026-11-01", modules: [{ type: "ESModule", path: "verify-ab.js", contents: bundled.outputFiles[0]!.text }], unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }] }],
-  } as Parameters<typeof convertV4MiniflareOptions>[0]),
-);
+const worker = await startScriptWorker("verify-ab", source);
 try {
-  await mf.ready;
-  const url = (await mf.unsafeGetDirectURL("verify-ab")).href;
+  const url = worker.url;
   const token = "bench-verify-token-not-a-secret";
   const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
   for (const set of makeSets(token, sid("AC"))) {
@@ -83,5 +76,5 @@ try {
     console.log(`${set.name}: A ${median(a).toFixed(2)} µs/check, B ${median(b).toFixed(2)} µs/check; A/B per round: median ${median(ratio).toFixed(2)} (range ${sorted[0]!.toFixed(2)}–${sorted.at(-1)!.toFixed(2)}, ${rounds} rounds)`);
   }
 } finally {
-  await mf.dispose();
+  await worker.stop();
 }

@@ -3,10 +3,9 @@
 // the whole check (`verifySignature`) and its parts on section 1's request set: WebCrypto's HMAC verify
 // of the already-encoded signed string, the same with its UTF-8 encoding, building the sorted parameter
 // string (+ URL, + encoding), and decoding the header. Prints the median µs of each.
-import { build } from "esbuild";
-import { Miniflare, convertV4MiniflareOptions } from "miniflare";
 import { fileURLToPath } from "node:url";
 import { sid } from "./lib/events.ts";
+import { startScriptWorker } from "./lib/script-worker.ts";
 import { makeSets } from "./sections/verify.ts";
 
 const which = ["sms", "status", "json"].indexOf(process.argv[2] ?? "sms");
@@ -56,15 +55,9 @@ export default {
     return Response.json({ sink });
   },
 };`;
-const bundled = await build({ stdin: { contents: source, resolveDir: process.cwd(), loader: "js" }, bundle: true, format: "esm", platform: "neutral", target: "es2022", write: false });
-const mf = new Miniflare(
-  convertV4MiniflareOptions({
-    workers: [{ name: "verify-parts", compatibilityDate: "2026-11-01", modules: [{ type: "ESModule", path: "verify-parts.js", contents: bundled.outputFiles[0]!.text }], unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }] }],
-  } as Parameters<typeof convertV4MiniflareOptions>[0]),
-);
+const worker = await startScriptWorker("verify-parts", source);
 try {
-  await mf.ready;
-  const url = (await mf.unsafeGetDirectURL("verify-parts")).href;
+  const url = worker.url;
   const token = "bench-verify-token-not-a-secret";
   const set = makeSets(token, sid("AC"))[which]!;
   await fetch(`${url}load`, { method: "POST", body: JSON.stringify({ tokens: [token], checks: set.checks }) });
@@ -84,5 +77,5 @@ try {
   console.log(`${set.name}: median of ${ROUNDS} interleaved rounds, µs per check`);
   PARTS.forEach((name, i) => console.log(`  ${median(samples[i]!).toFixed(2).padStart(6)}  ${name}`));
 } finally {
-  await mf.dispose();
+  await worker.stop();
 }
