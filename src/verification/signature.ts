@@ -74,8 +74,8 @@ function hmacKey(token: string): CryptoKey | Promise<CryptoKey> {
 
 /**
  * UTF-8 bytes of the signed string, written into one reused buffer: WebCrypto copies its input when
- * sign() is called (WebCrypto spec, "get a copy of the buffer source"), so the buffer is free again as
- * soon as the call returns, before its promise settles. Saves an allocation per HMAC.
+ * sign() or verify() is called (WebCrypto spec, "get a copy of the buffer source"), so the buffer is free
+ * again as soon as the call returns, before its promise settles. Saves an allocation per HMAC.
  */
 let scratch = new Uint8Array(4096);
 const encoder = new TextEncoder();
@@ -87,11 +87,6 @@ function encodeToScratch(text: string): Uint8Array<ArrayBuffer> {
   return scratch.subarray(0, written);
 }
 
-/** Starts the HMAC-SHA1 of `data`; the returned promise is the digest. */
-function startHmac(key: CryptoKey, data: string): Promise<ArrayBuffer> {
-  return crypto.subtle.sign("HMAC", key, encodeToScratch(data));
-}
-
 /**
  * Whether `signature` is the HMAC-SHA1 of `data`. WebCrypto's verify compares in constant time
  * (WebCrypto spec, HMAC verify; workerd and Node use CRYPTO_memcmp / timingSafeEqual), and returns a
@@ -101,8 +96,9 @@ function checkHmac(key: CryptoKey, signature: Uint8Array<ArrayBuffer>, data: str
   return crypto.subtle.verify("HMAC", key, signature, encodeToScratch(data));
 }
 
+/** The HMAC-SHA1 digest of `data` keyed by `token`. */
 async function hmac(token: string, data: string): Promise<ArrayBuffer> {
-  return startHmac(await hmacKey(token), data);
+  return crypto.subtle.sign("HMAC", await hmacKey(token), encodeToScratch(data));
 }
 
 /**
@@ -176,18 +172,14 @@ function bodyHashParam(url: string): string | null {
   if (start === -1) return null;
   const end = url.indexOf("#", start);
   const query = url.slice(start + 1, end === -1 ? undefined : end);
-  const escaped = query.includes("%") || query.includes("+");
-  // URLSearchParams only finds the name written out or percent-encoded; skip the parse otherwise.
-  if (!escaped) {
-    if (!query.includes(BODY_HASH_PARAM)) return null;
-    // Nothing to decode ('%' and '+' are URLSearchParams' only escapes): its first match, found by hand.
-    for (const pair of query.split("&")) {
-      const eq = pair.indexOf("=");
-      if ((eq === -1 ? pair : pair.slice(0, eq)) === BODY_HASH_PARAM) return eq === -1 ? "" : pair.slice(eq + 1);
-    }
-    return null;
+  if (query.includes("%") || query.includes("+")) return new URLSearchParams(query).get(BODY_HASH_PARAM);
+  // Nothing to decode ('%' and '+' are URLSearchParams' only escapes): its first match, found by hand.
+  if (!query.includes(BODY_HASH_PARAM)) return null;
+  for (const pair of query.split("&")) {
+    const eq = pair.indexOf("=");
+    if ((eq === -1 ? pair : pair.slice(0, eq)) === BODY_HASH_PARAM) return eq === -1 ? "" : pair.slice(eq + 1);
   }
-  return new URLSearchParams(query).get(BODY_HASH_PARAM);
+  return null;
 }
 
 /** An absolute URL without "user:password@": candidateUrls() yields it unchanged, first. */
