@@ -11,13 +11,11 @@ import { inboundSms, jsonEvent, messageStatus, paramsObject, sid, signForm, sign
 const BASE = "https://twilio-edge-guard.example.workers.dev";
 const SET_SIZE = 64;
 /**
- * Each side is measured ROUNDS times for MEASURE_MS, alternating (workerd, Node, workerd's bare HMAC,
+ * Each side is measured `rounds` times for `measureMs`, alternating (workerd, Node, workerd's bare HMAC,
  * workerd, …). The machine's speed drifts by tens of percent from one second to the next, so the ratio
  * is taken within each round (the two sides measured back to back) and the median round's ratio kept.
  */
-const MEASURE_MS = 300;
-const ROUNDS = 7;
-export const VERIFY_ROUNDS = ROUNDS;
+export const VERIFY_TIMING = { measureMs: 300, rounds: 7 };
 
 export interface Check {
   url: string;
@@ -58,7 +56,7 @@ export function makeSets(token: string, account: string): Array<{ name: string; 
   ];
 }
 
-function nodeRate(token: string, checks: Check[]): () => number {
+function nodeRate(token: string, checks: Check[], measureMs: number): () => number {
   // What an Express app has by the time twilio.webhook() runs: the parsed body object.
   const prepared = checks.map((c) => ({ ...c, object: paramsObject(c.params) }));
   const one = (c: (typeof prepared)[number]): boolean =>
@@ -78,10 +76,10 @@ function nodeRate(token: string, checks: Check[]): () => number {
     }
   };
   loop(300); // warm-up (JIT)
-  return () => loop(MEASURE_MS);
+  return () => loop(measureMs);
 }
 
-async function workerdRate(baseUrl: string, name: string, route: "run" | "floor"): Promise<() => Promise<number>> {
+async function workerdRate(baseUrl: string, name: string, route: "run" | "floor", measureMs: number): Promise<() => Promise<number>> {
   const run = async (n: number): Promise<number> => {
     const start = performance.now();
     const response = await fetch(`${baseUrl}/${route}?name=${encodeURIComponent(name)}&n=${n}`);
@@ -91,7 +89,7 @@ async function workerdRate(baseUrl: string, name: string, route: "run" | "floor"
     return (n / elapsed) * 1000;
   };
   const estimate = await run(3000); // warm-up (JIT) and a first estimate
-  const n = Math.max(3000, Math.round((estimate * MEASURE_MS) / 1000));
+  const n = Math.max(3000, Math.round((estimate * measureMs) / 1000));
   return () => run(n);
 }
 
@@ -100,7 +98,7 @@ function median(values: number[]): number {
   return sorted[Math.floor(sorted.length / 2)]!;
 }
 
-export async function benchVerification(): Promise<VerifyRow[]> {
+export async function benchVerification(timing = VERIFY_TIMING): Promise<VerifyRow[]> {
   const token = "bench-verify-token-not-a-secret";
   const sets = makeSets(token, sid("AC"));
   const bundled = await build({
@@ -135,11 +133,11 @@ export async function benchVerification(): Promise<VerifyRow[]> {
     for (const set of sets) {
       const loaded = await fetch(`${url}/load`, { method: "POST", body: JSON.stringify({ name: set.name, tokens: [token], checks: set.checks }) });
       if (!loaded.ok) throw new Error(`verify worker: ${loaded.status}`);
-      const workerd = await workerdRate(url, set.name, "run");
-      const node = nodeRate(token, set.checks);
-      const floor = await workerdRate(url, set.name, "floor");
+      const workerd = await workerdRate(url, set.name, "run", timing.measureMs);
+      const node = nodeRate(token, set.checks, timing.measureMs);
+      const floor = await workerdRate(url, set.name, "floor", timing.measureMs);
       const samples = { workerd: [] as number[], node: [] as number[], floor: [] as number[], ratio: [] as number[] };
-      for (let round = 0; round < ROUNDS; round++) {
+      for (let round = 0; round < timing.rounds; round++) {
         // Which side goes first alternates, so neither always runs right after the other.
         let w: number;
         let n: number;

@@ -1,0 +1,64 @@
+// Smoke test of the benchmark itself: `node bench/run.ts --quick` runs every section end to end with
+// tiny sizes (the real Worker in workerd, the Express app, autocannon, the Twilio stand-in), so a change
+// that breaks `npm run bench` fails here. Its figures are not measurements and are not checked; what is
+// checked is that every section produced its rows and every exactness check held.
+import { execFile } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { beforeAll, describe, expect, it } from "vitest";
+import { parseTable, type Row } from "../../bench/lib/table.ts";
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+/** Measured at ~20 s on a 2-core machine running nothing else; CI runs it beside the other tests. */
+const QUICK_RUN_TIMEOUT_MS = 240_000;
+
+let exitCode: number;
+let output: string;
+let rows: Row[];
+
+beforeAll(async () => {
+  ({ exitCode, output } = await new Promise<{ exitCode: number; output: string }>((resolve) => {
+    execFile(process.execPath, ["bench/run.ts", "--quick"], { cwd: ROOT, timeout: QUICK_RUN_TIMEOUT_MS, maxBuffer: 16 << 20 }, (error, stdout, stderr) => {
+      resolve({ exitCode: error ? (typeof error.code === "number" ? error.code : -1) : 0, output: `${stdout}\n${stderr}` });
+    });
+  }));
+  rows = parseTable(output);
+}, QUICK_RUN_TIMEOUT_MS + 10_000);
+
+describe("npm run bench (--quick)", () => {
+  it("runs to the end", () => {
+    expect(exitCode, output.slice(-3000)).toBe(0);
+    expect(output).toMatch(/total: \d+ s \(--quick/);
+  });
+
+  it("prints rows for every section, 0 to 5", () => {
+    const sections = new Set(rows.map((r) => r.section.split(" ")[0]));
+    expect([...sections].sort()).toEqual(["0", "1", "2", "3", "4", "5"]);
+  });
+
+  it("verifies every signed request on both sides of section 1", () => {
+    const verification = rows.filter((r) => r.section.startsWith("1 "));
+    expect(verification.map((r) => r.what)).toEqual([expect.stringContaining("inbound SMS"), expect.stringContaining("status callback"), expect.stringContaining("JSON body")]);
+    for (const row of verification) expect(row.measured).toMatch(/^[\d,]+\/s vs twilio-node [\d,]+\/s/);
+  });
+
+  it("holds every exactness check: the ledger counted each event once, through the Durable Object and through the Worker", () => {
+    const exact = rows.filter((r) => r.goal === "exact");
+    expect(exact).toHaveLength(2);
+    for (const row of exact) expect(row, row.measured).toMatchObject({ result: "PASS" });
+  });
+
+  it("gives every goal row a verdict and reports no Worker errors or stand-in violations", () => {
+    for (const row of rows.filter((r) => !r.goal.startsWith("(") && r.goal !== "exact")) expect(["PASS", "MISS"]).toContain(row.result);
+    expect(output).not.toMatch(/Worker errors during|stand-in shape violations/);
+  });
+
+  it("refuses to write quick figures into docs/benchmarks.md", async () => {
+    const refused = await new Promise<{ code: number; stderr: string }>((resolve) => {
+      execFile(process.execPath, ["bench/run.ts", "--quick", "--write-docs", "--only=verify"], { cwd: ROOT }, (error, _stdout, stderr) => {
+        resolve({ code: error ? (typeof error.code === "number" ? error.code : -1) : 0, stderr });
+      });
+    });
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/--quick figures are not measurements/);
+  });
+});
