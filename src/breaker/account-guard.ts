@@ -241,7 +241,7 @@ export class AccountGuard extends DurableObject<GuardEnv> {
       // The ring keeps the newest RECENT_EVENTS_KEPT events: each event replaces the oldest slot.
       const seq = this.#nextRecentSeq();
       this.#sql.exec(
-        "INSERT OR REPLACE INTO recent_events (slot, seq, at_ms, kind, sid, status, usd_micros, counted, duplicate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT OR REPLACE INTO recent_events (id, seq, at_ms, kind, sid, status, usd_micros, counted, duplicate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         seq % RECENT_EVENTS_KEPT, seq, now, event.kind, event.sid, event.status, usdMicros, events, duplicate ? 1 : 0,
       );
       let effects = false;
@@ -670,6 +670,8 @@ export class AccountGuard extends DurableObject<GuardEnv> {
     this.#sql.exec("DELETE FROM trigger_firings WHERE at_ms < ?", now - SEEN_RETENTION_MS);
     this.#sql.exec("DELETE FROM warned WHERE at_ms < ?", now - 40 * 86_400_000);
     this.#sql.exec("DELETE FROM history WHERE id <= (SELECT MAX(id) FROM history) - ?", HISTORY_KEPT);
+    // Rows outside the ring's slots: appended by the previous release after a rollback (schema.ts).
+    this.#sql.exec("DELETE FROM recent_events WHERE id >= ?", RECENT_EVENTS_KEPT);
     this.#sql.exec("DELETE FROM outbox WHERE state != 'pending' AND next_at_ms < ?", now - SEEN_RETENTION_MS);
     for (const window of ALL_WINDOWS) {
       const rows = this.#sql.exec<{ window_id: string; start_ms: number }>("SELECT window_id, start_ms FROM totals WHERE window = ?", window).toArray();

@@ -6,8 +6,12 @@
 // (docs/benchmarks.md, "Inside the Durable Object"). Hence:
 //   - key/value tables are WITHOUT ROWID (https://www.sqlite.org/withoutrowid.html): a rowid table with
 //     a TEXT PRIMARY KEY is two B-trees (the table and its automatic index), written twice per insert;
-//   - recent_events is a ring of RECENT_EVENTS_KEPT slots, replaced in place: no AUTOINCREMENT
-//     (whose sqlite_sequence row is one more write per insert) and no delete per insert.
+//   - recent_events is a ring of RECENT_EVENTS_KEPT slots (`id` = seq modulo the ring), replaced in
+//     place: no AUTOINCREMENT (whose sqlite_sequence row is one more write per insert) and no delete per
+//     insert.
+// Rolling back is safe: the first release's statements still work on schema 2 (the same column names,
+// WITHOUT ROWID changes no statement, `seq` has a default), and what it appends to recent_events outside
+// the ring is pruned once the new release runs again (AccountGuard's alarm).
 
 /** Schema generations. 1: the first release (rowid tables, recent_events appended and trimmed). */
 export const ACCOUNT_SCHEMA_VERSION = 2;
@@ -22,7 +26,7 @@ const TABLES_V2 = `
   CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, at_ms INTEGER NOT NULL) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS counted (count_key TEXT PRIMARY KEY, at_ms INTEGER NOT NULL, usd_micros INTEGER NOT NULL,
     settled INTEGER NOT NULL) WITHOUT ROWID;
-  CREATE TABLE IF NOT EXISTS recent_events (slot INTEGER PRIMARY KEY, seq INTEGER NOT NULL, at_ms INTEGER NOT NULL, kind TEXT NOT NULL,
+  CREATE TABLE IF NOT EXISTS recent_events (id INTEGER PRIMARY KEY, seq INTEGER NOT NULL DEFAULT 0, at_ms INTEGER NOT NULL, kind TEXT NOT NULL,
     sid TEXT NOT NULL, status TEXT NOT NULL, usd_micros INTEGER NOT NULL, counted INTEGER NOT NULL, duplicate INTEGER NOT NULL);
   CREATE TABLE IF NOT EXISTS warned (key TEXT PRIMARY KEY, at_ms INTEGER NOT NULL) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS trips (trip_id TEXT PRIMARY KEY, opened_at INTEGER NOT NULL, reason TEXT NOT NULL,
@@ -75,9 +79,9 @@ export function migrateAccountSchema(sql: SqlStorage): number {
       sql.exec(`INSERT INTO ${table} (${columns}) SELECT ${columns} FROM ${table}_v1`);
       sql.exec(`DROP TABLE ${table}_v1`);
     }
-    // The newest events keep their order: seq follows the old id, slot is seq modulo the ring.
+    // The newest events keep their order: seq follows the old id, the slot (id) is seq modulo the ring.
     sql.exec(
-      `INSERT OR IGNORE INTO recent_events (slot, seq, at_ms, kind, sid, status, usd_micros, counted, duplicate)
+      `INSERT OR IGNORE INTO recent_events (id, seq, at_ms, kind, sid, status, usd_micros, counted, duplicate)
        SELECT id % ?, id, at_ms, kind, sid, status, usd_micros, counted, duplicate
        FROM recent_events_v1 ORDER BY id DESC LIMIT ?`,
       RECENT_EVENTS_KEPT, RECENT_EVENTS_KEPT,

@@ -1,6 +1,6 @@
 // The AccountGuard's storage layout: a new object starts at the current schema, and an object written by
 // the first release (schema 1) is rebuilt in place on its next start, keeping its money state.
-import { evictDurableObject, runInDurableObject } from "cloudflare:test";
+import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { AccountGuard } from "../../src/breaker/account-guard.ts";
@@ -85,7 +85,7 @@ describe("migrateAccountSchema", () => {
       Object.fromEntries(state.storage.sql.exec<{ name: string; sql: string }>("SELECT name, sql FROM sqlite_master WHERE type = 'table'").toArray().map((r) => [r.name, r.sql])),
     );
     for (const table of ["meta", "totals", "seen", "counted", "warned", "trigger_firings"]) expect(ddl[table]).toMatch(/WITHOUT ROWID\s*$/);
-    expect(ddl["recent_events"]).toContain("slot INTEGER PRIMARY KEY");
+    expect(ddl["recent_events"]).toContain("id INTEGER PRIMARY KEY");
     expect(ddl["recent_events"]).not.toContain("AUTOINCREMENT");
   });
 
@@ -149,6 +149,47 @@ describe("an AccountGuard written by the first release", () => {
       [counted[0], true],
     ]);
     expect(snapshot.recentEvents).toHaveLength(RECENT_EVENTS_KEPT);
+  });
+});
+
+describe("rolling back to the first release after schema 2", () => {
+  it("leaves the first release's event-path statements working, and the next start prunes what it appended", async () => {
+    const sid = uniqueSid();
+    const earlier = Array.from({ length: RECENT_EVENTS_KEPT }, () => sms(sid));
+    for (const event of earlier) await guard(sid).record(event, null); // the ring is full: ids 0–49
+    const now = Date.now();
+    const rolledBack = uniqueSid("SM");
+    // The first release's own statements for one event (account-guard.ts at 9eb8685), run on schema 2.
+    const appendedId = await runInDurableObject(guard(sid), (_instance, state) => {
+      const sql = state.storage.sql;
+      return state.storage.transactionSync(() => {
+        sql.exec("INSERT OR IGNORE INTO seen (key, at_ms) VALUES (?, ?)", `${rolledBack}:received`, now);
+        sql.exec("INSERT INTO counted (count_key, at_ms, usd_micros, settled) VALUES (?, ?, ?, ?)", rolledBack, now, 7900, 1);
+        sql.exec("INSERT INTO recent_events (at_ms, kind, sid, status, usd_micros, counted, duplicate) VALUES (?, ?, ?, ?, ?, ?, ?)", now, "inbound-message", rolledBack, "received", 7900, 1, 0);
+        const id = sql.exec<{ id: number }>("SELECT last_insert_rowid() AS id").one().id;
+        sql.exec("DELETE FROM recent_events WHERE id = last_insert_rowid() - ?", RECENT_EVENTS_KEPT);
+        sql.exec("INSERT OR REPLACE INTO totals (window, window_id, start_ms, usd_micros, events) VALUES (?, ?, ?, ?, ?)", "day", windowId("day", now), windowStart("day", now), (RECENT_EVENTS_KEPT + 1) * 7900, RECENT_EVENTS_KEPT + 1);
+        sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", "prune_at", "0");
+        return id;
+      });
+    });
+    expect(appendedId).toBe(RECENT_EVENTS_KEPT); // outside the ring's slots
+
+    await evictDurableObject(guard(sid)); // the new release starts again
+    const after = sms(sid);
+    expect(await guard(sid).record(after, null)).toEqual({ duplicate: false, blocked: false });
+    expect(await guard(sid).record(sms(sid, rolledBack), null)).toEqual({ duplicate: true, blocked: false });
+    const snapshot = await guard(sid).snapshot();
+    expect(snapshot.windows.find((w) => w.window === "day")).toMatchObject({ events: RECENT_EVENTS_KEPT + 2 });
+    expect(snapshot.recentEvents[0]!.sid).toBe(rolledBack); // the duplicate, just recorded
+    expect(snapshot.recentEvents[1]!.sid).toBe(after.sid);
+
+    await runDurableObjectAlarm(guard(sid)); // prune_at is due
+    const rows = await runInDurableObject(guard(sid), (_instance, state) =>
+      state.storage.sql.exec<{ id: number; seq: number }>("SELECT id, seq FROM recent_events").toArray(),
+    );
+    expect(rows.length).toBeLessThanOrEqual(RECENT_EVENTS_KEPT);
+    expect(rows.every((r) => r.id < RECENT_EVENTS_KEPT && r.seq > 0)).toBe(true);
   });
 });
 
