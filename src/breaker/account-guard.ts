@@ -33,6 +33,9 @@ import { migrateAccountSchema, RECENT_EVENTS_KEPT } from "./schema.ts";
 const SEEN_RETENTION_MS = 48 * 3_600_000;
 /** Pruning runs at most this often, from the alarm, never on the event path. */
 const PRUNE_INTERVAL_MS = 3_600_000;
+/** Writes one window's totals, updating the row in place when it exists (no delete + insert). */
+const UPSERT_TOTALS =
+  "INSERT INTO totals (window, window_id, start_ms, usd_micros, events) VALUES (?, ?, ?, ?, ?) ON CONFLICT (window, window_id) DO UPDATE SET usd_micros = excluded.usd_micros, events = excluded.events";
 /** Trip history entries kept (attempts, outcomes). */
 const HISTORY_KEPT = 500;
 /** An alert that still cannot be delivered after this many attempts is dropped (logged): alerts must not retry forever. */
@@ -275,7 +278,7 @@ export class AccountGuard extends DurableObject<GuardEnv> {
     const evaluation = applyEvent(policy, current, now, add);
     for (const t of evaluation.totals) {
       this.#sql.exec(
-        "INSERT INTO totals (window, window_id, start_ms, usd_micros, events) VALUES (?, ?, ?, ?, ?) ON CONFLICT (window, window_id) DO UPDATE SET usd_micros = excluded.usd_micros, events = excluded.events",
+        UPSERT_TOTALS,
         t.window, t.windowId, windowStart(t.window, now), Math.max(0, t.usdMicros), Math.max(0, t.events),
       );
     }
@@ -653,7 +656,7 @@ export class AccountGuard extends DurableObject<GuardEnv> {
     const evaluation = applyEvent(dayPolicy, current, now, { usdMicros: delta, events: 0 });
     for (const t of evaluation.totals.filter((t) => t.window === "day" || t.window === "month")) {
       this.#sql.exec(
-        "INSERT INTO totals (window, window_id, start_ms, usd_micros, events) VALUES (?, ?, ?, ?, ?) ON CONFLICT (window, window_id) DO UPDATE SET usd_micros = excluded.usd_micros, events = excluded.events",
+        UPSERT_TOTALS,
         t.window, t.windowId, windowStart(t.window, now), t.usdMicros, t.events,
       );
     }

@@ -182,9 +182,6 @@ function bodyHashParam(url: string): string | null {
   return null;
 }
 
-/** An absolute URL without "user:password@": candidateUrls() yields it unchanged, first. */
-const PLAIN_ABSOLUTE_URL = /^[a-z][a-z0-9+.-]*:\/\/[^/?#@]*(?:[/?#]|$)/i;
-
 /**
  * Checks X-Twilio-Signature against each token and each URL form Twilio may have signed (see
  * url-candidates.ts). Cheapest first: primary token on the URL as seen, and stop at the first match.
@@ -197,23 +194,14 @@ export async function verifySignature(tokens: readonly string[], check: Signatur
 
   const bodyHash = bodyHashParam(check.url);
   const suffix = bodyHash === null ? paramsSuffix(check.params) : "";
-  // The URL exactly as the Worker sees it comes first and, on the hot path, is the only one built;
-  // one await per HMAC and none for a cached key.
-  const asSeen = check.publicUrl || !PLAIN_ABSOLUTE_URL.test(check.url) ? null : check.url;
-  let others: Generator<string, void, undefined> | undefined;
-  const nextUrl = (): string | null => {
-    others ??= candidateUrls(check);
-    for (let next = others.next(); !next.done; next = others.next()) if (next.value !== asSeen) return next.value;
-    return null;
-  };
   let tokenIndex = -1;
-  search: for (let url = asSeen ?? nextUrl(); url !== null; url = nextUrl()) {
+  search: for (const url of candidateUrls(check)) {
     for (let i = 0; i < tokens.length; i++) {
       const token = tokens[i]!;
       if (token === "") continue;
-      const cached = keyCache.get(token);
-      const key = cached instanceof CryptoKey ? cached : await hmacKey(token);
-      if (await checkHmac(key, provided, url + suffix)) {
+      // One await per HMAC: a key already imported is used as it is.
+      const key = hmacKey(token);
+      if (await checkHmac(key instanceof CryptoKey ? key : await key, provided, url + suffix)) {
         tokenIndex = i;
         break search;
       }

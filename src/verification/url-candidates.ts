@@ -205,6 +205,9 @@ function legacyQuery(query: string): string {
   return `?${legacyQuerystring(query.slice(1))}`;
 }
 
+/** An absolute URL without "user:password@" (splitUrl would find no userinfo in it). */
+const PLAIN_ABSOLUTE_URL = /^[a-z][a-z0-9+.-]*:\/\/[^/?#@]*(?:[/?#]|$)/i;
+
 export interface CandidateInput {
   url: string;
   publicUrl?: string | undefined;
@@ -243,9 +246,13 @@ function once<T>(make: () => T): () => T {
  * verifier that matches on the first candidate never builds the others.
  */
 export function* candidateUrls(input: CandidateInput): Generator<string, void, undefined> {
+  // Without PUBLIC_URL or userinfo the first candidate is the URL exactly as seen: yielded before any
+  // parsing, so a verifier that matches on it (the hot path) pays for nothing else.
+  const asSeen = (input.publicUrl === undefined || input.publicUrl === "") && PLAIN_ABSOLUTE_URL.test(input.url) ? input.url : null;
+  if (asSeen !== null) yield asSeen;
   const seen = splitUrl(input.url);
   if (!seen) {
-    yield input.url;
+    if (asSeen === null) yield input.url;
     return;
   }
   let base = seen;
@@ -281,7 +288,7 @@ export function* candidateUrls(input: CandidateInput): Generator<string, void, u
   if (basicAuth) userInfos.push(() => basicUserInfo(basicAuth.user, basicAuth.password));
   const ports = base.port ? [base.port, ""] : ["", defaultPort(base.scheme)];
 
-  const emitted = new Set<string>();
+  const emitted = new Set<string>(asSeen === null ? [] : [asSeen]);
   for (const userInfo of userInfos) {
     const authority = `${base.scheme}${userInfo()}${base.host}`;
     for (const form of formAt) {
