@@ -14,6 +14,7 @@ import { inboundSms, messageStatus, sid, signedFormRequest } from "./lib/events.
 import { startGuard, type RunningGuard } from "./lib/guard.ts";
 import { runLoad } from "./lib/load.ts";
 import { cpuMs } from "./lib/profile.ts";
+import { median } from "./lib/stats.ts";
 
 process.removeAllListeners("warning");
 const [treeA, treeB] = [process.argv[2], process.argv[3]].map((t) => (t === undefined ? undefined : resolve(t)));
@@ -71,7 +72,6 @@ try {
       g.rate.push((PER_ROUND / elapsedMs) * 1000);
     }
   }
-  const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
   for (const g of guards) {
     console.log(`${g.tree}: ${path}: workerd CPU ${median(g.cpu).toFixed(0)} µs per ${path === "do" ? "event" : "request"}, ${median(g.rate).toFixed(0)}/s (rounds: ${g.cpu.map((c) => c.toFixed(0)).join(", ")} µs)`);
   }

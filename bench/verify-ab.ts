@@ -8,6 +8,7 @@ import { resolve } from "node:path";
 import { makeSets } from "./sections/verify.ts";
 import { sid } from "./lib/events.ts";
 import { startScriptWorker } from "./lib/script-worker.ts";
+import { inTurn, median } from "./lib/stats.ts";
 
 const [treeA, treeB] = [process.argv[2], process.argv[3]].map((t) => (t === undefined ? undefined : resolve(t)));
 if (treeA === undefined || treeB === undefined) {
@@ -44,7 +45,6 @@ const worker = await startScriptWorker("verify-ab", source);
 try {
   const url = worker.url;
   const token = "bench-verify-token-not-a-secret";
-  const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
   for (const set of makeSets(token, sid("AC"))) {
     await fetch(`${url}load`, { method: "POST", body: JSON.stringify({ name: set.name, tokens: [token], checks: set.checks }) });
     const time = async (tree: "A" | "B"): Promise<number> => {
@@ -59,15 +59,7 @@ try {
     const b: number[] = [];
     const ratio: number[] = [];
     for (let round = 0; round < rounds; round++) {
-      let x: number;
-      let y: number;
-      if (round % 2 === 0) {
-        x = await time("A");
-        y = await time("B");
-      } else {
-        y = await time("B");
-        x = await time("A");
-      }
+      const [x, y] = await inTurn(round, () => time("A"), () => time("B"));
       a.push(x);
       b.push(y);
       ratio.push(x / y);

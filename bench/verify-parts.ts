@@ -6,6 +6,7 @@
 import { fileURLToPath } from "node:url";
 import { sid } from "./lib/events.ts";
 import { startScriptWorker } from "./lib/script-worker.ts";
+import { median } from "./lib/stats.ts";
 import { makeSets } from "./sections/verify.ts";
 
 const which = ["sms", "status", "json"].indexOf(process.argv[2] ?? "sms");
@@ -73,7 +74,6 @@ try {
     if (round % 2 === 1) order.reverse();
     for (const part of order) samples[part]!.push(await time(part));
   }
-  const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
   console.log(`${set.name}: median of ${ROUNDS} interleaved rounds, µs per check`);
   PARTS.forEach((name, i) => console.log(`  ${median(samples[i]!).toFixed(2).padStart(6)}  ${name}`));
 } finally {

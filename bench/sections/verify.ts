@@ -5,6 +5,7 @@ import { build } from "esbuild";
 import { Miniflare, convertV4MiniflareOptions } from "miniflare";
 import twilio from "twilio";
 import { unstable_readConfig } from "wrangler";
+import { inTurn, median } from "../lib/stats.ts";
 import { inboundSms, jsonEvent, messageStatus, paramsObject, sid, signForm, signJson, type Pairs } from "../lib/events.ts";
 
 /** The URL Twilio would have been given for a deployed guard (no port: what Twilio signs). */
@@ -93,11 +94,6 @@ async function workerdRate(baseUrl: string, name: string, route: "run" | "floor"
   return () => run(n);
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
-
 export async function benchVerification(timing = VERIFY_TIMING): Promise<VerifyRow[]> {
   const token = "bench-verify-token-not-a-secret";
   const sets = makeSets(token, sid("AC"));
@@ -138,16 +134,7 @@ export async function benchVerification(timing = VERIFY_TIMING): Promise<VerifyR
       const floor = await workerdRate(url, set.name, "floor", timing.measureMs);
       const samples = { workerd: [] as number[], node: [] as number[], floor: [] as number[], ratio: [] as number[] };
       for (let round = 0; round < timing.rounds; round++) {
-        // Which side goes first alternates, so neither always runs right after the other.
-        let w: number;
-        let n: number;
-        if (round % 2 === 0) {
-          w = await workerd();
-          n = node();
-        } else {
-          n = node();
-          w = await workerd();
-        }
+        const [w, n] = await inTurn(round, workerd, node);
         samples.workerd.push(w);
         samples.node.push(n);
         samples.ratio.push(w / n);
