@@ -21,8 +21,6 @@ import { uniqueSid } from "../support/twilio.ts";
 
 const ADMIN_TOKEN = "test-admin-token-for-metrics";
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
 function total(batch: MetricsBatch | null, name: string, labels: Record<string, string> = {}): number {
   const key = JSON.stringify(labels);
   return (batch?.counters ?? []).filter((c) => c.name === name && c.labels === key).reduce((sum, c) => sum + c.n, 0);
@@ -70,8 +68,10 @@ describe("MetricsRegistry", () => {
   });
 
   it("sends at most once per interval: the first flush at once, the rest with the first flush after the interval", async () => {
+    const INTERVAL_MS = 200;
+    let nowMs = Date.now();
     const sent: MetricsBatch[] = [];
-    const registry = new MetricsRegistry({ intervalMs: 200 });
+    const registry = new MetricsRegistry({ intervalMs: INTERVAL_MS, now: () => nowMs });
     const pending: Array<Promise<unknown>> = [];
     const waitUntil = (p: Promise<unknown>) => pending.push(p);
     const sink = async (batch: MetricsBatch) => {
@@ -85,10 +85,13 @@ describe("MetricsRegistry", () => {
       registry.inc("guard_duplicates_total");
       registry.flushTo(sink, waitUntil);
     }
-    await sleep(20);
+    // The last instant of the interval: still nothing sent.
+    nowMs += INTERVAL_MS - 1;
+    registry.flushTo(sink, waitUntil);
     await Promise.all(pending);
     expect(sent).toHaveLength(1);
-    await sleep(200);
+    // The interval is over: the next flush sends everything that waited.
+    nowMs += 1;
     registry.flushTo(sink, waitUntil);
     await Promise.all(pending);
     expect(sent).toHaveLength(2);

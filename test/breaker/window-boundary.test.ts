@@ -18,13 +18,29 @@ const WORKER = "https://guard.example.com";
 /** One token cache for every per-request app, as one isolate has: one Twilio lookup per subaccount. */
 const tokenCache = new TokenCache();
 
-// Future instants: alarms the ledger schedules relative to them never fire during the test, and no
-// pruning (which runs on the real clock) can touch their windows.
-const MONTH_END = Date.parse("2026-12-01T00:00:00.000Z");
-const YEAR_END = Date.parse("2027-01-01T00:00:00.000Z");
-const MID_MONTH = Date.parse("2026-12-16T00:00:00.000Z");
+// Instants derived from the real clock, always at least a month ahead of it: every alarm the ledger
+// schedules relative to them (outbox, reconcile, prune: all at or after the injected instant) lies in the
+// future, so the Durable Object's alarm, which runs on the real clock, never fires during the test and
+// never prunes their windows (afterEach checks that). The alarm cannot take an injected clock.
+const TODAY = new Date(Date.now());
+const YEAR = TODAY.getUTCFullYear();
+const MONTH = TODAY.getUTCMonth();
+/** 00:00:00.000 of the first day of the month after next. */
+const MONTH_END = Date.UTC(YEAR, MONTH + 2, 1);
+/** 00:00:00.000 of 1 January, the year after next. */
+const YEAR_END = Date.UTC(YEAR + 2, 0, 1);
+/** Midnight starting the 16th of the month after next. */
+const MID_MONTH = Date.UTC(YEAR, MONTH + 2, 16);
+/** Every alarm of these tests is at least this far ahead of the real clock. */
+const ALARM_MARGIN_MS = 7 * 86_400_000;
 /** The last instant of the old window. */
 const LAST_MS = 1;
+
+/** Window ids as the contract names them (UTC): minute:YYYY-MM-DDTHH:MM, hour:…THH, day:YYYY-MM-DD, month:YYYY-MM. */
+function ids(atMs: number): { minute: string; hour: string; day: string; month: string } {
+  const iso = new Date(atMs).toISOString();
+  return { minute: `minute:${iso.slice(0, 16)}`, hour: `hour:${iso.slice(0, 13)}`, day: `day:${iso.slice(0, 10)}`, month: `month:${iso.slice(0, 7)}` };
+}
 
 function guard(sid: string): DurableObjectStub<AccountGuard> {
   return env.ACCOUNT_GUARD.getByName(sid);
@@ -32,7 +48,14 @@ function guard(sid: string): DurableObjectStub<AccountGuard> {
 
 let twilio: FakeTwilio;
 let outbound: ReturnType<typeof mockOutbound>;
-afterEach(() => {
+let lastSid: string | null = null;
+afterEach(async () => {
+  // The premise of the derived instants: the real-clock alarm was never due during the test.
+  if (lastSid !== null) {
+    const alarm = await runInDurableObject(guard(lastSid), (_instance, state) => state.storage.getAlarm());
+    expect(alarm === null || alarm > Date.now() + ALARM_MARGIN_MS).toBe(true);
+    lastSid = null;
+  }
   outbound?.restore();
   vi.restoreAllMocks();
 });
@@ -44,6 +67,7 @@ async function subaccount(policy: Partial<Policy>): Promise<{ sid: string; token
     [TWILIO_API, (req) => twilio.responder(req)],
   ]);
   const sid = uniqueSid();
+  lastSid = sid;
   const token = `token-of-${sid}`;
   twilio.subaccounts.set(sid, { token, status: "active", owner: PARENT_SID });
   // action "block": the breaker answers at the edge; no suspension traffic to wait for.
@@ -97,26 +121,29 @@ describe("UTC window boundaries under load", () => {
     const { sid, token } = await subaccount({ limits: [{ window: "day", events: PER_SIDE }] });
     const before = instants(MONTH_END, PER_SIDE, "before");
     const after = instants(MONTH_END, PER_SIDE, "after");
-    expect(new Date(before[0]!).toISOString()).toBe("2026-11-30T23:59:59.999Z");
-    expect(new Date(after[0]!).toISOString()).toBe("2026-12-01T00:00:00.000Z");
+    expect(new Date(before[0]!).toISOString()).toMatch(/T23:59:59\.999Z$/);
+    expect(new Date(after[0]!).toISOString()).toMatch(/-01T00:00:00\.000Z$/);
+    const old = ids(before[0]!);
+    const next = ids(after[0]!);
     const answers = await Promise.all(interleave(before, after).map((t) => at(t, inboundSms(sid), token)));
     // A full day's limit on each side: nothing above it, so nothing blocked.
     expect(answers.filter((r) => r.headers.get("x-guard-breaker") !== null)).toHaveLength(0);
     expect(outbound.to(ORIGIN)).toHaveLength(2 * PER_SIDE);
     expect(eventsOf(await totals(sid))).toEqual({
-      "minute:2026-11-30T23:59": PER_SIDE,
-      "hour:2026-11-30T23": PER_SIDE,
-      "day:2026-11-30": PER_SIDE,
-      "month:2026-11": PER_SIDE,
-      "minute:2026-12-01T00:00": PER_SIDE,
-      "hour:2026-12-01T00": PER_SIDE,
-      "day:2026-12-01": PER_SIDE,
-      "month:2026-12": PER_SIDE,
+      [old.minute]: PER_SIDE,
+      [old.hour]: PER_SIDE,
+      [old.day]: PER_SIDE,
+      [old.month]: PER_SIDE,
+      [next.minute]: PER_SIDE,
+      [next.hour]: PER_SIDE,
+      [next.day]: PER_SIDE,
+      [next.month]: PER_SIDE,
     });
+    expect(new Set([old.month, next.month]).size).toBe(2);
     // The new day is at its limit too: the next event takes it above and is blocked.
-    const next = await at(MONTH_END + 100, inboundSms(sid), token);
-    expect(next.headers.get("x-guard-breaker")).toBe("open");
-    expect((await totals(sid))["day:2026-12-01"]!.events).toBe(PER_SIDE + 1);
+    const over = await at(MONTH_END + 100, inboundSms(sid), token);
+    expect(over.headers.get("x-guard-breaker")).toBe("open");
+    expect((await totals(sid))[next.day]!.events).toBe(PER_SIDE + 1);
   });
 
   it("year end: a per-minute limit resets at 00:00:00.000, and the event above it trips", async () => {
@@ -127,10 +154,13 @@ describe("UTC window boundaries under load", () => {
     );
     expect(answers.filter((r) => r.headers.get("x-guard-breaker") !== null)).toHaveLength(0);
     const t = eventsOf(await totals(sid));
-    expect(t["minute:2026-12-31T23:59"]).toBe(PER_MINUTE);
-    expect(t["minute:2027-01-01T00:00"]).toBe(PER_MINUTE);
-    expect(t["month:2026-12"]).toBe(PER_MINUTE);
-    expect(t["month:2027-01"]).toBe(PER_MINUTE);
+    const december = ids(YEAR_END - LAST_MS);
+    const january = ids(YEAR_END);
+    expect([december.minute, january.minute]).toEqual([`minute:${YEAR + 1}-12-31T23:59`, `minute:${YEAR + 2}-01-01T00:00`]);
+    expect(t[december.minute]).toBe(PER_MINUTE);
+    expect(t[january.minute]).toBe(PER_MINUTE);
+    expect(t[december.month]).toBe(PER_MINUTE);
+    expect(t[january.month]).toBe(PER_MINUTE);
     const over = await at(YEAR_END + 59_999, inboundSms(sid), token);
     expect(over.headers.get("x-guard-breaker")).toBe("open");
     expect(await over.text()).toBe("<Response/>");
@@ -146,8 +176,8 @@ describe("UTC window boundaries under load", () => {
     const duplicates = outbound.to(ORIGIN).filter((hit) => hit.headers.get("x-guard-duplicate") === "1");
     expect(duplicates).toHaveLength(60);
     const t = eventsOf(await totals(sid));
-    expect(t["day:2026-12-15"]).toBe(30);
-    expect(t["day:2026-12-16"] ?? 0).toBe(0);
+    expect(t[ids(MID_MONTH - LAST_MS).day]).toBe(30);
+    expect(t[ids(MID_MONTH).day] ?? 0).toBe(0);
   });
 
   it("status callbacks across midnight: a message is priced once, in the window of its first billable status", async () => {
@@ -156,7 +186,7 @@ describe("UTC window boundaries under load", () => {
     await Promise.all(messages.map((m, i) => at(MID_MONTH - LAST_MS - i, messageStatus(sid, m, "sent", { NumSegments: "2" }), token, "/webhooks/status")));
     await Promise.all(messages.map((m, i) => at(MID_MONTH + i, messageStatus(sid, m, "delivered", { NumSegments: "2" }), token, "/webhooks/status")));
     const t = await totals(sid);
-    expect(t["day:2026-12-15"]).toEqual({ events: 25, usdMicros: 25 * 2 * 8_300 });
-    expect(t["day:2026-12-16"] ?? { events: 0, usdMicros: 0 }).toEqual({ events: 0, usdMicros: 0 });
+    expect(t[ids(MID_MONTH - LAST_MS).day]).toEqual({ events: 25, usdMicros: 25 * 2 * 8_300 });
+    expect(t[ids(MID_MONTH).day] ?? { events: 0, usdMicros: 0 }).toEqual({ events: 0, usdMicros: 0 });
   });
 });
