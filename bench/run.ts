@@ -1,9 +1,9 @@
 // `npm run bench`: the guard's benchmarks, on loopback, with the real Worker in workerd. See
 // docs/benchmarks.md for what each number means and how it is measured.
 //
-//   node bench/run.ts                    everything (a few minutes on 2 cores), prints the final table
-//   node bench/run.ts --only=verify,trip sections: harness, verify, latency, many, hot, trip
-//   node bench/run.ts --write-docs       also writes the table and machine into docs/benchmarks.md
+//   npm run bench                        everything (a few minutes on 2 cores), prints the final table
+//   npm run bench -- --only=verify,trip  sections: harness, verify, latency, many, hot, trip
+//   npm run bench -- --write-docs        also writes the table and machine into docs/benchmarks.md
 import { readFileSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { createRequire } from "node:module";

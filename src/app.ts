@@ -5,9 +5,10 @@ import { AutoRouter, type IRequest } from "itty-router";
 import { TokenCache, type TokenSource } from "./accounts/token-cache.ts";
 import { getConfig, type Config } from "./config/config.ts";
 import type { GuardEnv } from "./config/env.ts";
-import { GuardError, toErrorResponse } from "./http/errors.ts";
+import { ConfigError, GuardError, toErrorResponse } from "./http/errors.ts";
 import { Logger } from "./http/log.ts";
 import { metrics } from "./admin/metrics.ts";
+import { totpKeyFor } from "./admin/auth.ts";
 import { handleAdmin } from "./admin/routes.ts";
 import { handleUsageTrigger } from "./breaker/usage-trigger.ts";
 import { handleWebhook, type LedgerPort, type WebhookTrace } from "./webhooks/handler.ts";
@@ -86,8 +87,19 @@ export function createApp(overrides: Partial<AppDeps> = {}) {
     missing: () => toErrorResponse(new GuardError(404, "not found", { reason: "not-found" })),
   });
 
-  router.get("/healthz", (_request, _env, _ctx, state) => {
+  // CONTRACT: 200 {"ok":true}, or 503 {"ok":false,"setting":"<NAME>"} while a setting that some route
+  // needs is missing or malformed (the route itself answers 500 naming it). No secrets, no account data.
+  router.get("/healthz", async (_request, env, _ctx, state) => {
     state.route = "healthz";
+    try {
+      const config = getConfig(env);
+      if (config.originUrl === null) throw new ConfigError("ORIGIN_URL", "is required for forwarding");
+      if (config.adminTotpSecret !== null) await totpKeyFor(config.adminTotpSecret);
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      state.logger.error("config-invalid", error, { setting: error.setting });
+      return json({ ok: false, setting: error.setting }, 503);
+    }
     return json({ ok: true });
   });
 

@@ -1,6 +1,6 @@
 // Operator CLI for the admin second factor (RFC 6238 TOTP), run straight from source by Node 22:
-//   node tools/totp.ts <base32 secret>   print the current code (or set ADMIN_TOTP_SECRET instead)
-//   node tools/totp.ts --new             make a secret + otpauth:// URI to enrol an authenticator app
+//   npm run totp -- <base32 secret>   print the current code (or set ADMIN_TOTP_SECRET instead)
+//   npm run totp -- --new             make a secret + otpauth:// URI to enrol an authenticator app
 // Exit codes: 0 ok, 2 usage error or bad secret. The secret is never echoed in an error.
 import { parseArgs } from "node:util";
 import { base32Decode } from "../src/admin/base32.ts";
@@ -19,21 +19,21 @@ const DEFAULT_ACCOUNT = "operator";
 const SECRET_ENV = "ADMIN_TOTP_SECRET";
 
 const USAGE = `Usage:
-  node tools/totp.ts [<base32 secret>]
+  npm run totp [-- <base32 secret>]
       Print the current ${TOTP_DIGITS}-digit code and how many seconds it stays valid. Without an
       argument the secret is read from $${SECRET_ENV} (preferred: arguments end up in shell history
       and process lists). Spaces, lower case and '=' padding in the secret are fine.
-  node tools/totp.ts --new [--issuer ${DEFAULT_ISSUER}] [--account ${DEFAULT_ACCOUNT}]
+  npm run totp -- --new [--issuer ${DEFAULT_ISSUER}] [--account ${DEFAULT_ACCOUNT}]
       Generate a fresh 160-bit secret and its otpauth:// URI for enrolling an authenticator app,
       then store the secret in the Worker with: wrangler secret put ${SECRET_ENV}
-  node tools/totp.ts --help
+  npm run totp -- --help
 
 Codes are RFC 6238 TOTP: HMAC-SHA1, ${TOTP_DIGITS} digits, ${TOTP_STEP_S} s period.
 Exit status: 0 ok, 2 usage error or invalid secret.`;
 
 function fail(message: string): void {
   console.error(`totp: ${message}`);
-  console.error("Run `node tools/totp.ts --help` for usage.");
+  console.error("Run `npm run totp -- --help` for usage.");
   process.exitCode = 2;
 }
 
@@ -86,7 +86,7 @@ async function main(argv: string[]): Promise<void> {
     console.log("1. Enrol an authenticator app: open or QR-encode the URI, or type the secret in by hand");
     console.log(`   (time-based, SHA1, ${TOTP_DIGITS} digits, ${TOTP_STEP_S} s).`);
     console.log(`2. Store the secret in the Worker: wrangler secret put ${SECRET_ENV}   (paste it when prompted)`);
-    console.log(`3. Check the app against: ${SECRET_ENV}=<secret> node tools/totp.ts`);
+    console.log(`3. Check the app against: ${SECRET_ENV}=<secret> npm run totp`);
     return;
   }
 

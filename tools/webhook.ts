@@ -2,7 +2,7 @@
 // Sends a request signed exactly as Twilio signs its webhooks, using the guard's own signer, so a
 // deployed guard (or any Twilio webhook handler) can be exercised without Twilio:
 //
-//   node tools/webhook.ts https://guard.example/webhooks/sms -p From=+14158675309 -p Body=hi
+//   npm run webhook -- https://guard.example/webhooks/sms -p From=+14158675309 -p Body=hi
 //
 // Runs straight from source on Node 22 (type stripping); never prints the auth token.
 import { parseArgs } from "node:util";
@@ -11,7 +11,7 @@ import { computeSignature, sha256Hex } from "../src/verification/signature.ts";
 import { splitUrl } from "../src/verification/url-candidates.ts";
 import { toBase64, utf8 } from "../src/util/encoding.ts";
 
-const USAGE = `Usage: node tools/webhook.ts <url> [options]
+const USAGE = `Usage: npm run webhook -- <url> [options]
 
 Sends a request to <url> signed the way Twilio signs webhooks (X-Twilio-Signature), then prints
 the response status line, headers and body.

@@ -156,6 +156,9 @@ describe("tools/totp.ts usage and errors", () => {
     const result = await run(["--help"]);
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(/Usage:/);
+    // What works on Node 20 too: npm runs the tools under the project's Node 22.
+    expect(result.stdout).toContain("npm run totp -- --new");
+    expect(result.stdout).not.toContain("node tools/");
     expect(result.stdout).toContain("--new");
     expect(result.stdout).toContain("ADMIN_TOTP_SECRET");
   });

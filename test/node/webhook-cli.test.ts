@@ -184,6 +184,6 @@ describe("tools/webhook.ts", () => {
   it("prints usage with --help and exits 0", async () => {
     const run = await cli(["--help"]);
     expect(run.code).toBe(0);
-    expect(run.stdout).toContain("Usage: node tools/webhook.ts <url>");
+    expect(run.stdout).toContain("Usage: npm run webhook -- <url>");
   });
 });

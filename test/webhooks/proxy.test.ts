@@ -382,6 +382,32 @@ describe("settings", () => {
   });
 });
 
+describe("GET /healthz with a bad setting", () => {
+  const SETTINGS_CASES = [
+    ["TWILIO_ACCOUNT_SID", { TWILIO_ACCOUNT_SID: "" }],
+    ["TWILIO_ACCOUNT_SID", { TWILIO_ACCOUNT_SID: "not-a-sid" }],
+    ["TWILIO_AUTH_TOKEN", { TWILIO_AUTH_TOKEN: "" }],
+    ["ORIGIN_URL", { ORIGIN_URL: "" }],
+    ["ORIGIN_URL", { ORIGIN_URL: "ftp://x" }],
+    ["BASIC_AUTH_PASSWORD", { WEBHOOK_AUTH: "basic", BASIC_AUTH_USER: "u" }],
+    ["GUARD_POLICY", { GUARD_POLICY: "{not json" }],
+    ["ADMIN_TOTP_SECRET", { ADMIN_TOKEN: "t", ADMIN_TOTP_SECRET: "not base32!" }],
+    ["ADMIN_TOTP_SECRET", { ADMIN_TOKEN: "t", ADMIN_TOTP_SECRET: "JBSWY3DP" }],
+  ] as const;
+
+  it.each(SETTINGS_CASES)("answers 503 naming %s, and nothing else", async (setting, overrides) => {
+    const response = await viaApp(new Request(`${WORKER}/healthz`), overrides as Partial<GuardEnv>);
+    expect(response.status).toBe(503);
+    expect(await response.text()).toBe(JSON.stringify({ ok: false, setting }));
+  });
+
+  it("answers 200 again with the same settings fixed", async () => {
+    const response = await viaApp(new Request(`${WORKER}/healthz`), { ADMIN_TOKEN: "t", ADMIN_TOTP_SECRET: "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP" });
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual({ ok: true });
+  });
+});
+
 describe("the rest of the surface", () => {
   it("GET /healthz answers {ok:true} without account data", async () => {
     const response = await exports.default.fetch(`${WORKER}/healthz`);
