@@ -33,7 +33,8 @@ export const SECRETS = {
   basicPassword: `SECRET-basic-password-e2e-${RUN_ID}`,
   adminToken: `SECRET-admin-token-e2e-${RUN_ID}`,
   // RFC 4648 base32 (A–Z, 2–7): a valid TOTP secret that still reads as one.
-  adminTotpSecret: `SECRETTOTPEXEXE${RUN_ID}`,
+  // 32 base32 letters (20 bytes): RFC 4226's 16-byte minimum, which /healthz and the admin API enforce.
+  adminTotpSecret: `SECRETTOTPEXEXE${RUN_ID}TOTPKEY`,
 } as const;
 
 /** Not a secret (RFC 7617 puts the user-id in the clear), but fixed so tests can build credentials. */
