@@ -28,8 +28,8 @@ export const KEY_CACHE_LIMIT = 10_000;
 export interface SignatureCheck {
   /** request.url exactly as the Worker sees it. */
   url: string;
-  /** PUBLIC_URL: replaces scheme/host/port and prefixes its path to the request's. */
-  publicUrl?: string;
+  /** PUBLIC_URL (one base, or several): replaces scheme/host/port and prefixes its path to the request's. */
+  publicUrl?: string | readonly string[];
   /** When set, URLs with "user:password@" userinfo are tried as well as without. */
   basicAuth?: { user: string; password: string };
   /** POST form parameters; [] for GET and for JSON bodies. */

@@ -61,7 +61,7 @@ export async function authenticateWebhook(
   }
   const check = {
     url: webhook.url.href,
-    ...(config.publicUrl !== null ? { publicUrl: config.publicUrl } : {}),
+    ...(config.publicUrls.length > 0 ? { publicUrl: config.publicUrls } : {}),
     ...(config.basic !== null ? { basicAuth: config.basic } : {}),
     params: webhook.formParams,
     rawBody: webhook.rawBody,

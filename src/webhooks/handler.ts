@@ -3,7 +3,7 @@
 import type { Config } from "../config/config.ts";
 import { ConfigError, GuardError } from "../http/errors.ts";
 import type { Logger } from "../http/log.ts";
-import { classifyWebhook, type BillableEvent } from "../ledger/classify.ts";
+import { classifyWebhook, mixesEventKinds, type BillableEvent } from "../ledger/classify.ts";
 import { authenticateWebhook, type TokenResolver } from "./authenticate.ts";
 import { forwardToOrigin } from "./forward.ts";
 import { parseWebhook, readBody } from "./read.ts";
@@ -92,11 +92,20 @@ export async function handleWebhook(request: Request, deps: WebhookDeps, trace: 
   guardHeaders["x-guard-verified"] = outcome.via;
   guardHeaders["x-guard-account"] = outcome.accountSid;
 
+  if (mixesEventKinds(webhook.fields)) {
+    // Checked after the signature (an unsigned request is refused as such), before anything is
+    // counted or forwarded, in both modes: a signature over another event's parameters proves nothing.
+    trace.verdict = "mixed-event-parameters";
+    throw new GuardError(400, "parameters of both a message and a call: not a Twilio webhook", { reason: "mixed-event-parameters" });
+  }
   const classified = classifyWebhook(webhook.fields);
   if (classified.kind !== "not-billable") {
     const event = classified;
     trace.eventKind = event.kind;
-    const idempotencyToken = request.headers.get("i-twilio-idempotency-token");
+    // Twilio's I-Twilio-Idempotency-Token header is not signed: anyone replaying a signed event can
+    // set it, so it neither decides de-duplication nor is stored (the ledger keys events on their
+    // signed Sid and status).
+    const idempotencyToken = null;
     if (isInbound(event)) {
       // The verdict decides the answer: the one Durable Object call on this path.
       const verdict = await deps.ledger.record(event, idempotencyToken);
@@ -115,8 +124,7 @@ export async function handleWebhook(request: Request, deps: WebhookDeps, trace: 
         }),
       );
       const seenEvent = recentStatusKeys.seen(event.dedupeKey);
-      const seenToken = idempotencyToken !== null && recentStatusKeys.seen(`idem:${idempotencyToken}`);
-      if (seenEvent || seenToken) {
+      if (seenEvent) {
         trace.duplicate = true;
         guardHeaders["x-guard-duplicate"] = "1";
       }

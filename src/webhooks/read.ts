@@ -1,6 +1,7 @@
 // Reading a webhook request: the size cap, the body bytes (kept exactly, to forward byte-for-byte), and
 // the parameters Twilio signed and that the ledger classifies.
 import { GuardError } from "../http/errors.ts";
+import { CLASSIFIED_FIELDS } from "../ledger/classify.ts";
 import { FormEncodingError, parseForm, type FormPairs } from "../verification/form.ts";
 
 /** Twilio's webhook bodies are a few KiB at most; 64 KiB (the contract's cap) leaves room and bounds memory. */
@@ -91,6 +92,50 @@ function jsonFields(text: string): Map<string, string> {
   return fields;
 }
 
+/**
+ * Fields whose value decides what the guard does: what classification reads (classify.ts), the
+ * AccountSid, and what a usage trigger reads. A request carrying one of them twice is refused: Twilio
+ * never repeats them, and a second value would let a caller choose which one the guard acts on.
+ */
+const SINGLE_VALUED: ReadonlySet<string> = new Set([
+  ...CLASSIFIED_FIELDS,
+  "IdempotencyToken", "UsageTriggerSid", "DateFired", "CurrentValue", "TriggerValue", "Recurring", "UsageCategory", "TriggerBy",
+]);
+
+/**
+ * Refuses parameter lists Twilio never sends, whose extra parts add nothing to the signed string
+ * (Twilio's scheme concatenates keys and values without separators, and twilio-node drops repeats of a
+ * pair): an empty piece between '&'s or a pair with an empty name (`&&`, `=&=&=`), a pair repeated
+ * verbatim, or a single-valued field given twice. Each would otherwise ride along a genuine signature
+ * to the origin.
+ */
+export function assertTwilioShaped(pieces: readonly string[], pairs: FormPairs, where: "body" | "query"): void {
+  for (const piece of pieces) {
+    if (piece === "" || piece.startsWith("=")) {
+      throw malformed("empty-parameter", `${where} has an empty parameter (Twilio never sends one)`);
+    }
+  }
+  const seenPairs = new Set<string>();
+  const seenFields = new Set<string>();
+  for (const [key, value] of pairs) {
+    if (key === "") throw malformed("empty-parameter", `${where} has a parameter without a name`);
+    const pair = `${key}\u0000${value}`;
+    if (seenPairs.has(pair)) throw malformed("repeated-parameter", `${where} repeats a parameter verbatim`);
+    seenPairs.add(pair);
+    if (SINGLE_VALUED.has(key)) {
+      if (seenFields.has(key)) throw malformed("repeated-parameter", `${where} gives ${key} twice`);
+      seenFields.add(key);
+    }
+  }
+}
+
+/** The query's pieces and pairs ("" → none). */
+function queryPairs(url: URL): { pieces: string[]; pairs: FormPairs } {
+  const query = url.search.slice(1);
+  if (query === "") return { pieces: [], pairs: [] };
+  return { pieces: query.split("&"), pairs: [...new URLSearchParams(query)] };
+}
+
 /** Parses what Twilio signed out of the request line, headers and body bytes; 400 when malformed. */
 export function parseWebhook(request: Request, rawBody: Uint8Array<ArrayBuffer>): WebhookRequest {
   const method = request.method === "GET" ? "GET" : "POST";
@@ -99,13 +144,20 @@ export function parseWebhook(request: Request, rawBody: Uint8Array<ArrayBuffer>)
 
   let formParams: FormPairs = [];
   let fields: Map<string, string>;
+  if (method === "POST" && (bodyKind === "none" || rawBody.byteLength === 0)) {
+    // Twilio's POST webhooks always carry their parameters in the body; an empty POST is a GET's
+    // signature (the URL alone) replayed with another method.
+    throw malformed("post-without-body", "POST without a body: Twilio sends its parameters in the body");
+  }
   if (bodyKind === "form") {
+    const text = decodeUtf8(rawBody);
     try {
-      formParams = parseForm(decodeUtf8(rawBody));
+      formParams = parseForm(text);
     } catch (error) {
       if (error instanceof FormEncodingError) throw malformed("body-bad-encoding", "malformed form encoding");
       throw error;
     }
+    assertTwilioShaped(text.split("&"), formParams, "body");
     fields = new Map(formParams);
   } else if (bodyKind === "json") {
     if (!url.searchParams.has("bodySHA256")) {
@@ -113,7 +165,9 @@ export function parseWebhook(request: Request, rawBody: Uint8Array<ArrayBuffer>)
     }
     fields = jsonFields(decodeUtf8(rawBody));
   } else {
-    fields = new Map(url.searchParams);
+    const { pieces, pairs } = queryPairs(url);
+    assertTwilioShaped(pieces, pairs, "query");
+    fields = new Map(pairs);
   }
   const claimed = fields.get("AccountSid") ?? null;
   return { method, url, rawBody, bodyKind, formParams, fields, claimedAccountSid: claimed };
