@@ -48,6 +48,12 @@ const ALLOWED_METHODS = "GET, POST";
 const RECENT_STATUS_KEYS = 4096;
 const recentStatusKeys = new RecentKeys(RECENT_STATUS_KEYS);
 
+function withoutReportedPrice(event: BillableEvent): BillableEvent {
+  if (event.reportedPriceUsd === undefined) return event;
+  const { reportedPriceUsd: _ignored, ...rest } = event;
+  return rest;
+}
+
 function isInbound(event: BillableEvent): boolean {
   return event.kind === "inbound-message" || event.kind === "inbound-call";
 }
@@ -100,7 +106,10 @@ export async function handleWebhook(request: Request, deps: WebhookDeps, trace: 
   }
   const classified = classifyWebhook(webhook.fields);
   if (classified.kind !== "not-billable") {
-    const event = classified;
+    // Basic credentials are shared by every account's webhooks, so they vouch for no account's
+    // figures: in basic mode a payload's Price is ignored and the policy's estimate counts instead
+    // (docs/webhook-trust.md). A signature is the account's own, and its Price is Twilio's.
+    const event = outcome.via === "basic" ? withoutReportedPrice(classified) : classified;
     trace.eventKind = event.kind;
     // Twilio's I-Twilio-Idempotency-Token header is not signed: anyone replaying a signed event can
     // set it, so it neither decides de-duplication nor is stored (the ledger keys events on their
@@ -138,7 +147,6 @@ function forwardOptions(deps: WebhookDeps, guardHeaders: Record<string, string>,
   return {
     originUrl: deps.config.originUrl!,
     guardHeaders,
-    dropAuthorization: deps.config.webhookAuth !== "signature",
     ...(deps.originTimeoutMs !== undefined ? { timeoutMs: deps.originTimeoutMs } : {}),
     ...(deps.fetch !== undefined ? { fetch: deps.fetch } : {}),
   };

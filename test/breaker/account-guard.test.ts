@@ -379,7 +379,7 @@ describe("/usage-trigger", () => {
     const params: Params = [
       ["AccountSid", sid],
       ["UsageTriggerSid", uniqueSid("UT")],
-      ["DateFired", "2026-11-28T12:00:00Z"],
+      ["DateFired", new Date().toUTCString()],
       ["Recurring", "daily"],
       ["UsageCategory", "totalprice"],
       ["TriggerBy", "price"],
