@@ -61,6 +61,7 @@ export async function handleUsageTrigger(request: Request, deps: UsageTriggerDep
     throw outcome.error;
   }
   trace.verdict = `verified-${outcome.via}`;
+  if (webhook.notTwilioShaped !== null) throw webhook.notTwilioShaped;
   const fields = webhook.fields;
   if (webhook.claimedAccountSid === null) {
     throw new GuardError(400, "usage trigger without AccountSid", { reason: "trigger-without-account" });

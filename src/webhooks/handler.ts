@@ -98,6 +98,12 @@ export async function handleWebhook(request: Request, deps: WebhookDeps, trace: 
   guardHeaders["x-guard-verified"] = outcome.via;
   guardHeaders["x-guard-account"] = outcome.accountSid;
 
+  if (webhook.notTwilioShaped !== null) {
+    // After the signature (an unsigned request is refused as such), before anything is counted or
+    // forwarded, in both modes: what rides along a genuine signature unsigned is never let through.
+    trace.verdict = webhook.notTwilioShaped.reason;
+    throw webhook.notTwilioShaped;
+  }
   if (mixesEventKinds(webhook.fields)) {
     // Checked after the signature (an unsigned request is refused as such), before anything is
     // counted or forwarded, in both modes: a signature over another event's parameters proves nothing.

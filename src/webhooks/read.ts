@@ -20,6 +20,11 @@ export interface WebhookRequest {
   fields: Map<string, string>;
   /** The AccountSid the payload claims (unverified until the signature checks out). */
   claimedAccountSid: string | null;
+  /**
+   * Why the request is not shaped like anything Twilio sends (assertTwilioShaped, an empty POST), or
+   * null. Raised by the caller after authentication, so a Basic challenge still comes first.
+   */
+  notTwilioShaped: GuardError | null;
 }
 
 function tooLarge(): GuardError {
@@ -144,10 +149,19 @@ export function parseWebhook(request: Request, rawBody: Uint8Array<ArrayBuffer>)
 
   let formParams: FormPairs = [];
   let fields: Map<string, string>;
+  let notTwilioShaped: GuardError | null = null;
+  const shape = (check: () => void) => {
+    try {
+      check();
+    } catch (error) {
+      if (!(error instanceof GuardError)) throw error;
+      notTwilioShaped ??= error;
+    }
+  };
   if (method === "POST" && (bodyKind === "none" || rawBody.byteLength === 0)) {
     // Twilio's POST webhooks always carry their parameters in the body; an empty POST is a GET's
     // signature (the URL alone) replayed with another method.
-    throw malformed("post-without-body", "POST without a body: Twilio sends its parameters in the body");
+    notTwilioShaped = malformed("post-without-body", "POST without a body: Twilio sends its parameters in the body");
   }
   if (bodyKind === "form") {
     const text = decodeUtf8(rawBody);
@@ -157,7 +171,7 @@ export function parseWebhook(request: Request, rawBody: Uint8Array<ArrayBuffer>)
       if (error instanceof FormEncodingError) throw malformed("body-bad-encoding", "malformed form encoding");
       throw error;
     }
-    assertTwilioShaped(text.split("&"), formParams, "body");
+    shape(() => assertTwilioShaped(text.split("&"), formParams, "body"));
     fields = new Map(formParams);
   } else if (bodyKind === "json") {
     if (!url.searchParams.has("bodySHA256")) {
@@ -166,9 +180,9 @@ export function parseWebhook(request: Request, rawBody: Uint8Array<ArrayBuffer>)
     fields = jsonFields(decodeUtf8(rawBody));
   } else {
     const { pieces, pairs } = queryPairs(url);
-    assertTwilioShaped(pieces, pairs, "query");
+    shape(() => assertTwilioShaped(pieces, pairs, "query"));
     fields = new Map(pairs);
   }
   const claimed = fields.get("AccountSid") ?? null;
-  return { method, url, rawBody, bodyKind, formParams, fields, claimedAccountSid: claimed };
+  return { method, url, rawBody, bodyKind, formParams, fields, claimedAccountSid: claimed, notTwilioShaped };
 }
