@@ -292,3 +292,52 @@ describe("/usage-trigger", () => {
     expect((await guard(sid).snapshot()).breaker.state).toBe("closed");
   });
 });
+
+describe("Webhook SharedKey signatures (HMAC-SHA256)", () => {
+  const KEYS = { TWILIO_WEBHOOK_SHARED_KEYS: JSON.stringify({ webhooks_sharedkey_old: "shared-secret-old", webhooks_sharedkey_new: "shared-secret-new" }) };
+  const params = (): Params => [["AccountSid", PARENT_SID], ["Digits", "7"]];
+
+  async function sharedKeyRequest(secret: string, settings: string, algorithm: "HMAC_SHA1" | "HMAC_SHA256" = "HMAC_SHA256"): Promise<Request> {
+    const p = params();
+    const signature = await computeSignature(secret, `${WORKER}/webhooks/voice`, p, algorithm);
+    return rawPost(`${WORKER}/webhooks/voice`, encodeForm(p), signature, { "X-Twilio-Webhooks-Signature-Settings": settings });
+  }
+
+  it("verifies with either configured key during a rotation", async () => {
+    setup();
+    for (const [id, secret] of [["webhooks_sharedkey_old", "shared-secret-old"], ["webhooks_sharedkey_new", "shared-secret-new"]]) {
+      const response = await viaApp(await sharedKeyRequest(secret!, `key=${id},algorithm=HMAC_SHA256`), KEYS);
+      expect(response.status, id).toBe(200);
+    }
+    expect(outbound.to(ORIGIN)).toHaveLength(2);
+  });
+
+  it.each([
+    ["an unknown key id", "shared-secret-old", "key=webhooks_sharedkey_other,algorithm=HMAC_SHA256"],
+    ["an unknown algorithm", "shared-secret-old", "key=webhooks_sharedkey_old,algorithm=HMAC_SHA512"],
+    ["no algorithm", "shared-secret-old", "key=webhooks_sharedkey_old"],
+    ["a malformed header", "shared-secret-old", "webhooks_sharedkey_old"],
+    ["the wrong key's secret", "shared-secret-new", "key=webhooks_sharedkey_old,algorithm=HMAC_SHA256"],
+    ["the auth token as the secret (no fallback)", PRIMARY_TOKEN, "key=webhooks_sharedkey_old,algorithm=HMAC_SHA256"],
+  ])("refuses %s with 403", async (_name, secret, settings) => {
+    setup();
+    expect((await viaApp(await sharedKeyRequest(secret, settings), KEYS)).status).toBe(403);
+    expect(outbound.to(ORIGIN)).toHaveLength(0);
+  });
+
+  it("never falls back to the auth token when the header is present, even with HMAC-SHA1", async () => {
+    setup();
+    const request = await signedForm(`${WORKER}/webhooks/voice`, params(), { headers: { "X-Twilio-Webhooks-Signature-Settings": "key=webhooks_sharedkey_old,algorithm=HMAC_SHA1" } });
+    expect((await viaApp(request, KEYS)).status).toBe(403);
+    // Without any configured key, a SharedKey header is refused too.
+    expect((await viaApp(await sharedKeyRequest("shared-secret-old", "key=webhooks_sharedkey_old,algorithm=HMAC_SHA256"))).status).toBe(403);
+  });
+
+  it("answers 500 naming TWILIO_WEBHOOK_SHARED_KEYS when it is malformed", async () => {
+    setup();
+    const response = await viaApp(await sharedKeyRequest("x", "key=a,algorithm=HMAC_SHA256"), { TWILIO_WEBHOOK_SHARED_KEYS: "{not json" });
+    expect(response.status).toBe(500);
+    expect(await response.text()).toContain("TWILIO_WEBHOOK_SHARED_KEYS");
+    expect(outbound.to(ORIGIN)).toHaveLength(0);
+  });
+});
