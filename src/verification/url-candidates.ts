@@ -312,8 +312,8 @@ function once<T>(make: () => T): () => T {
  *              that "/" dropped, query as seen / undone, or escapes undone in the path only / the query
  *              only; last, twilio-node's legacy querystring (none past LEGACY_QS_MAX_KEYS pieces)]
  *     × ports [as seen; toggled: default added when absent, removed when present]
- *   second tier, the same loops over partial undos: some characters restored, others kept as typed
- *   escapes (partialUndos), in the query then in the path.
+ *   second tier, the same loops (port as seen only) over partial undos: some characters restored,
+ *   others kept as typed escapes (partialUndos), in the query then in the path.
  * With PUBLIC_URL, its scheme/userinfo/host/port replace the request's and its path prefixes the
  * request's path; the request's own host is then never tried, so a Host header cannot pick the URL
  * the signature is checked against. The first candidate is the URL as seen (or the first PUBLIC_URL
@@ -385,7 +385,9 @@ export function* candidateUrls(input: CandidateInput): Generator<string, void, u
       const userInfos: Array<() => string> = [() => ""];
       if (base.userInfo) userInfos.push(() => base.userInfo);
       if (basicAuth) userInfos.push(() => basicUserInfo(basicAuth.user, basicAuth.password));
-      const ports = base.port ? [base.port, ""] : ["", defaultPort(base.scheme)];
+      // The second tier keeps the port as seen: a default port typed into a URL that also mixes
+      // typed escapes with raw characters is too rare to double its cost.
+      const ports = tier === secondTier ? [base.port] : base.port ? [base.port, ""] : ["", defaultPort(base.scheme)];
       const forms = tier(prefix).map(once);
       for (const userInfo of userInfos) {
         const authority = `${base.scheme}${userInfo()}${base.host}`;
