@@ -12,7 +12,7 @@
  * Upper bound on candidate URLs, so a bad signature costs at most this many HMACs per token: the first
  * tier (ports × userinfo × the five whole-URL forms) and, after it, partial undos of typed escapes.
  */
-export const MAX_URL_CANDIDATES = 32;
+export const MAX_URL_CANDIDATES = 40;
 
 /** Twilio's SDKs try the URL with and without the scheme's default port (twilio-node addPort/removePort). */
 const DEFAULT_PORT_HTTPS = ":443";
@@ -366,10 +366,10 @@ export function* candidateUrls(input: CandidateInput): Generator<string, void, u
   function secondTier(prefix: string): Form[] {
     const forms: Form[] = [];
     const queryChars = seen.query.includes("%") ? addedChars(queryUnits()) : [];
-    for (const chars of partialUndos(queryChars)) {
-      const query = once(() => undoChars(queryUnits(), chars));
-      forms.push(() => [prefix + seen.path, query()], () => [prefix + undonePath(), query()]);
-    }
+    // Every partial undo of the query with the path as seen first (paths rarely mix), then with it undone.
+    const queries = [...partialUndos(queryChars)].map((chars) => once(() => undoChars(queryUnits(), chars)));
+    for (const query of queries) forms.push(() => [prefix + seen.path, query()]);
+    for (const query of queries) forms.push(() => [prefix + undonePath(), query()]);
     const pathChars = seen.path.includes("%") ? addedChars(pathUnits()) : [];
     for (const chars of partialUndos(pathChars)) {
       const path = once(() => prefix + undoChars(pathUnits(), chars));
