@@ -98,17 +98,23 @@ export async function handleWebhook(request: Request, deps: WebhookDeps, trace: 
   guardHeaders["x-guard-verified"] = outcome.via;
   guardHeaders["x-guard-account"] = outcome.accountSid;
 
-  if (webhook.notTwilioShaped !== null) {
-    // After the signature (an unsigned request is refused as such), before anything is counted or
-    // forwarded, in both modes: what rides along a genuine signature unsigned is never let through.
-    trace.verdict = webhook.notTwilioShaped.reason;
-    throw webhook.notTwilioShaped;
-  }
-  if (mixesEventKinds(webhook.fields)) {
-    // Checked after the signature (an unsigned request is refused as such), before anything is
-    // counted or forwarded, in both modes: a signature over another event's parameters proves nothing.
-    trace.verdict = "mixed-event-parameters";
-    throw new GuardError(400, "parameters of both a message and a call: not a Twilio webhook", { reason: "mixed-event-parameters" });
+  // After the signature (an unsigned request is refused as such) and before anything is counted or
+  // forwarded: a request Twilio never sends, whose extra parts a genuine signature does not pin down
+  // (webhooks/read.ts assertTwilioShaped), or one mixing a message's parameters with a call's (a Body
+  // re-split under the same signature). Refused in enforce mode; in report-only mode forwarded
+  // marked, like every failed check, and never counted.
+  const unsigned =
+    webhook.notTwilioShaped ??
+    (mixesEventKinds(webhook.fields)
+      ? new GuardError(400, "parameters of both a message and a call: not a Twilio webhook", { reason: "mixed-event-parameters" })
+      : null);
+  if (unsigned !== null) {
+    trace.verdict = unsigned.reason;
+    if (enforce) throw unsigned;
+    deps.logger.warn("webhook-unverified", { reason: unsigned.reason, mode: config.mode, account: outcome.accountSid });
+    delete guardHeaders["x-guard-verified"];
+    guardHeaders["x-guard-verdict"] = unsigned.reason;
+    return forwardToOrigin(request, rawBody, forwardOptions(deps, guardHeaders, trace));
   }
   const classified = classifyWebhook(webhook.fields);
   if (classified.kind !== "not-billable") {

@@ -10,7 +10,7 @@
 //   E2E_SEED=<uint32>  replays a run's random mutations (the seed is printed)
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CORPUS, randomMutations, reportOnlyRows, type AccountRole, type CorpusContext, type CorpusExpectation, type CorpusRow, type WorkerKind } from "./corpus.ts";
+import { CORPUS, SHARED_KEY_ID, randomMutations, reportOnlyRows, type AccountRole, type CorpusContext, type CorpusExpectation, type CorpusRow, type WorkerKind } from "./corpus.ts";
 import { BASIC_USER, SECRETS, awayFromUtcMidnight, eventually, expectLedgerAt, startE2E, uniqueSid, type Answer, type E2E } from "./harness.ts";
 
 const HEAVY = process.env.E2E_HEAVY === "1";
@@ -33,6 +33,7 @@ function expectedCounted(kind: WorkerKind, role: AccountRole): number {
 const LIMIT = Math.max(...KINDS.flatMap((k) => (["victim", "other", "parent"] as const).map((r) => expectedCounted(k, r)))) + 3;
 const POLICY = JSON.stringify({ limits: [{ window: "day", events: LIMIT }], warnAt: 0.8, action: "suspend" });
 const BASIC_SECRETS = { BASIC_AUTH_USER: BASIC_USER, BASIC_AUTH_PASSWORD: SECRETS.basicPassword };
+const SHARED_KEYS = { TWILIO_WEBHOOK_SHARED_KEYS: JSON.stringify({ [SHARED_KEY_ID]: SECRETS.sharedKeySecret }) };
 const GOOD_BASIC = `Basic ${Buffer.from(`${BASIC_USER}:${SECRETS.basicPassword}`).toString("base64")}`;
 
 interface Env {
@@ -45,7 +46,7 @@ const results: Array<{ row: CorpusRow; problems: string[] }> = [];
 async function startEnv(kind: WorkerKind): Promise<Env> {
   const e2e = await startE2E({
     vars: kind === "report-only" ? { GUARD_POLICY: POLICY, GUARD_MODE: "report-only" } : { GUARD_POLICY: POLICY, WEBHOOK_AUTH: kind },
-    ...(kind === "basic" || kind === "both" ? { secrets: BASIC_SECRETS } : {}),
+    secrets: { ...(kind === "basic" || kind === "both" ? BASIC_SECRETS : {}), ...SHARED_KEYS },
   });
   const foreign = e2e.subaccount();
   // The stand-in answers for it, but it belongs to another parent: not ours to verify or count.
@@ -86,7 +87,10 @@ function matches(value: string | undefined, want: string | RegExp | null): boole
 
 async function runRow(row: CorpusRow, env: Env, caseId: string): Promise<string[]> {
   const request = row.build(env.ctx);
-  request.headers = [...(request.headers ?? []), ["X-E2E-Case", caseId]];
+  // The guard forwards an allowlist of headers (docs/webhook-trust.md): the case id rides in User-Agent.
+  const headers = request.headers ?? [];
+  const agent = headers.find(([name]) => name.toLowerCase() === "user-agent");
+  request.headers = [...headers.filter((h) => h !== agent), ["User-Agent", `${agent?.[1] ?? "TwilioProxy/1.1"} e2e-case/${caseId}`]];
   let answer: Answer | undefined;
   const before = env.e2e.originHitsFor(caseId).length;
   let hitsBeforeLast = before;

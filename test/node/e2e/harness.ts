@@ -34,6 +34,8 @@ export const SECRETS = {
   adminToken: `SECRET-admin-token-e2e-${RUN_ID}`,
   // RFC 4648 base32 (A–Z, 2–7): a valid TOTP secret that still reads as one.
   adminTotpSecret: `SECRETTOTPEXEXE${RUN_ID}`,
+  /** A Twilio Webhook SharedKey secret (TWILIO_WEBHOOK_SHARED_KEYS), for the corpus Workers. */
+  sharedKeySecret: `SECRET-shared-key-e2e-${RUN_ID}`,
 } as const;
 
 /** Not a secret (RFC 7617 puts the user-id in the clear), but fixed so tests can build credentials. */
@@ -454,7 +456,7 @@ export interface E2E {
   suspendAttempts(sid: string): number;
   /** Alert POSTs delivered (answered 200) about this account at this level ("trip", "warn", …). */
   alertsFor(sid: string, level?: string): AlertPost[];
-  /** Origin hits that came from requests carrying this X-E2E-Case value. */
+  /** Origin hits that came from requests whose User-Agent ends in `e2e-case/<caseId>` (a header the guard forwards). */
   originHitsFor(caseId: string): OriginHit[];
   /** Every secret value that must never appear in an answer, an alert or a log line. */
   secretValues(): string[];
@@ -552,7 +554,7 @@ export async function startE2E(options: E2EOptions = {}): Promise<E2E> {
       return alerts.posts.filter((p) => p.status === 200 && p.json?.account === sid && (level === undefined || p.json?.level === level));
     },
     originHitsFor(caseId) {
-      return origin.hits.filter((h) => h.headers["x-e2e-case"] === caseId);
+      return origin.hits.filter((h) => String(h.headers["user-agent"] ?? "").endsWith(` e2e-case/${caseId}`));
     },
     secretValues,
     leaks() {
