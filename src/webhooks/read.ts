@@ -163,6 +163,12 @@ export function parseWebhook(request: Request, rawBody: Uint8Array<ArrayBuffer>)
     // signature (the URL alone) replayed with another method.
     notTwilioShaped = malformed("post-without-body", "POST without a body: Twilio sends its parameters in the body");
   }
+  if (method === "POST") {
+    // The configured URL's own query is signed as part of the URL, but twilio-node's legacy-querystring
+    // candidate normalizes it (drops empty pieces): refuse what that would let ride along.
+    const { pieces, pairs } = queryPairs(url);
+    shape(() => assertTwilioShaped(pieces, pairs, "query"));
+  }
   if (bodyKind === "form") {
     const text = decodeUtf8(rawBody);
     try {

@@ -341,3 +341,23 @@ describe("Webhook SharedKey signatures (HMAC-SHA256)", () => {
     expect(outbound.to(ORIGIN)).toHaveLength(0);
   });
 });
+
+describe("PUBLIC_URL with several bases", () => {
+  const PUBLIC = { PUBLIC_URL: "https://hooks.example.org/twilio, https://guard.example.com" };
+
+  it("accepts a webhook configured on any of them", async () => {
+    setup();
+    for (const signedUrl of ["https://hooks.example.org/twilio/webhooks/sms", `${WORKER}/webhooks/sms`]) {
+      const request = await signedForm(`${WORKER}/webhooks/sms`, [["AccountSid", PARENT_SID], ["Digits", "1"]], { signedUrl });
+      expect((await viaApp(request, PUBLIC)).status, signedUrl).toBe(200);
+    }
+  });
+
+  it("does not let the Host header move the signed URL to another host bound to the Worker", async () => {
+    setup();
+    const other = "https://other-zone.example/webhooks/sms";
+    const request = await signedForm(other, [["AccountSid", PARENT_SID], ["Digits", "1"]]);
+    expect((await viaApp(request, PUBLIC)).status).toBe(403);
+    expect(outbound.to(ORIGIN)).toHaveLength(0);
+  });
+});

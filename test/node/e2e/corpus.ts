@@ -771,8 +771,8 @@ function unsignedRideAlongRows(): CorpusRow[] {
     row("a bare '=' appended to a signed form", (c) => req(c, (d) => (d.body = `${formBody(d.pairs)}&=`)), MALFORMED),
     row("empty pairs appended to a signed GET query (the URL signature covers them)", (c) => req(c, (d) => (d.path += "&=&=&="), (cc) => getDraft(cc)), FORBIDDEN),
     row(
-      "empty pieces '&&' in a signed GET query (twilio-node's legacy querystring drops them, so the signature holds)",
-      (c) => req(c, (d) => (d.path = d.path.replace("&", "&&&")), (cc) => getDraft(cc)),
+      "empty pieces '&&' in a POST's signed query (twilio-node's legacy querystring drops them, so the signature holds)",
+      (c) => req(c, (d) => ((d.signedUrl = `${c.base}/webhooks/sms?tenant=t54&x=1`), (d.path = "/webhooks/sms?tenant=t54&&&x=1"))),
       MALFORMED,
     ),
     row("a pair repeated verbatim in a signed GET query (the URL signature covers it)", (c) => req(c, (d) => (d.path += "&NumSegments=1"), (cc) => getDraft(cc)), FORBIDDEN),
@@ -848,6 +848,7 @@ function unsignedRideAlongRows(): CorpusRow[] {
           d.signedPairs = d.pairs;
         }),
       MALFORMED,
+      { group: "route" },
     ),
     row(
       "/usage-trigger without DateFired, validly signed",
@@ -859,6 +860,7 @@ function unsignedRideAlongRows(): CorpusRow[] {
           d.signedPairs = d.pairs;
         }),
       MALFORMED,
+      { group: "route" },
     ),
     sharedKeyRow("HMAC_SHA256 with a configured key: forwarded", () => `key=${SHARED_KEY_ID},algorithm=HMAC_SHA256`, SECRETS.sharedKeySecret, PASSES),
     sharedKeyRow("a key id the guard does not hold", () => "key=webhooks_sharedkey_other,algorithm=HMAC_SHA256", SECRETS.sharedKeySecret, FORBIDDEN),
