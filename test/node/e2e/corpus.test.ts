@@ -66,8 +66,10 @@ async function startEnv(kind: WorkerKind): Promise<Env> {
   };
 }
 
+let startedAt = Date.now();
 beforeAll(async () => {
   await awayFromUtcMidnight(120_000);
+  startedAt = Date.now();
   const started = await Promise.all(KINDS.map(startEnv));
   KINDS.forEach((kind, i) => envs.set(kind, started[i]!));
 }, 120_000);
@@ -151,17 +153,15 @@ for (const kind of KINDS) {
       for (const sid of [ctx.parent.sid, ctx.foreign.sid, ctx.unknown.sid, ctx.closed.sid]) expect(e2e.suspendAttempts(sid), sid).toBe(0);
     });
 
-    if (kind !== "basic") {
-      it("caused no REST storm: at most one account lookup per SID claimed, none for malformed ones", () => {
-        const { e2e } = envs.get(kind)!;
-        const lookups = e2e.standin.requests.filter((r) => r.purpose === "fetch-account");
-        const perSid = new Map<string, number>();
-        for (const r of lookups) perSid.set(r.path, (perSid.get(r.path) ?? 0) + 1);
-        expect([...perSid.entries()].filter(([, n]) => n > 1)).toEqual([]);
-        expect(lookups.map((r) => r.path).filter((p) => !/\/Accounts\/AC[0-9a-f]{32}\.json$/.test(p))).toEqual([]);
-        expect(e2e.standin.requests.filter((r) => r.purpose === "unknown")).toEqual([]);
-      });
-    }
+    it("caused no REST storm: no per-SID account lookup, and subaccounts learnt from a listing at most once a minute", () => {
+      const { e2e } = envs.get(kind)!;
+      expect(e2e.standin.requests.filter((r) => r.purpose === "fetch-account")).toEqual([]);
+      const listings = e2e.standin.requests.filter((r) => r.purpose === "list-accounts");
+      // Forged and unknown SIDs (dozens of rows) may cause one listing a minute of the run, no more.
+      expect(listings.length).toBeGreaterThan(0);
+      expect(listings.length).toBeLessThanOrEqual(Math.floor((Date.now() - startedAt) / 60_000) + 1);
+      expect(e2e.standin.requests.filter((r) => r.purpose === "unknown")).toEqual([]);
+    });
 
     it("made only well-formed REST calls, and leaked no secret", () => {
       const { e2e } = envs.get(kind)!;

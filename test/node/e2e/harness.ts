@@ -472,8 +472,16 @@ export interface E2EOptions {
 }
 
 /** The contract's settings for a loopback run; `options` override or add to them. */
+/**
+ * Subaccounts created before the Worker starts: the guard learns subaccounts from one account listing,
+ * at most once a minute (src/accounts/directory.ts), so `subaccount()` hands these out and a test never
+ * waits for the next listing. Past the pool, a new subaccount is known only after that minute.
+ */
+const SUBACCOUNT_POOL = 24;
+
 export async function startE2E(options: E2EOptions = {}): Promise<E2E> {
   const standin = await startTwilioStandin({ parentSid: PARENT_SID, parentToken: SECRETS.authToken });
+  const pool = Array.from({ length: SUBACCOUNT_POOL }, () => standin.addSubaccount());
   const origin = await startOrigin();
   const alerts = await startAlertReceiver();
   let guard: StartedGuard;
@@ -528,7 +536,7 @@ export async function startE2E(options: E2EOptions = {}): Promise<E2E> {
       return answer;
     },
     subaccount() {
-      const { sid, authToken } = standin.addSubaccount();
+      const { sid, authToken } = pool.shift() ?? standin.addSubaccount();
       return { sid, token: authToken };
     },
     signedForm(account, pairs, opts = {}) {
