@@ -198,13 +198,12 @@ export function durableObjectFiles(persist: string, className: string): string[]
 }
 
 /**
- * Writes subaccount tokens into the GuardDirectory's own table, as if it had looked each one up at
- * Twilio (fetched_at = now, so they are fresh for DIRECTORY_TOKEN_MAX_AGE_MS). The directory must exist
- * (the guard has looked up at least one subaccount) and the guard must be stopped.
+ * Writes subaccount tokens into the GuardDirectory's own table, as if its account listing had just
+ * returned them (listed now, so they are fresh for LISTING_MAX_AGE_MS). The directory must exist (the
+ * guard has looked up at least one subaccount) and the guard must be stopped.
  *
- * Why: the directory lets at most DIRECTORY_LOOKUPS_PER_MINUTE (30) lookups reach Twilio per minute,
- * so learning 10,000 subaccounts from cold takes 10,000 / 30 = 5.6 hours, far beyond a benchmark.
- * The benchmark measures the steady state a long-running deployment reaches.
+ * Why: the benchmark measures the steady state a long-running deployment reaches, with every
+ * subaccount already listed, and the stand-in's listing of 10,000 accounts is not what it measures.
  */
 export async function seedDirectoryTokens(persist: string, tokens: ReadonlyMap<string, string>): Promise<number> {
   const files = durableObjectFiles(persist, "GuardDirectory");
@@ -212,11 +211,12 @@ export async function seedDirectoryTokens(persist: string, tokens: ReadonlyMap<s
   const { DatabaseSync } = await import("node:sqlite");
   const db = new DatabaseSync(files[0]!);
   const now = Date.now();
-  const insert = db.prepare("INSERT OR REPLACE INTO tokens (sid, token, fetched_at, negative_until) VALUES (?, ?, ?, 0)");
+  const insert = db.prepare("INSERT OR REPLACE INTO subaccounts (sid, token, friendly_name, status) VALUES (?, ?, ?, 'active')");
   db.exec("BEGIN");
-  for (const [sid, token] of tokens) insert.run(sid, token, now);
+  for (const [sid, token] of tokens) insert.run(sid, token, sid);
+  db.prepare("INSERT OR REPLACE INTO listing (id, listed_at, attempted_at) VALUES (1, ?, ?)").run(now, now);
   db.exec("COMMIT");
-  const count = (db.prepare("SELECT COUNT(*) AS n FROM tokens WHERE token IS NOT NULL").get() as { n: number }).n;
+  const count = (db.prepare("SELECT COUNT(*) AS n FROM subaccounts").get() as { n: number }).n;
   db.close();
   return count;
 }

@@ -92,15 +92,15 @@ export async function createWorld(options: { manyAccounts: number; tripAccounts:
   };
   const secrets = { TWILIO_AUTH_TOKEN: parent.token, ADMIN_TOKEN };
 
-  // Prepare: one real lookup creates the GuardDirectory (the guard asks the stand-in for the first
-  // subaccount's token), then the others are written into its table, as after a long uptime.
+  // Prepare: one real lookup creates the GuardDirectory (the guard lists the stand-in's accounts for
+  // the first subaccount's token), then the others are written into its table, as after a long uptime.
   const preparedPersist = mkdtempSync(join(STATE_DIR, "guard-bench-prepared-"));
   const first = await startGuard({ vars: baseVars, secrets, persist: preparedPersist, removePersistOnStop: false });
   try {
     const probe = signedFormRequest(many[0]!.token, first.url, "/webhooks/sms", inboundSms(many[0]!.sid));
     const answer = await fetch(first.url + probe.path, { method: "POST", headers: probe.headers, body: probe.body });
     if (answer.status !== 200) throw new Error(`preparing: first subaccount webhook answered ${answer.status}: ${await answer.text()}`);
-    if (!standin.requests.some((r) => r.purpose === "fetch-account")) throw new Error("preparing: the guard never asked the stand-in for a token");
+    if (!standin.requests.some((r) => r.purpose === "list-accounts")) throw new Error("preparing: the guard never asked the stand-in for its accounts");
   } finally {
     await first.stop();
   }

@@ -166,17 +166,17 @@ export async function benchManyAccounts(world: World, guard: RunningGuard, shape
 }
 
 /**
- * First webhooks of subaccounts the guard has never seen, in a burst: each needs one token lookup at
- * Twilio, and GuardDirectory allows DIRECTORY_LOOKUPS_PER_MINUTE of those per minute for all SIDs.
+ * First webhooks of subaccounts the guard has never seen, in a burst: GuardDirectory learns them from
+ * one account listing at Twilio (at most one a minute, LISTING_MIN_INTERVAL_MS); `lookups` counts listings.
  */
 export async function benchColdSubaccounts(world: World, n: number) {
   const fresh = world.addUnknownSubaccounts(n);
   const guard = await world.startGuard({ GUARD_POLICY: JSON.stringify({ limits: [{ window: "month", usd: 1_000_000_000 }] }) });
   try {
-    const lookupsBefore = world.standin.requests.filter((r) => r.purpose === "fetch-account").length;
+    const lookupsBefore = world.standin.requests.filter((r) => r.purpose === "list-accounts").length;
     const pool = fresh.map((a) => formRequest(a, guard.url, "/webhooks/sms", inboundSms(a.sid)));
     const result = await runLoad({ url: guard.url, pool, connections: 8, amount: pool.length });
-    const lookups = world.standin.requests.filter((r) => r.purpose === "fetch-account").length - lookupsBefore;
+    const lookups = world.standin.requests.filter((r) => r.purpose === "list-accounts").length - lookupsBefore;
     return { n, ok: result.status["200"] ?? 0, unavailable: result.status["503"] ?? 0, status: result.status, lookups };
   } finally {
     await guard.stop();

@@ -1,28 +1,34 @@
 // GuardDirectory: the one Durable Object every isolate shares (named "directory"). It knows
-//   - the subaccounts' auth tokens (looked up at Twilio with the parent's credentials, cached, with
-//     unknown SIDs negative-cached and Twilio lookups capped per minute, so forged AccountSids cannot
-//     make the guard hammer Twilio's API);
+//   - the parent's subaccounts, their auth tokens and friendly names, learnt all at once from Twilio's
+//     account list (GET /Accounts.json, paged), refreshed at most once a LISTING_MIN_INTERVAL_MS when a
+//     SID it does not know appears (or a signature fails, for a rotated token): an unknown SID costs no
+//     per-SID lookup, forged AccountSids cost no REST call and leave no row, and a real new subaccount
+//     is found by the first listing after it was created, within a minute;
 //   - which accounts the guard has seen (each AccountGuard registers itself once), for the admin listing.
 // It is called only on an isolate's token-cache miss and once per account, never per event.
 import { DurableObject } from "cloudflare:workers";
 import { getConfig } from "../config/config.ts";
 import type { GuardEnv } from "../config/env.ts";
 import { Logger } from "../http/log.ts";
-import { createTwilioClient, TwilioRestError } from "../twilio/rest.ts";
+import { createTwilioClient, type TwilioAccount } from "../twilio/rest.ts";
 import { metrics, restCallObserver } from "../admin/metrics.ts";
 
-/** A cached subaccount token is re-fetched from Twilio at most this often when a signature fails (rotation). */
-export const DIRECTORY_REFRESH_MIN_INTERVAL_MS = 60_000;
-/** A cached token older than this is re-fetched on the next cache miss anyway (bounds a revoked token's life). */
-export const DIRECTORY_TOKEN_MAX_AGE_MS = 60 * 60_000;
-/** An SID Twilio says is not ours stays refused this long without asking Twilio again. */
-export const DIRECTORY_NEGATIVE_TTL_MS = 10 * 60_000;
 /**
- * At most this many account lookups reach Twilio per minute, all SIDs together: random forged SIDs
- * each miss every cache, so only a global cap bounds the REST traffic they cause. Real subaccounts are
- * looked up once and then cached, so this is ample for legitimate first sightings.
+ * The account list is fetched from Twilio at most this often: bounds the REST traffic forged SIDs can
+ * cause to one listing a minute, and is how late a new subaccount's first webhooks may be refused.
  */
-export const DIRECTORY_LOOKUPS_PER_MINUTE = 30;
+export const LISTING_MIN_INTERVAL_MS = 60_000;
+/**
+ * After a failed listing (Twilio down or erroring), the next may run this soon: a new subaccount is
+ * not kept waiting a minute for an outage of a second, and an outage with a flood of forged SIDs
+ * still costs at most one call a second.
+ */
+export const LISTING_RETRY_AFTER_FAILURE_MS = 1_000;
+/** A listing older than this is refreshed on the next lookup of a known SID anyway (bounds a revoked token's life). */
+export const LISTING_MAX_AGE_MS = 60 * 60_000;
+/** Kept for callers that imported the old names; the listing's interval is what they meant. */
+export const DIRECTORY_REFRESH_MIN_INTERVAL_MS = LISTING_MIN_INTERVAL_MS;
+export const DIRECTORY_TOKEN_MAX_AGE_MS = LISTING_MAX_AGE_MS;
 
 export type TokenLookup = { status: "ok"; token: string } | { status: "unknown" } | { status: "unavailable" };
 
@@ -35,92 +41,103 @@ export interface AccountListing {
 export class GuardDirectory extends DurableObject<GuardEnv> {
   readonly #sql: SqlStorage;
   readonly #logger: Logger;
-  readonly #pending = new Map<string, Promise<TokenLookup>>();
+  /** The listing on its way: concurrent misses share one. */
+  #listing: Promise<boolean> | null = null;
 
   constructor(ctx: DurableObjectState, env: GuardEnv) {
     super(ctx, env);
     this.#sql = ctx.storage.sql;
     this.#logger = new Logger(getConfigSecrets(env));
+    // `tokens` (per-SID lookups, with negative rows for forged SIDs) and `lookups` (their per-minute
+    // budget) are replaced by the listing: dropped, so no forged SID's row outlives this release.
     this.#sql.exec(`
-      CREATE TABLE IF NOT EXISTS tokens (sid TEXT PRIMARY KEY, token TEXT, fetched_at INTEGER NOT NULL, negative_until INTEGER NOT NULL DEFAULT 0);
-      CREATE TABLE IF NOT EXISTS lookups (minute INTEGER PRIMARY KEY, count INTEGER NOT NULL);
+      DROP TABLE IF EXISTS tokens;
+      DROP TABLE IF EXISTS lookups;
+      CREATE TABLE IF NOT EXISTS subaccounts (sid TEXT PRIMARY KEY, token TEXT NOT NULL, friendly_name TEXT NOT NULL, status TEXT NOT NULL) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS listing (id INTEGER PRIMARY KEY CHECK (id = 1), listed_at INTEGER NOT NULL, attempted_at INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS accounts (sid TEXT PRIMARY KEY, first_seen_at INTEGER NOT NULL, is_parent INTEGER NOT NULL);
     `);
   }
 
   /**
-   * The subaccount's auth token; `unknown` when Twilio says the SID is not one of the parent's
-   * subaccounts (or the lookup cap is reached); `unavailable` when Twilio could not be asked. A result,
-   * not an exception: errors lose their type crossing the RPC boundary.
+   * The subaccount's auth token; `unknown` when the SID is not one of the parent's open subaccounts as
+   * the latest listing has them; `unavailable` when Twilio could not be asked and nothing is known. A
+   * result, not an exception: errors lose their type crossing the RPC boundary.
    */
   async subaccountToken(sid: string, options: { refresh?: boolean } = {}): Promise<TokenLookup> {
-    // Concurrent questions about one SID (isolates missing their caches at once) share one answer.
-    const key = `${sid}:${options.refresh === true}`;
-    let pending = this.#pending.get(key);
-    if (!pending) {
-      pending = this.#lookup(sid, options).then((result) =>
-        typeof result === "string" ? { status: "ok" as const, token: result } : result === null ? { status: "unknown" as const } : result,
-      );
-      this.#pending.set(key, pending);
-      void pending.finally(() => {
-        this.#pending.delete(key);
-        metrics.flush(this.env, (promise) => this.ctx.waitUntil(promise));
-      });
-    }
-    return pending;
-  }
-
-  async #lookup(sid: string, options: { refresh?: boolean }): Promise<string | null | { status: "unavailable" }> {
-    const now = Date.now();
-    const row = this.#sql
-      .exec<{ token: string | null; fetched_at: number; negative_until: number }>(
-        "SELECT token, fetched_at, negative_until FROM tokens WHERE sid = ?",
-        sid,
-      )
-      .toArray()[0];
-    if (row) {
-      if (row.token === null && row.negative_until > now) return null;
-      const age = now - row.fetched_at;
-      const fresh = age < DIRECTORY_TOKEN_MAX_AGE_MS && !(options.refresh && age >= DIRECTORY_REFRESH_MIN_INTERVAL_MS);
-      if (row.token !== null && fresh) return row.token;
-    }
-    if (!this.#takeLookupBudget(now)) {
-      this.#logger.warn("account-lookup-capped", { sid });
-      // Over the cap: a known token is still good. An SID never seen cannot be judged without asking
-      // Twilio, so it is "unavailable" (503, not cached), never "unknown": forged SIDs spending the
-      // budget must not get a real new subaccount refused and negative-cached.
-      return row?.token ?? { status: "unavailable" };
-    }
-    const config = getConfig(this.env);
-    const client = createTwilioClient({ apiBase: config.apiBase, accountSid: config.accountSid, authToken: config.authTokens[0]!, onCall: restCallObserver() });
-    let account;
     try {
-      account = await client.fetchAccount(sid);
-    } catch (error) {
-      this.#logger.error("account-lookup-failed", error, { sid });
-      if (row?.token) return row.token;
-      return error instanceof TwilioRestError && !error.retryable ? null : { status: "unavailable" };
+      const now = Date.now();
+      let row = this.#row(sid);
+      const { listedAt, attemptedAt } = this.#listingTimes();
+      const stale = now - listedAt >= LISTING_MAX_AGE_MS;
+      // Refresh when the SID is not known, when a signature failed (a rotated token), or when the
+      // listing is old; never more often than once a LISTING_MIN_INTERVAL_MS, whatever the reason.
+      const wanted = row === undefined || options.refresh === true || stale;
+      if (this.#listing !== null || (wanted && now - attemptedAt >= LISTING_MIN_INTERVAL_MS)) {
+        // A listing on its way is awaited: a burst of a new subaccount's first webhooks shares it.
+        const listed = await this.#refresh(now);
+        row = this.#row(sid);
+        if (!listed && row === undefined) return { status: "unavailable" };
+      } else if (row === undefined && listedAt === 0) {
+        // Never listed successfully, and the last attempt failed a moment ago: nothing to judge by.
+        return { status: "unavailable" };
+      }
+      if (row === undefined || row.status === "closed") return { status: "unknown" };
+      return { status: "ok", token: row.token };
+    } finally {
+      metrics.flush(this.env, (promise) => this.ctx.waitUntil(promise));
     }
-    if (account === null || account.ownerAccountSid !== config.accountSid || account.status === "closed" || account.authToken === "") {
-      this.#sql.exec(
-        "INSERT OR REPLACE INTO tokens (sid, token, fetched_at, negative_until) VALUES (?, NULL, ?, ?)",
-        sid,
-        now,
-        now + DIRECTORY_NEGATIVE_TTL_MS,
-      );
-      return null;
-    }
-    this.#sql.exec("INSERT OR REPLACE INTO tokens (sid, token, fetched_at, negative_until) VALUES (?, ?, ?, 0)", sid, account.authToken, now);
-    return account.authToken;
   }
 
-  #takeLookupBudget(now: number): boolean {
-    const minute = Math.floor(now / 60_000);
-    this.#sql.exec("DELETE FROM lookups WHERE minute < ?", minute);
-    const used = this.#sql.exec<{ count: number }>("SELECT count FROM lookups WHERE minute = ?", minute).toArray()[0]?.count ?? 0;
-    if (used >= DIRECTORY_LOOKUPS_PER_MINUTE) return false;
-    this.#sql.exec("INSERT OR REPLACE INTO lookups (minute, count) VALUES (?, ?)", minute, used + 1);
-    return true;
+  /** Friendly names of the parent's subaccounts as last listed (for the console), in SID order. */
+  subaccountNames(): Array<{ sid: string; friendlyName: string; status: string }> {
+    return this.#sql
+      .exec<{ sid: string; friendly_name: string; status: string }>("SELECT sid, friendly_name, status FROM subaccounts ORDER BY sid")
+      .toArray()
+      .map((r) => ({ sid: r.sid, friendlyName: r.friendly_name, status: r.status }));
+  }
+
+  #row(sid: string): { token: string; status: string } | undefined {
+    return this.#sql.exec<{ token: string; status: string }>("SELECT token, status FROM subaccounts WHERE sid = ?", sid).toArray()[0];
+  }
+
+  #listingTimes(): { listedAt: number; attemptedAt: number } {
+    const row = this.#sql.exec<{ listed_at: number; attempted_at: number }>("SELECT listed_at, attempted_at FROM listing WHERE id = 1").toArray()[0];
+    return { listedAt: row?.listed_at ?? 0, attemptedAt: row?.attempted_at ?? 0 };
+  }
+
+  /** Lists the parent's accounts at Twilio and replaces the table with them; false when Twilio could not be asked. */
+  #refresh(now: number): Promise<boolean> {
+    if (this.#listing) return this.#listing;
+    const { listedAt } = this.#listingTimes();
+    // The attempt is recorded first: a failing Twilio is asked once a minute too.
+    this.#sql.exec("INSERT OR REPLACE INTO listing (id, listed_at, attempted_at) VALUES (1, ?, ?)", listedAt, now);
+    const listing = (async () => {
+      const config = getConfig(this.env);
+      const client = createTwilioClient({ apiBase: config.apiBase, accountSid: config.accountSid, authToken: config.authTokens[0]!, onCall: restCallObserver() });
+      let accounts: TwilioAccount[];
+      try {
+        accounts = await client.listAccounts();
+      } catch (error) {
+        this.#logger.error("account-listing-failed", error);
+        this.#sql.exec("UPDATE listing SET attempted_at = ? WHERE id = 1", now - LISTING_MIN_INTERVAL_MS + LISTING_RETRY_AFTER_FAILURE_MS);
+        return false;
+      }
+      const ours = accounts.filter((a) => a.sid !== config.accountSid && a.ownerAccountSid === config.accountSid);
+      this.ctx.storage.transactionSync(() => {
+        this.#sql.exec("DELETE FROM subaccounts");
+        for (const a of ours) {
+          this.#sql.exec("INSERT OR REPLACE INTO subaccounts (sid, token, friendly_name, status) VALUES (?, ?, ?, ?)", a.sid, a.authToken, a.friendlyName, a.status);
+        }
+        this.#sql.exec("UPDATE listing SET listed_at = ? WHERE id = 1", now);
+      });
+      return true;
+    })();
+    this.#listing = listing;
+    void listing.finally(() => {
+      if (this.#listing === listing) this.#listing = null;
+    });
+    return listing;
   }
 
   /** Called once by each AccountGuard when it first records anything. Idempotent. */

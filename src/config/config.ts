@@ -19,7 +19,12 @@ export interface Config {
   authTokens: readonly string[];
   apiBase: string;
   originUrl: string | null;
+  /** The first PUBLIC_URL: the base the guard hands out (usage-trigger callbacks, status callbacks). */
   publicUrl: string | null;
+  /** Every PUBLIC_URL base (comma-separated in the setting), each accepted for verification; [] when unset. */
+  publicUrls: readonly string[];
+  /** TWILIO_WEBHOOK_SHARED_KEYS: Webhook SharedKey secrets by key id; empty when unset. */
+  sharedKeys: ReadonlyMap<string, string>;
   webhookAuth: WebhookAuth;
   basic: BasicCredentials | null;
   mode: GuardMode;
@@ -66,6 +71,40 @@ function oneOf<T extends string>(setting: string, value: string | null, allowed:
   if (value === null) return fallback;
   if ((allowed as readonly string[]).includes(value)) return value as T;
   throw new ConfigError(setting, `must be one of ${allowed.join(", ")}`);
+}
+
+/** PUBLIC_URL: one or more base URLs separated by commas (say the workers.dev URL and a custom domain). */
+function publicUrlList(value: string | null): string[] {
+  if (value === null) return [];
+  const urls = value.split(",").map((part) => part.trim());
+  if (urls.some((url) => url === "")) throw new ConfigError("PUBLIC_URL", "has an empty entry between commas");
+  return [...new Set(urls.map((url) => httpUrl("PUBLIC_URL", url)!))];
+}
+
+/** Twilio's SharedKey ids and secrets are opaque strings; these bounds keep a header lookup cheap. */
+const SHARED_KEY_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
+/** Two keys while one is rotated (CONTRACT.md); a few more leave room, more is a mistake. */
+const MAX_SHARED_KEYS = 8;
+
+function sharedKeyMap(value: string | null): Map<string, string> {
+  const keys = new Map<string, string>();
+  if (value === null) return keys;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    throw new ConfigError("TWILIO_WEBHOOK_SHARED_KEYS", 'must be a JSON object {"<key id>": "<secret>"}');
+  }
+  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
+    throw new ConfigError("TWILIO_WEBHOOK_SHARED_KEYS", 'must be a JSON object {"<key id>": "<secret>"}');
+  }
+  for (const [id, secret] of Object.entries(parsed)) {
+    if (!SHARED_KEY_ID.test(id)) throw new ConfigError("TWILIO_WEBHOOK_SHARED_KEYS", "has a key id that is not 1-128 letters, digits or _.:-");
+    if (typeof secret !== "string" || secret.trim() === "") throw new ConfigError("TWILIO_WEBHOOK_SHARED_KEYS", "has a key whose secret is not a non-empty string");
+    keys.set(id, secret);
+  }
+  if (keys.size > MAX_SHARED_KEYS) throw new ConfigError("TWILIO_WEBHOOK_SHARED_KEYS", `holds more than ${MAX_SHARED_KEYS} keys`);
+  return keys;
 }
 
 export function parseConfig(env: GuardEnv): Config {
@@ -117,13 +156,17 @@ export function parseConfig(env: GuardEnv): Config {
 
   const adminToken = text(env.ADMIN_TOKEN);
   const adminTotpSecret = text(env.ADMIN_TOTP_SECRET);
+  const publicUrls = publicUrlList(text(env.PUBLIC_URL));
+  const sharedKeys = sharedKeyMap(text(env.TWILIO_WEBHOOK_SHARED_KEYS));
 
   return {
     accountSid,
     authTokens: secondary === null ? [primary] : [primary, secondary],
     apiBase: httpUrl("TWILIO_API_BASE", text(env.TWILIO_API_BASE)) ?? DEFAULT_API_BASE,
     originUrl: httpUrl("ORIGIN_URL", text(env.ORIGIN_URL)),
-    publicUrl: httpUrl("PUBLIC_URL", text(env.PUBLIC_URL)),
+    publicUrl: publicUrls[0] ?? null,
+    publicUrls,
+    sharedKeys,
     webhookAuth,
     basic: webhookAuth === "signature" || user === null || password === null ? null : { user, password },
     mode: oneOf<GuardMode>("GUARD_MODE", text(env.GUARD_MODE), ["enforce", "report-only"], "enforce"),
@@ -133,7 +176,7 @@ export function parseConfig(env: GuardEnv): Config {
     alertWebhookUrl: httpUrl("ALERT_WEBHOOK_URL", text(env.ALERT_WEBHOOK_URL)),
     alertSms: smsTo !== null && smsFrom !== null ? { to: smsTo, from: smsFrom } : null,
     reconcileIntervalS,
-    secrets: [primary, secondary, password, adminToken, adminTotpSecret].filter((s): s is string => s !== null),
+    secrets: [primary, secondary, password, adminToken, adminTotpSecret, ...sharedKeys.values()].filter((s): s is string => s !== null),
   };
 }
 

@@ -7,6 +7,8 @@ export interface OptionalSecrets {
   BASIC_AUTH_PASSWORD?: string;
   ADMIN_TOKEN?: string;
   ADMIN_TOTP_SECRET?: string;
+  /** JSON object {"<key id>": "<secret>"} of Twilio Webhook SharedKeys (HMAC-SHA256 signatures). */
+  TWILIO_WEBHOOK_SHARED_KEYS?: string;
 }
 
 export type GuardEnv = Env & OptionalSecrets;

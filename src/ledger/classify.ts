@@ -63,6 +63,19 @@ const UNANSWERED_CALL_STATUSES: ReadonlySet<string> = new Set(["busy", "no-answe
 /** Twilio's negative decimal prices ("-0.00750"); more than 6 integer digits is no single event's price. */
 const PRICE = /^-?\d{1,6}(\.\d{1,10})?$/;
 
+/** Parameters that only a message's webhooks carry (messaging webhook-request and status-callback docs). */
+const MESSAGE_FIELDS = ["MessageSid", "SmsSid", "SmsMessageSid", "MessageStatus", "SmsStatus", "Body", "NumSegments", "NumMedia"] as const;
+/** Parameters that only a call's webhooks carry (voice request parameters, call StatusCallback). */
+const CALL_FIELDS = ["CallStatus", "Duration", "CallDuration"] as const;
+
+/**
+ * Every field classification reads. A request naming one twice is refused before it is classified
+ * (webhooks/read.ts): the guard never picks one of two values.
+ */
+export const CLASSIFIED_FIELDS: readonly string[] = [
+  "AccountSid", "CallSid", "Direction", "Price", "PriceUnit", ...MESSAGE_FIELDS, ...CALL_FIELDS,
+];
+
 function getter(params: WebhookParams): (key: string) => string | undefined {
   if (typeof (params as { get?: unknown }).get === "function") {
     const source = params as { get(key: string): string | null | undefined };
@@ -105,6 +118,17 @@ function billedMinutes(duration: string | undefined, callDuration: string | unde
 }
 
 /**
+ * Whether the parameters mix a message's with a call's. Twilio never sends both kinds in one request,
+ * but its signature concatenates keys and values without separators, so a message Body an attacker
+ * chose ("hiCallSidCA…CallStatuscompletedDuration1440") can be re-split into call parameters under the
+ * same signature. Such a request is refused, and never classified as either kind.
+ */
+export function mixesEventKinds(params: WebhookParams): boolean {
+  const get = getter(params);
+  return MESSAGE_FIELDS.some((key) => get(key) !== undefined) && CALL_FIELDS.some((key) => get(key) !== undefined);
+}
+
+/**
  * Classifies a verified webhook's parameters. A CallSid with a CallStatus is a call; otherwise a
  * MessageSid (or SmsSid) is a message. Rules:
  * - inbound message: MessageSid/SmsSid and status `received`, or no status but a Body;
@@ -119,6 +143,7 @@ export function classifyWebhook(params: WebhookParams): BillableEvent | NotBilla
   const accountSid = get("AccountSid");
   if (accountSid === undefined || accountSid === "") return notBillable("no AccountSid");
   if (!ACCOUNT_SID.test(accountSid)) return notBillable("malformed AccountSid");
+  if (mixesEventKinds(params)) return notBillable("parameters of both a message and a call");
   const reportedPriceUsd = parseReportedPrice(get("Price"), get("PriceUnit"));
   const withPrice = reportedPriceUsd === undefined ? {} : { reportedPriceUsd };
 
@@ -150,7 +175,9 @@ export function classifyWebhook(params: WebhookParams): BillableEvent | NotBilla
     const units = { segments, media };
     const base = { sid: messageSid, accountSid, countKey: `msg:${messageSid}`, units };
     if (status === "received" || (status === "" && get("Body") !== undefined)) {
-      return { kind: "inbound-message", ...base, status: "received", dedupeKey: `${messageSid}:received`, billable: true, ...withPrice };
+      // An inbound message's webhook carries no Price (Twilio prices it later, in the Messages
+      // resource): a Price here is not the event's own, so the estimate applies.
+      return { kind: "inbound-message", ...base, status: "received", dedupeKey: `${messageSid}:received`, billable: true };
     }
     if (OUTBOUND_MESSAGE_STATUSES.has(status)) {
       const billable = BILLED_MESSAGE_STATUSES.has(status);

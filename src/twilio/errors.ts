@@ -6,6 +6,7 @@ export type RestPurpose =
   | "suspend"
   | "reactivate"
   | "fetch-account"
+  | "list-accounts"
   | "list-calls"
   | "end-call"
   | "list-triggers"

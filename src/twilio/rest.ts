@@ -100,6 +100,12 @@ export interface NewUsageTrigger {
 }
 
 export interface TwilioClient {
+  /**
+   * GET /Accounts.json?PageSize=1000, every page (bounded by MAX_LIST_PAGES) through next_page_uri: the
+   * parent and each of its subaccounts, with auth tokens and friendly names. Items that are not a
+   * well-formed account are skipped.
+   */
+  listAccounts(): Promise<TwilioAccount[]>;
   /** GET /Accounts/{Sid}.json; null when Twilio answers 404 (unknown SID, or not under the parent). */
   fetchAccount(sid: string): Promise<TwilioAccount | null>;
   /** POST /Accounts/{Sid}.json Status=…; refuses (plain Error, no request) to suspend the parent. */
@@ -359,6 +365,18 @@ export function createTwilioClient(cfg: TwilioRestConfig): TwilioClient {
   const accountPath = (sid: string) => `${API_VERSION_PATH}/Accounts/${requireSid(ACCOUNT_SID, sid, "Account SID")}`;
 
   return {
+    async listAccounts() {
+      return listAll("list-accounts", `${API_VERSION_PATH}/Accounts.json`, { PageSize: String(LIST_PAGE_SIZE) }, "accounts", (item) => {
+        if (!isRecord(item) || typeof item.sid !== "string" || !ACCOUNT_SID.test(item.sid)) return undefined;
+        try {
+          return toAccount(item, item.sid);
+        } catch (error) {
+          if (error instanceof MalformedResponse) return undefined;
+          throw error;
+        }
+      });
+    },
+
     async fetchAccount(sid) {
       const path = `${accountPath(sid)}.json`;
       return request("fetch-account", "GET", path, undefined, (status, text) => (status === 404 ? null : toAccount(parseJson(text), sid)), [404]);

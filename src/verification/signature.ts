@@ -12,10 +12,18 @@ import { candidateUrls } from "./url-candidates.ts";
 
 export type { FormPairs } from "./form.ts";
 
-/** Twilio signs with HMAC-SHA1 keyed by the auth token (webhooks-security docs). */
-const SIGNATURE_HMAC = { name: "HMAC", hash: "SHA-1" } as const;
-/** An HMAC-SHA1 digest is 20 bytes; a header that does not decode to that can be rejected unhashed. */
-const SIGNATURE_BYTES = 20;
+/**
+ * Twilio signs with HMAC-SHA1 keyed by the auth token (webhooks-security docs), or, when a Webhook
+ * Rule names a SharedKey, with that key's secret and the Setting's algorithm, HMAC_SHA256 (Twilio's
+ * webhook-shared-keys docs: "only the hash changes", the signed string is the same).
+ */
+export type SignatureAlgorithm = "HMAC_SHA1" | "HMAC_SHA256";
+const HMAC_PARAMS = {
+  HMAC_SHA1: { name: "HMAC", hash: "SHA-1" },
+  HMAC_SHA256: { name: "HMAC", hash: "SHA-256" },
+} as const;
+/** Digest sizes (SHA-1: 20 bytes, SHA-256: 32); a header that does not decode to that is rejected unhashed. */
+const SIGNATURE_BYTES = { HMAC_SHA1: 20, HMAC_SHA256: 32 } as const;
 /** Query parameter Twilio adds to JSON-body webhooks: hex SHA-256 of the raw body (webhooks-security docs). */
 const BODY_HASH_PARAM = "bodySHA256";
 /**
@@ -28,8 +36,8 @@ export const KEY_CACHE_LIMIT = 10_000;
 export interface SignatureCheck {
   /** request.url exactly as the Worker sees it. */
   url: string;
-  /** PUBLIC_URL: replaces scheme/host/port and prefixes its path to the request's. */
-  publicUrl?: string;
+  /** PUBLIC_URL (one base, or several): replaces scheme/host/port and prefixes its path to the request's. */
+  publicUrl?: string | readonly string[];
   /** When set, URLs with "user:password@" userinfo are tried as well as without. */
   basicAuth?: { user: string; password: string };
   /** POST form parameters; [] for GET and for JSON bodies. */
@@ -38,6 +46,8 @@ export interface SignatureCheck {
   rawBody?: Uint8Array;
   /** X-Twilio-Signature header value. */
   signature: string | null;
+  /** HMAC_SHA1 (auth tokens, the default) or HMAC_SHA256 (SharedKeys). */
+  algorithm?: SignatureAlgorithm;
 }
 
 export type SignatureVerdict =
@@ -49,13 +59,17 @@ export type SignatureVerdict =
  * itself, so a cached key costs no extra await on the hot path (each await is a microtask turn, and
  * in workerd a turn costs about as much as a small HMAC: docs/benchmarks.md).
  */
-const keyCache = new Map<string, CryptoKey | Promise<CryptoKey>>();
+const keyCaches = {
+  HMAC_SHA1: new Map<string, CryptoKey | Promise<CryptoKey>>(),
+  HMAC_SHA256: new Map<string, CryptoKey | Promise<CryptoKey>>(),
+};
 
-function hmacKey(token: string): CryptoKey | Promise<CryptoKey> {
+function hmacKey(token: string, algorithm: SignatureAlgorithm = "HMAC_SHA1"): CryptoKey | Promise<CryptoKey> {
+  const keyCache = keyCaches[algorithm];
   const cached = keyCache.get(token);
   if (cached) return cached;
   if (token === "") throw new Error("an empty auth token cannot sign or verify");
-  const key = crypto.subtle.importKey("raw", utf8(token), SIGNATURE_HMAC, false, ["sign", "verify"]);
+  const key = crypto.subtle.importKey("raw", utf8(token), HMAC_PARAMS[algorithm], false, ["sign", "verify"]);
   key.then(
     (imported) => {
       if (keyCache.get(token) === key) keyCache.set(token, imported);
@@ -96,9 +110,9 @@ function checkHmac(key: CryptoKey, signature: Uint8Array<ArrayBuffer>, data: str
   return crypto.subtle.verify("HMAC", key, signature, encodeToScratch(data));
 }
 
-/** The HMAC-SHA1 digest of `data` keyed by `token`. */
-async function hmac(token: string, data: string): Promise<ArrayBuffer> {
-  return crypto.subtle.sign("HMAC", await hmacKey(token), encodeToScratch(data));
+/** The HMAC digest of `data` keyed by `token`. */
+async function hmac(token: string, data: string, algorithm: SignatureAlgorithm = "HMAC_SHA1"): Promise<ArrayBuffer> {
+  return crypto.subtle.sign("HMAC", await hmacKey(token, algorithm), encodeToScratch(data));
 }
 
 /**
@@ -152,9 +166,9 @@ export function signedPayload(url: string, params: FormPairs): string {
   return url + paramsSuffix(params);
 }
 
-/** Base64 HMAC-SHA1 of signedPayload(url, params): what Twilio puts in X-Twilio-Signature. */
-export async function computeSignature(token: string, url: string, params: FormPairs): Promise<string> {
-  return toBase64(await hmac(token, signedPayload(url, params)));
+/** Base64 HMAC of signedPayload(url, params): what Twilio puts in X-Twilio-Signature (SHA-1 unless told). */
+export async function computeSignature(token: string, url: string, params: FormPairs, algorithm: SignatureAlgorithm = "HMAC_SHA1"): Promise<string> {
+  return toBase64(await hmac(token, signedPayload(url, params), algorithm));
 }
 
 function sha256(bytes: Uint8Array): Promise<ArrayBuffer> {
@@ -189,8 +203,9 @@ function bodyHashParam(url: string): string | null {
  */
 export async function verifySignature(tokens: readonly string[], check: SignatureCheck): Promise<SignatureVerdict> {
   if (check.signature === null || check.signature === "") return { ok: false, reason: "missing-signature" };
+  const algorithm = check.algorithm ?? "HMAC_SHA1";
   const provided = fromBase64(check.signature);
-  if (provided === null || provided.length !== SIGNATURE_BYTES) return { ok: false, reason: "bad-signature" };
+  if (provided === null || provided.length !== SIGNATURE_BYTES[algorithm]) return { ok: false, reason: "bad-signature" };
 
   const bodyHash = bodyHashParam(check.url);
   const suffix = bodyHash === null ? paramsSuffix(check.params) : "";
@@ -200,7 +215,7 @@ export async function verifySignature(tokens: readonly string[], check: Signatur
       const token = tokens[i]!;
       if (token === "") continue;
       // One await per HMAC: a key already imported is used as it is.
-      const key = hmacKey(token);
+      const key = hmacKey(token, algorithm);
       if (await checkHmac(key instanceof CryptoKey ? key : await key, provided, url + suffix)) {
         tokenIndex = i;
         break search;

@@ -8,28 +8,40 @@
 // twilio-node's validateRequest() rebuilds its fallbacks from `new URL()` and so never undoes those
 // escapes (twilio/twilio-node#1183); here we do, in a small fixed number of candidates.
 
-/** Upper bound on candidate URLs, so a bad signature costs at most this many HMACs per token. */
-export const MAX_URL_CANDIDATES = 16;
+/**
+ * Upper bound on candidate URLs, so a bad signature costs at most this many HMACs per token: the first
+ * tier (ports × userinfo × the five whole-URL forms) and, after it, partial undos of typed escapes.
+ */
+export const MAX_URL_CANDIDATES = 40;
 
 /** Twilio's SDKs try the URL with and without the scheme's default port (twilio-node addPort/removePort). */
 const DEFAULT_PORT_HTTPS = ":443";
 const DEFAULT_PORT_OTHER = ":80";
 
 /**
- * node:querystring.parse stops after this many pairs by default; twilio-node's legacy-querystring
- * fallback inherits the limit, so the reimplementation below does too.
+ * node:querystring.parse stops after this many pairs by default, so twilio-node's legacy-querystring
+ * fallback signs only the first 1000 pieces of a longer query: whatever follows (`&MessageSid=…&Price=…`
+ * after 998 `&`s) would ride along unsigned. Past this many pieces there is no legacy candidate at all.
  */
-const LEGACY_QS_MAX_KEYS = 1000;
+export const LEGACY_QS_MAX_KEYS = 1000;
 
 /**
- * ASCII characters whose %XX escape may have been added on the way to the Worker rather than typed by
- * the user: the WHATWG path/query percent-encode sets (space " < > ` { }, ^ in workerd's paths and,
- * in special-scheme queries, ') plus the other characters RFC 3986 §2 forbids raw in a
- * request-target (\ ^ |), which an HTTP client such as Twilio's has to escape before sending.
+ * ASCII characters the WHATWG URL parser percent-encodes when it serializes a URL
+ * (https://url.spec.whatwg.org/#percent-encoded-bytes), besides C0 controls and non-ASCII (which
+ * Twilio's console would not take raw): in a special-scheme query, the query set (space " # < >) and
+ * `'`; in a path, the path set (the query set plus ? ^ ` { }). `#` and `?` cannot be raw where they
+ * would end the part, so they are left out. Only these escapes (and UTF-8 of non-ASCII) may have been
+ * added on the way to the Worker; every other %XX was typed by the user.
  */
-const REESCAPED_ASCII: ReadonlySet<number> = new Set([
-  0x20, 0x22, 0x27, 0x3c, 0x3e, 0x5c, 0x5e, 0x60, 0x7b, 0x7c, 0x7d,
-]);
+const QUERY_ADDED_ASCII: ReadonlySet<number> = new Set([0x20, 0x22, 0x3c, 0x3e, 0x27]);
+const PATH_ADDED_ASCII: ReadonlySet<number> = new Set([0x20, 0x22, 0x3c, 0x3e, 0x5e, 0x60, 0x7b, 0x7d]);
+
+/** Where a piece of URL sits: the parser escapes a different set in each. */
+export type UrlPart = "path" | "query";
+
+function addedSet(part: UrlPart): ReadonlySet<number> {
+  return part === "path" ? PATH_ADDED_ASCII : QUERY_ADDED_ASCII;
+}
 
 export interface UrlParts {
   scheme: string; // "https://" as written
@@ -98,37 +110,92 @@ function utf8SequenceLength(bytes: readonly number[], i: number): number {
 
 const utf8Decoder = new TextDecoder();
 
-function decodeEscapeRun(run: string): string {
+/** A piece of text: kept as it is, or an escape the parser may have added (`char` is what it encodes). */
+type Unit = { text: string; char?: string };
+
+/** Splits a run of %XX escapes into the escapes the parser may have added (ASCII of `part`'s set, UTF-8 of non-ASCII) and the rest. */
+function escapeRunUnits(run: string, part: UrlPart, out: Unit[]): void {
+  const added = addedSet(part);
   const bytes: number[] = [];
   for (let i = 0; i < run.length; i += 3) bytes.push(parseInt(run.slice(i + 1, i + 3), 16));
-  let out = "";
   for (let i = 0; i < bytes.length; ) {
     const b = bytes[i]!;
     if (b < 0x80) {
-      out += REESCAPED_ASCII.has(b) ? String.fromCharCode(b) : run.slice(i * 3, i * 3 + 3);
+      const text = run.slice(i * 3, i * 3 + 3);
+      out.push(added.has(b) ? { text, char: String.fromCharCode(b) } : { text });
       i++;
       continue;
     }
     const length = utf8SequenceLength(bytes, i);
     if (length === 0) {
-      out += run.slice(i * 3, i * 3 + 3);
+      out.push({ text: run.slice(i * 3, i * 3 + 3) });
       i++;
       continue;
     }
-    out += utf8Decoder.decode(new Uint8Array(bytes.slice(i, i + length)));
+    out.push({ text: run.slice(i * 3, (i + length) * 3), char: utf8Decoder.decode(new Uint8Array(bytes.slice(i, i + length))) });
     i += length;
   }
+}
+
+/** The text as units; only uppercase %XX can come from the parser (it writes uppercase hex). */
+function unitsOf(text: string, part: UrlPart): Unit[] {
+  const units: Unit[] = [];
+  const runs = /(?:%[0-9A-F]{2})+/g;
+  let last = 0;
+  for (let match = runs.exec(text); match !== null; match = runs.exec(text)) {
+    if (match.index > last) units.push({ text: text.slice(last, match.index) });
+    escapeRunUnits(match[0], part, units);
+    last = match.index + match[0].length;
+  }
+  if (last < text.length) units.push({ text: text.slice(last) });
+  return units;
+}
+
+/** The distinct characters whose escapes may have been added, in order of first appearance. */
+function addedChars(units: readonly Unit[]): string[] {
+  const chars: string[] = [];
+  for (const unit of units) if (unit.char !== undefined && !chars.includes(unit.char)) chars.push(unit.char);
+  return chars;
+}
+
+function undoChars(units: readonly Unit[], chars: ReadonlySet<string> | "all"): string {
+  let out = "";
+  for (const unit of units) out += unit.char !== undefined && (chars === "all" || chars.has(unit.char)) ? unit.char : unit.text;
   return out;
 }
 
 /**
- * Undoes the escapes a URL parser or HTTP client adds: uppercase %XX of REESCAPED_ASCII and valid
- * UTF-8 sequences of non-ASCII characters. Everything else (e.g. %25, %2B, lowercase hex) is kept,
- * as those are far more likely to have been typed by the user.
+ * Undoes every escape the WHATWG parser may have added in this part of a URL: uppercase %XX of the
+ * part's set (QUERY_ADDED_ASCII / PATH_ADDED_ASCII) and valid UTF-8 sequences of non-ASCII characters.
+ * Everything else (e.g. %25, %2B, %26, lowercase hex) is kept: the parser never writes those.
  */
-export function undoAddedEscapes(text: string): string {
+export function undoAddedEscapes(text: string, part: UrlPart): string {
   if (!text.includes("%")) return text;
-  return text.replace(/(?:%[0-9A-F]{2})+/g, decodeEscapeRun);
+  return undoChars(unitsOf(text, part), "all");
+}
+
+/**
+ * Which characters to restore, beyond "all" and "none": a user may have typed some escapes (`%C3%A9`,
+ * `%3E`) and left other characters raw (`It's`), and the Worker cannot tell a typed escape from an
+ * added one. Each distinct character is taken as typed one way throughout (a URL mixing a typed `%27`
+ * with a raw `'` stays out of reach): with up to SUBSET_CHARS_MAX distinct characters every choice is
+ * tried, smallest first; with more, each character alone and all but each one.
+ */
+const SUBSET_CHARS_MAX = 4;
+
+function* partialUndos(chars: readonly string[]): Generator<ReadonlySet<string>> {
+  const n = chars.length;
+  if (n < 2) return;
+  if (n <= SUBSET_CHARS_MAX) {
+    const masks: number[] = [];
+    for (let mask = 1; mask < (1 << n) - 1; mask++) masks.push(mask);
+    const bits = (m: number) => m.toString(2).replaceAll("0", "").length;
+    masks.sort((a, b) => bits(a) - bits(b) || a - b);
+    for (const mask of masks) yield new Set(chars.filter((_, i) => (mask >> i) & 1));
+    return;
+  }
+  for (const c of chars) yield new Set([c]);
+  for (const c of chars) yield new Set(chars.filter((x) => x !== c));
 }
 
 function hexValue(code: number): number {
@@ -169,12 +236,14 @@ function isArrayIndex(key: string): boolean {
  * `querystring.stringify(querystring.parse(q))` from Node, without Node: what twilio-node's
  * withLegacyQuerystring() fallback signs (for back ends that signed an escaped query). Reproduces its
  * quirks: '+' → space → %20, repeated keys grouped at their first position, integer keys first (JS
- * object key order), empty pieces dropped, at most 1000 pairs. Expects an ASCII query (a parsed URL's).
+ * object key order), empty pieces dropped. Expects an ASCII query (a parsed URL's). Null when the
+ * query has more than LEGACY_QS_MAX_KEYS pieces: Node would sign a truncated query, which covers
+ * less than the guard forwards.
  */
-export function legacyQuerystring(query: string): string {
+export function legacyQuerystring(query: string): string | null {
   const groups = new Map<string, string[]>();
   const pieces = query.split("&");
-  let budget = LEGACY_QS_MAX_KEYS;
+  if (pieces.length > LEGACY_QS_MAX_KEYS) return null;
   for (let i = 0; i < pieces.length; i++) {
     const piece = pieces[i]!;
     const last = i === pieces.length - 1;
@@ -186,7 +255,6 @@ export function legacyQuerystring(query: string): string {
       if (values) values.push(value);
       else groups.set(key, [value]);
     } else if (last) break;
-    if (!last && --budget === 0) break;
   }
   const keys = [...groups.keys()];
   const indexKeys = keys.filter(isArrayIndex).sort((a, b) => Number(a) - Number(b));
@@ -199,10 +267,11 @@ export function legacyQuerystring(query: string): string {
   return fields.join("&");
 }
 
-/** twilio-node's withLegacyQuerystring on the query part ("" or "?..."). */
-function legacyQuery(query: string): string {
+/** twilio-node's withLegacyQuerystring on the query part ("" or "?..."); null when there is none to try. */
+function legacyQuery(query: string): string | null {
   if (query.length <= 1 || !query.startsWith("?")) return query;
-  return `?${legacyQuerystring(query.slice(1))}`;
+  const legacy = legacyQuerystring(query.slice(1));
+  return legacy === null ? null : `?${legacy}`;
 }
 
 /** An absolute URL without "user:password@" (splitUrl would find no userinfo in it). */
@@ -210,7 +279,8 @@ const PLAIN_ABSOLUTE_URL = /^[a-z][a-z0-9+.-]*:\/\/[^/?#@]*(?:[/?#]|$)/i;
 
 export interface CandidateInput {
   url: string;
-  publicUrl?: string | undefined;
+  /** PUBLIC_URL: one base URL, or several (each accepted). Absent or empty: the request's own URL. */
+  publicUrl?: string | readonly string[] | undefined;
   basicAuth?: { user: string; password: string } | undefined;
 }
 
@@ -236,69 +306,103 @@ function once<T>(make: () => T): () => T {
 
 /**
  * The candidate URLs, most likely first, deduplicated, at most MAX_URL_CANDIDATES:
- *   for each userinfo  ["", the URL's own, basicAuth's "user:password@"]
- *     for each form    [as seen; added escapes undone in path and query; then either (request path
- *                       "/") that "/" dropped, query as seen / undone, or escapes undone in the path
- *                       only / the query only; last, twilio-node's legacy querystring]
- *       for each port  [as seen; toggled: default added when absent, removed when present]
+ *   first tier, for each base (the request's own URL, or each PUBLIC_URL) and each userinfo ["", the
+ *   URL's own, basicAuth's "user:password@"]:
+ *     forms   [as seen; every added escape undone in path and query; then either (request path "/")
+ *              that "/" dropped, query as seen / undone, or escapes undone in the path only / the query
+ *              only; last, twilio-node's legacy querystring (none past LEGACY_QS_MAX_KEYS pieces)]
+ *     × ports [as seen; toggled: default added when absent, removed when present]
+ *   second tier, the same loops (port as seen only) over partial undos: some characters restored,
+ *   others kept as typed escapes (partialUndos), in the query then in the path.
  * With PUBLIC_URL, its scheme/userinfo/host/port replace the request's and its path prefixes the
- * request's path. The first candidate is the URL as seen (or the PUBLIC_URL form of it). Lazy: a
- * verifier that matches on the first candidate never builds the others.
+ * request's path; the request's own host is then never tried, so a Host header cannot pick the URL
+ * the signature is checked against. The first candidate is the URL as seen (or the first PUBLIC_URL
+ * form of it). Lazy: a verifier that matches on the first candidate never builds the others.
  */
 export function* candidateUrls(input: CandidateInput): Generator<string, void, undefined> {
+  const publicUrls = (typeof input.publicUrl === "string" ? [input.publicUrl] : (input.publicUrl ?? [])).filter((u) => u !== "");
   // Without PUBLIC_URL or userinfo the first candidate is the URL exactly as seen: yielded before any
   // parsing, so a verifier that matches on it (the hot path) pays for nothing else.
-  const asSeen = (input.publicUrl === undefined || input.publicUrl === "") && PLAIN_ABSOLUTE_URL.test(input.url) ? input.url : null;
+  const asSeen = publicUrls.length === 0 && PLAIN_ABSOLUTE_URL.test(input.url) ? input.url : null;
   if (asSeen !== null) yield asSeen;
-  const seen = splitUrl(input.url);
-  if (!seen) {
+  const parsed = splitUrl(input.url);
+  if (!parsed) {
     if (asSeen === null) yield input.url;
     return;
   }
-  let base = seen;
-  let prefix = "";
-  if (input.publicUrl !== undefined && input.publicUrl !== "") {
-    const pub = splitUrl(input.publicUrl);
-    if (pub) {
-      prefix = pub.path.replace(/\/+$/, "");
-      base = { ...pub, path: prefix + seen.path, query: seen.query };
+  const seen: UrlParts = parsed;
+  const bases: Array<{ base: UrlParts; prefix: string }> = [];
+  for (const publicUrl of publicUrls) {
+    const pub = splitUrl(publicUrl);
+    if (!pub) continue;
+    const prefix = pub.path.replace(/\/+$/, "");
+    bases.push({ base: { ...pub, path: prefix + seen.path, query: seen.query }, prefix });
+  }
+  if (publicUrls.length === 0) bases.push({ base: seen, prefix: "" });
+
+  const pathUnits = once(() => unitsOf(seen.path, "path"));
+  const queryUnits = once(() => unitsOf(seen.query, "query"));
+  const undonePath = once(() => undoChars(pathUnits(), "all"));
+  const undoneQuery = once(() => undoChars(queryUnits(), "all"));
+  type Form = () => readonly [string, string] | null;
+
+  function firstTier(prefix: string): Form[] {
+    const forms: Form[] = [() => [prefix + seen.path, seen.query], () => [prefix + undonePath(), undoneQuery()]];
+    if (seen.path === "/") {
+      // "https://h.example?x=1" reaches the Worker as "https://h.example/?x=1".
+      forms.push(() => [prefix, seen.query], () => [prefix, undoneQuery()]);
+    } else {
+      // Path and query escaped independently: e.g. a raw "é" in the configured path, and a query
+      // Twilio itself percent-encoded (GET parameters).
+      forms.push(() => [prefix + undonePath(), seen.query], () => [prefix + seen.path, undoneQuery()]);
     }
+    forms.push(() => {
+      const legacy = legacyQuery(seen.query);
+      return legacy === null ? null : [prefix + seen.path, legacy];
+    });
+    return forms;
   }
 
-  const undonePath = once(() => prefix + undoAddedEscapes(seen.path));
-  const undoneQuery = once(() => undoAddedEscapes(base.query));
-  const forms: Array<() => readonly [string, string]> = [
-    () => [base.path, base.query],
-    () => [undonePath(), undoneQuery()],
-  ];
-  if (seen.path === "/") {
-    // "https://h.example?x=1" reaches the Worker as "https://h.example/?x=1".
-    forms.push(() => [prefix, base.query], () => [prefix, undoneQuery()]);
-  } else {
-    // Path and query escaped independently: e.g. a raw "é" in the configured path, and a query
-    // Twilio itself percent-encoded (GET parameters).
-    forms.push(() => [undonePath(), base.query], () => [base.path, undoneQuery()]);
+  function secondTier(prefix: string): Form[] {
+    const forms: Form[] = [];
+    const queryChars = seen.query.includes("%") ? addedChars(queryUnits()) : [];
+    // Every partial undo of the query with the path as seen first (paths rarely mix), then with it undone.
+    const queries = [...partialUndos(queryChars)].map((chars) => once(() => undoChars(queryUnits(), chars)));
+    for (const query of queries) forms.push(() => [prefix + seen.path, query()]);
+    for (const query of queries) forms.push(() => [prefix + undonePath(), query()]);
+    const pathChars = seen.path.includes("%") ? addedChars(pathUnits()) : [];
+    for (const chars of partialUndos(pathChars)) {
+      const path = once(() => prefix + undoChars(pathUnits(), chars));
+      forms.push(() => [path(), seen.query], () => [path(), undoneQuery()]);
+    }
+    return forms;
   }
-  forms.push(() => [base.path, legacyQuery(base.query)]);
-  const formAt = forms.map(once);
 
-  const userInfos: Array<() => string> = [() => ""];
-  if (base.userInfo) userInfos.push(() => base.userInfo);
   const basicAuth = input.basicAuth;
-  if (basicAuth) userInfos.push(() => basicUserInfo(basicAuth.user, basicAuth.password));
-  const ports = base.port ? [base.port, ""] : ["", defaultPort(base.scheme)];
-
   const emitted = new Set<string>(asSeen === null ? [] : [asSeen]);
-  for (const userInfo of userInfos) {
-    const authority = `${base.scheme}${userInfo()}${base.host}`;
-    for (const form of formAt) {
-      const [path, query] = form();
-      for (const port of ports) {
-        const url = `${authority}${port}${path}${query}`;
-        if (emitted.has(url)) continue;
-        emitted.add(url);
-        yield url;
-        if (emitted.size === MAX_URL_CANDIDATES) return;
+  for (const tier of [firstTier, secondTier]) {
+    for (const { base, prefix } of bases) {
+      const userInfos: Array<() => string> = [() => ""];
+      if (base.userInfo) userInfos.push(() => base.userInfo);
+      if (basicAuth) userInfos.push(() => basicUserInfo(basicAuth.user, basicAuth.password));
+      // The second tier keeps the port as seen: a default port typed into a URL that also mixes
+      // typed escapes with raw characters is too rare to double its cost.
+      const ports = tier === secondTier ? [base.port] : base.port ? [base.port, ""] : ["", defaultPort(base.scheme)];
+      const forms = tier(prefix).map(once);
+      for (const userInfo of userInfos) {
+        const authority = `${base.scheme}${userInfo()}${base.host}`;
+        for (const form of forms) {
+          const parts = form();
+          if (parts === null) continue;
+          const [path, query] = parts;
+          for (const port of ports) {
+            const url = `${authority}${port}${path}${query}`;
+            if (emitted.has(url)) continue;
+            emitted.add(url);
+            yield url;
+            if (emitted.size === MAX_URL_CANDIDATES) return;
+          }
+        }
       }
     }
   }

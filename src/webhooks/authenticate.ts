@@ -4,7 +4,7 @@
 import { ACCOUNT_SID_PATTERN, type Config } from "../config/config.ts";
 import { GuardError } from "../http/errors.ts";
 import { BASIC_CHALLENGE, basicCredentialsMatch, parseBasicAuthorization } from "../verification/basic-auth.ts";
-import { verifySignature } from "../verification/signature.ts";
+import { verifySignature, type SignatureAlgorithm } from "../verification/signature.ts";
 import type { WebhookRequest } from "./read.ts";
 
 /**
@@ -19,6 +19,34 @@ export type AuthOutcome =
 
 function refuse(status: 401 | 403, reason: string, message: string, headers?: Record<string, string>): GuardError {
   return new GuardError(status, message, { reason, ...(headers ? { headers } : {}) });
+}
+
+/** Header Twilio adds when a Webhook Rule signs with a SharedKey (webhook-shared-keys docs). */
+export const SIGNATURE_SETTINGS_HEADER = "x-twilio-webhooks-signature-settings";
+/** Algorithms a SharedKey Setting may name (twilio-node webhooks.ts: HMAC_SHA1, HMAC_SHA256). */
+const SHARED_KEY_ALGORITHMS: ReadonlySet<string> = new Set(["HMAC_SHA1", "HMAC_SHA256"]);
+
+/**
+ * `key=<id>,algorithm=<name>` → the key's secret and the algorithm; a refusal for anything else:
+ * an unknown key id, an unknown or missing algorithm, a malformed header. Never a fallback to the auth
+ * token: whoever sets the header chose the key, and must hold it.
+ */
+export function sharedKeyFor(header: string, keys: ReadonlyMap<string, string>): { secret: string; algorithm: SignatureAlgorithm } | GuardError {
+  const fields = new Map<string, string>();
+  for (const part of header.split(",")) {
+    const eq = part.indexOf("=");
+    if (eq === -1) return refuse(403, "bad-signature-settings", "forbidden: malformed X-Twilio-Webhooks-Signature-Settings");
+    const name = part.slice(0, eq).trim().toLowerCase();
+    if (fields.has(name)) return refuse(403, "bad-signature-settings", "forbidden: malformed X-Twilio-Webhooks-Signature-Settings");
+    fields.set(name, part.slice(eq + 1).trim());
+  }
+  const algorithm = (fields.get("algorithm") ?? "").toUpperCase();
+  if (!SHARED_KEY_ALGORITHMS.has(algorithm)) {
+    return refuse(403, "unsupported-signature-algorithm", "forbidden: unsupported signature algorithm");
+  }
+  const secret = keys.get(fields.get("key") ?? "");
+  if (secret === undefined) return refuse(403, "unknown-shared-key", "forbidden: unknown signing key");
+  return { secret, algorithm: algorithm as SignatureAlgorithm };
 }
 
 export async function authenticateWebhook(
@@ -59,16 +87,25 @@ export async function authenticateWebhook(
   if (tokens === null || tokens.length === 0) {
     return { ok: false, accountSid, error: refuse(403, "unknown-account", "forbidden: unknown account") };
   }
+  const settings = headers.get(SIGNATURE_SETTINGS_HEADER);
+  let sharedKey: { secret: string; algorithm: SignatureAlgorithm } | null = null;
+  if (settings !== null && settings.trim() !== "") {
+    const found = sharedKeyFor(settings, config.sharedKeys);
+    if (found instanceof GuardError) return { ok: false, accountSid, error: found };
+    sharedKey = found;
+  }
   const check = {
     url: webhook.url.href,
-    ...(config.publicUrl !== null ? { publicUrl: config.publicUrl } : {}),
+    ...(config.publicUrls.length > 0 ? { publicUrl: config.publicUrls } : {}),
     ...(config.basic !== null ? { basicAuth: config.basic } : {}),
     params: webhook.formParams,
     rawBody: webhook.rawBody,
     signature,
+    ...(sharedKey !== null ? { algorithm: sharedKey.algorithm } : {}),
   };
-  let verdict = await verifySignature(tokens, check);
-  if (!verdict.ok && verdict.reason === "bad-signature" && accountSid !== config.accountSid) {
+  // A SharedKey signature is checked with that key alone; an auth token signature with the account's tokens.
+  let verdict = await verifySignature(sharedKey !== null ? [sharedKey.secret] : tokens, check);
+  if (!verdict.ok && verdict.reason === "bad-signature" && sharedKey === null && accountSid !== config.accountSid) {
     // A subaccount's token may have been rotated at Twilio since we cached it: ask once (rate limited).
     const fresh = await resolveTokens(accountSid, { refresh: true });
     if (fresh !== null && fresh.some((token) => !tokens.includes(token))) verdict = await verifySignature(fresh, check);

@@ -1,6 +1,10 @@
 // Forwarding a verified webhook to the origin app and relaying its answer. Method, query and body bytes
-// are kept; hop-by-hop headers are dropped; any X-Guard-* header the caller sent is dropped before ours
-// are added, so a client can never claim a verdict the guard did not reach.
+// are kept. Request headers are not signed, so only an allowlist reaches the origin (FORWARDED_HEADERS,
+// documented in docs/webhook-trust.md): what Twilio sends and an app reads. Everything else a caller
+// could set to steer the origin or a framework in front of it (Forwarded, X-Forwarded-*, X-Real-IP,
+// X-Original-URL, X-HTTP-Method-Override, x-middleware-subrequest, Cookie, Authorization, X-Guard-*)
+// is dropped, as are headers named in Connection (RFC 9110 §7.6.1). X-Forwarded-For is the edge's own
+// CF-Connecting-IP.
 import { GuardError } from "../http/errors.ts";
 
 /**
@@ -26,12 +30,30 @@ const HOP_BY_HOP = new Set([
   "content-length",
 ]);
 
+/**
+ * Request headers forwarded to the origin: the content headers the body needs, and what Twilio sends
+ * with a webhook (https://www.twilio.com/docs/usage/webhooks/webhooks-overview: X-Twilio-Signature,
+ * I-Twilio-Idempotency-Token, X-Home-Region, X-Twilio-Webhooks-Signature-Settings, its User-Agent).
+ * The origin may re-verify the signature itself. Authorization is never forwarded: the guard consumed
+ * the Basic credentials, and in signature mode Twilio sends none.
+ */
+export const FORWARDED_HEADERS: ReadonlySet<string> = new Set([
+  "accept",
+  "accept-charset",
+  "content-type",
+  "user-agent",
+  "x-twilio-signature",
+  "x-twilio-webhooks-signature-settings",
+  "i-twilio-idempotency-token",
+  "x-home-region",
+]);
+/** An unsigned header's value forwarded at most this long: Twilio's own values are far shorter. */
+export const MAX_FORWARDED_HEADER_BYTES = 1024;
+
 export interface ForwardOptions {
   originUrl: string;
   /** Headers to add (X-Guard-Verified, X-Guard-Account, …). */
   guardHeaders: Record<string, string>;
-  /** The guard's own Basic credentials are not the origin's business: drop Authorization when we consumed it. */
-  dropAuthorization: boolean;
   timeoutMs?: number;
   fetch?: typeof fetch;
 }
@@ -42,14 +64,27 @@ export function originTarget(originUrl: string, requestUrl: URL): string {
   return `${originUrl}${rest}${requestUrl.search}`;
 }
 
+/** Header names listed in Connection (RFC 9110 §7.6.1): meant for this hop only. */
+function connectionNamed(incoming: Headers): Set<string> {
+  const named = new Set<string>();
+  for (const token of (incoming.get("connection") ?? "").split(",")) {
+    const name = token.trim().toLowerCase();
+    if (name !== "") named.add(name);
+  }
+  return named;
+}
+
 export function forwardHeaders(incoming: Headers, options: ForwardOptions): Headers {
   const headers = new Headers();
+  const hopOnly = connectionNamed(incoming);
   for (const [name, value] of incoming) {
     const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || lower.startsWith("x-guard-")) continue;
-    if (lower === "authorization" && options.dropAuthorization) continue;
+    if (!FORWARDED_HEADERS.has(lower) || HOP_BY_HOP.has(lower) || hopOnly.has(lower)) continue;
+    if (value.length > MAX_FORWARDED_HEADER_BYTES) continue;
     headers.append(name, value);
   }
+  const client = incoming.get("cf-connecting-ip");
+  if (client !== null && client.length <= 64) headers.set("x-forwarded-for", client);
   for (const [name, value] of Object.entries(options.guardHeaders)) headers.set(name, value);
   return headers;
 }

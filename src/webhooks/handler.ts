@@ -3,7 +3,7 @@
 import type { Config } from "../config/config.ts";
 import { ConfigError, GuardError } from "../http/errors.ts";
 import type { Logger } from "../http/log.ts";
-import { classifyWebhook, type BillableEvent } from "../ledger/classify.ts";
+import { classifyWebhook, mixesEventKinds, type BillableEvent } from "../ledger/classify.ts";
 import { authenticateWebhook, type TokenResolver } from "./authenticate.ts";
 import { forwardToOrigin } from "./forward.ts";
 import { parseWebhook, readBody } from "./read.ts";
@@ -47,6 +47,12 @@ const ALLOWED_METHODS = "GET, POST";
 /** Status callbacks are recorded off the response path; this many recent keys per isolate mark retries. */
 const RECENT_STATUS_KEYS = 4096;
 const recentStatusKeys = new RecentKeys(RECENT_STATUS_KEYS);
+
+function withoutReportedPrice(event: BillableEvent): BillableEvent {
+  if (event.reportedPriceUsd === undefined) return event;
+  const { reportedPriceUsd: _ignored, ...rest } = event;
+  return rest;
+}
 
 function isInbound(event: BillableEvent): boolean {
   return event.kind === "inbound-message" || event.kind === "inbound-call";
@@ -92,11 +98,35 @@ export async function handleWebhook(request: Request, deps: WebhookDeps, trace: 
   guardHeaders["x-guard-verified"] = outcome.via;
   guardHeaders["x-guard-account"] = outcome.accountSid;
 
+  // After the signature (an unsigned request is refused as such) and before anything is counted or
+  // forwarded: a request Twilio never sends, whose extra parts a genuine signature does not pin down
+  // (webhooks/read.ts assertTwilioShaped), or one mixing a message's parameters with a call's (a Body
+  // re-split under the same signature). Refused in enforce mode; in report-only mode forwarded
+  // marked, like every failed check, and never counted.
+  const unsigned =
+    webhook.notTwilioShaped ??
+    (mixesEventKinds(webhook.fields)
+      ? new GuardError(400, "parameters of both a message and a call: not a Twilio webhook", { reason: "mixed-event-parameters" })
+      : null);
+  if (unsigned !== null) {
+    trace.verdict = unsigned.reason;
+    if (enforce) throw unsigned;
+    deps.logger.warn("webhook-unverified", { reason: unsigned.reason, mode: config.mode, account: outcome.accountSid });
+    delete guardHeaders["x-guard-verified"];
+    guardHeaders["x-guard-verdict"] = unsigned.reason;
+    return forwardToOrigin(request, rawBody, forwardOptions(deps, guardHeaders, trace));
+  }
   const classified = classifyWebhook(webhook.fields);
   if (classified.kind !== "not-billable") {
-    const event = classified;
+    // Basic credentials are shared by every account's webhooks, so they vouch for no account's
+    // figures: in basic mode a payload's Price is ignored and the policy's estimate counts instead
+    // (docs/webhook-trust.md). A signature is the account's own, and its Price is Twilio's.
+    const event = outcome.via === "basic" ? withoutReportedPrice(classified) : classified;
     trace.eventKind = event.kind;
-    const idempotencyToken = request.headers.get("i-twilio-idempotency-token");
+    // Twilio's I-Twilio-Idempotency-Token header is not signed: anyone replaying a signed event can
+    // set it, so it neither decides de-duplication nor is stored (the ledger keys events on their
+    // signed Sid and status).
+    const idempotencyToken = null;
     if (isInbound(event)) {
       // The verdict decides the answer: the one Durable Object call on this path.
       const verdict = await deps.ledger.record(event, idempotencyToken);
@@ -115,8 +145,7 @@ export async function handleWebhook(request: Request, deps: WebhookDeps, trace: 
         }),
       );
       const seenEvent = recentStatusKeys.seen(event.dedupeKey);
-      const seenToken = idempotencyToken !== null && recentStatusKeys.seen(`idem:${idempotencyToken}`);
-      if (seenEvent || seenToken) {
+      if (seenEvent) {
         trace.duplicate = true;
         guardHeaders["x-guard-duplicate"] = "1";
       }
@@ -130,7 +159,6 @@ function forwardOptions(deps: WebhookDeps, guardHeaders: Record<string, string>,
   return {
     originUrl: deps.config.originUrl!,
     guardHeaders,
-    dropAuthorization: deps.config.webhookAuth !== "signature",
     ...(deps.originTimeoutMs !== undefined ? { timeoutMs: deps.originTimeoutMs } : {}),
     ...(deps.fetch !== undefined ? { fetch: deps.fetch } : {}),
   };

@@ -1,6 +1,7 @@
 // Reading a webhook request: the size cap, the body bytes (kept exactly, to forward byte-for-byte), and
 // the parameters Twilio signed and that the ledger classifies.
 import { GuardError } from "../http/errors.ts";
+import { CLASSIFIED_FIELDS } from "../ledger/classify.ts";
 import { FormEncodingError, parseForm, type FormPairs } from "../verification/form.ts";
 
 /** Twilio's webhook bodies are a few KiB at most; 64 KiB (the contract's cap) leaves room and bounds memory. */
@@ -19,6 +20,11 @@ export interface WebhookRequest {
   fields: Map<string, string>;
   /** The AccountSid the payload claims (unverified until the signature checks out). */
   claimedAccountSid: string | null;
+  /**
+   * Why the request is not shaped like anything Twilio sends (assertTwilioShaped, an empty POST), or
+   * null. Raised by the caller after authentication, so a Basic challenge still comes first.
+   */
+  notTwilioShaped: GuardError | null;
 }
 
 function tooLarge(): GuardError {
@@ -91,6 +97,50 @@ function jsonFields(text: string): Map<string, string> {
   return fields;
 }
 
+/**
+ * Fields whose value decides what the guard does: what classification reads (classify.ts), the
+ * AccountSid, and what a usage trigger reads. A request carrying one of them twice is refused: Twilio
+ * never repeats them, and a second value would let a caller choose which one the guard acts on.
+ */
+const SINGLE_VALUED: ReadonlySet<string> = new Set([
+  ...CLASSIFIED_FIELDS,
+  "IdempotencyToken", "UsageTriggerSid", "DateFired", "CurrentValue", "TriggerValue", "Recurring", "UsageCategory", "TriggerBy",
+]);
+
+/**
+ * Refuses parameter lists Twilio never sends, whose extra parts add nothing to the signed string
+ * (Twilio's scheme concatenates keys and values without separators, and twilio-node drops repeats of a
+ * pair): an empty piece between '&'s or a pair with an empty name (`&&`, `=&=&=`), a pair repeated
+ * verbatim, or a single-valued field given twice. Each would otherwise ride along a genuine signature
+ * to the origin.
+ */
+export function assertTwilioShaped(pieces: readonly string[], pairs: FormPairs, where: "body" | "query"): void {
+  for (const piece of pieces) {
+    if (piece === "" || piece.startsWith("=")) {
+      throw malformed("empty-parameter", `${where} has an empty parameter (Twilio never sends one)`);
+    }
+  }
+  const seenPairs = new Set<string>();
+  const seenFields = new Set<string>();
+  for (const [key, value] of pairs) {
+    if (key === "") throw malformed("empty-parameter", `${where} has a parameter without a name`);
+    const pair = `${key}\u0000${value}`;
+    if (seenPairs.has(pair)) throw malformed("repeated-parameter", `${where} repeats a parameter verbatim`);
+    seenPairs.add(pair);
+    if (SINGLE_VALUED.has(key)) {
+      if (seenFields.has(key)) throw malformed("repeated-parameter", `${where} gives ${key} twice`);
+      seenFields.add(key);
+    }
+  }
+}
+
+/** The query's pieces and pairs ("" → none). */
+function queryPairs(url: URL): { pieces: string[]; pairs: FormPairs } {
+  const query = url.search.slice(1);
+  if (query === "") return { pieces: [], pairs: [] };
+  return { pieces: query.split("&"), pairs: [...new URLSearchParams(query)] };
+}
+
 /** Parses what Twilio signed out of the request line, headers and body bytes; 400 when malformed. */
 export function parseWebhook(request: Request, rawBody: Uint8Array<ArrayBuffer>): WebhookRequest {
   const method = request.method === "GET" ? "GET" : "POST";
@@ -99,13 +149,35 @@ export function parseWebhook(request: Request, rawBody: Uint8Array<ArrayBuffer>)
 
   let formParams: FormPairs = [];
   let fields: Map<string, string>;
-  if (bodyKind === "form") {
+  let notTwilioShaped: GuardError | null = null;
+  const shape = (check: () => void) => {
     try {
-      formParams = parseForm(decodeUtf8(rawBody));
+      check();
+    } catch (error) {
+      if (!(error instanceof GuardError)) throw error;
+      notTwilioShaped ??= error;
+    }
+  };
+  if (method === "POST" && (bodyKind === "none" || rawBody.byteLength === 0)) {
+    // Twilio's POST webhooks always carry their parameters in the body; an empty POST is a GET's
+    // signature (the URL alone) replayed with another method.
+    notTwilioShaped = malformed("post-without-body", "POST without a body: Twilio sends its parameters in the body");
+  }
+  if (method === "POST") {
+    // The configured URL's own query is signed as part of the URL, but twilio-node's legacy-querystring
+    // candidate normalizes it (drops empty pieces): refuse what that would let ride along.
+    const { pieces, pairs } = queryPairs(url);
+    shape(() => assertTwilioShaped(pieces, pairs, "query"));
+  }
+  if (bodyKind === "form") {
+    const text = decodeUtf8(rawBody);
+    try {
+      formParams = parseForm(text);
     } catch (error) {
       if (error instanceof FormEncodingError) throw malformed("body-bad-encoding", "malformed form encoding");
       throw error;
     }
+    shape(() => assertTwilioShaped(text.split("&"), formParams, "body"));
     fields = new Map(formParams);
   } else if (bodyKind === "json") {
     if (!url.searchParams.has("bodySHA256")) {
@@ -113,8 +185,10 @@ export function parseWebhook(request: Request, rawBody: Uint8Array<ArrayBuffer>)
     }
     fields = jsonFields(decodeUtf8(rawBody));
   } else {
-    fields = new Map(url.searchParams);
+    const { pieces, pairs } = queryPairs(url);
+    shape(() => assertTwilioShaped(pieces, pairs, "query"));
+    fields = new Map(pairs);
   }
   const claimed = fields.get("AccountSid") ?? null;
-  return { method, url, rawBody, bodyKind, formParams, fields, claimedAccountSid: claimed };
+  return { method, url, rawBody, bodyKind, formParams, fields, claimedAccountSid: claimed, notTwilioShaped };
 }

@@ -30,7 +30,8 @@ describe("subaccount token rotation", () => {
       await waitOnExecutionContext(ctx);
       return response.status;
     };
-    const lookups = () => outbound.calls.filter((c) => c.method === "GET" && c.url.endsWith(`/Accounts/${sid}.json`)).length;
+    // Tokens come from the account list (GuardDirectory): each listing is one GET /Accounts.json.
+    const lookups = () => outbound.calls.filter((c) => c.method === "GET" && new URL(c.url).pathname === "/2010-04-01/Accounts.json").length;
 
     expect(await send("old-token")).toBe(200);
     twilio.subaccounts.get(sid)!.token = "new-token";
@@ -42,7 +43,7 @@ describe("subaccount token rotation", () => {
 
     now += Math.max(REFRESH_MIN_INTERVAL_MS, DIRECTORY_REFRESH_MIN_INTERVAL_MS);
     await runInDurableObject(env.DIRECTORY.getByName("directory"), (_instance, state) => {
-      state.storage.sql.exec("UPDATE tokens SET fetched_at = fetched_at - ? WHERE sid = ?", DIRECTORY_REFRESH_MIN_INTERVAL_MS, sid);
+      state.storage.sql.exec("UPDATE listing SET attempted_at = attempted_at - ?", DIRECTORY_REFRESH_MIN_INTERVAL_MS);
     });
     expect(await send("new-token")).toBe(200);
     expect(lookups()).toBe(2);

@@ -82,3 +82,29 @@ describe("parseConfig", () => {
     }
   });
 });
+
+describe("parseConfig: PUBLIC_URL and TWILIO_WEBHOOK_SHARED_KEYS (issue 11)", () => {
+  it("takes several comma-separated PUBLIC_URL bases; the first is the one handed out", () => {
+    const config = parseConfig({ ...base, PUBLIC_URL: "https://hooks.example.com/t/, https://guard.acme.workers.dev" } as GuardEnv);
+    expect(config.publicUrls).toEqual(["https://hooks.example.com/t", "https://guard.acme.workers.dev"]);
+    expect(config.publicUrl).toBe("https://hooks.example.com/t");
+    expect(parseConfig(base).publicUrls).toEqual([]);
+  });
+
+  it.each(["https://a.example,", "https://a.example,,https://b.example", "https://a.example,ftp://b.example", "https://a.example,https://b.example/?q"])(
+    "refuses PUBLIC_URL %s, naming it",
+    (value) => expect(settingOf({ PUBLIC_URL: value })).toBe("PUBLIC_URL"),
+  );
+
+  it("reads TWILIO_WEBHOOK_SHARED_KEYS as key id → secret, and redacts the secrets", () => {
+    const config = parseConfig({ ...base, TWILIO_WEBHOOK_SHARED_KEYS: '{"webhooks_sharedkey_a":"secret-a","webhooks_sharedkey_b":"secret-b"}' } as GuardEnv);
+    expect([...config.sharedKeys]).toEqual([["webhooks_sharedkey_a", "secret-a"], ["webhooks_sharedkey_b", "secret-b"]]);
+    expect(config.secrets).toEqual(expect.arrayContaining(["secret-a", "secret-b"]));
+    expect(parseConfig(base).sharedKeys.size).toBe(0);
+  });
+
+  it.each(["not json", "[]", '"x"', '{"k": 1}', '{"k": ""}', '{"bad id": "s"}', JSON.stringify(Object.fromEntries(Array.from({ length: 9 }, (_, i) => [`k${i}`, "s"])))])(
+    "refuses TWILIO_WEBHOOK_SHARED_KEYS %s, naming it",
+    (value) => expect(settingOf({ TWILIO_WEBHOOK_SHARED_KEYS: value })).toBe("TWILIO_WEBHOOK_SHARED_KEYS"),
+  );
+});

@@ -83,6 +83,36 @@ describe("twilio stand-in: accounts, through the client", () => {
     expect(standin.violations).toEqual([]);
   });
 
+  it("lists the parent and its subaccounts (GET /Accounts.json), paged by next_page_uri, with tokens and friendly names", async () => {
+    const small = await startTwilioStandin({ parentSid: PARENT, parentToken: TOKEN, maxPageSize: 2 });
+    try {
+      const subs = Array.from({ length: 4 }, (_, i) => small.addSubaccount({ friendlyName: `tenant ${i}` }));
+      const foreign = small.addSubaccount();
+      small.accounts.get(foreign.sid)!.ownerAccountSid = "AC" + "7".repeat(32);
+      const listed = await clientFor(small).listAccounts();
+      expect(listed.map((a) => a.sid)).toEqual([PARENT, ...subs.map((s) => s.sid)]);
+      for (const [i, sub] of subs.entries()) {
+        expect(listed[i + 1]).toEqual({ sid: sub.sid, status: "active", ownerAccountSid: PARENT, authToken: sub.authToken, friendlyName: `tenant ${i}` });
+      }
+      // Five accounts in pages of two; the client asks for Twilio's largest page (1000).
+      expect(small.requests.map((r) => r.purpose)).toEqual(["list-accounts", "list-accounts", "list-accounts"]);
+      expect(small.requests[0]!.query).toEqual({ PageSize: "1000" });
+      expect(small.requests[1]!.query).toMatchObject({ PageSize: "2", Page: "1" });
+      standin.addSubaccount();
+      standin.addSubaccount();
+      const page = await raw("GET", "/2010-04-01/Accounts.json?PageSize=2");
+      expect(page.json).toMatchObject({ accounts: [expect.objectContaining({ sid: PARENT, auth_token: TOKEN, friendly_name: expect.any(String) }), expect.anything()], page: 0, page_size: 2 });
+      expect((page.json as { next_page_uri: string }).next_page_uri).toMatch(/^\/2010-04-01\/Accounts\.json\?/);
+      expect(small.violations).toEqual([]);
+      // A listing with a parameter Twilio does not document is a violation.
+      expect(standin.violations).toEqual([]);
+      await raw("GET", "/2010-04-01/Accounts.json?Foo=1");
+      expect(standin.violations.length).toBeGreaterThan(0);
+    } finally {
+      await small.close();
+    }
+  });
+
   it("answers an unknown account with 404 20404, which the client maps to null", async () => {
     const unknown = "AC" + "9".repeat(32);
     expect(await client.fetchAccount(unknown)).toBeNull();

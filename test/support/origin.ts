@@ -1,6 +1,27 @@
 // A stand-in for the user's origin app and for Twilio's REST API inside workerd: every outbound fetch
 // the Worker makes goes through vi.spyOn(globalThis, "fetch"), recorded, answered by a route table.
+import { runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
 import { vi } from "vitest";
+
+/**
+ * The GuardDirectory lists Twilio's accounts at most once a minute (src/accounts/directory.ts), so a
+ * subaccount created during a test would stay unknown that long: adding one to the fake lets the
+ * directory list again, as it would a minute later.
+ */
+export function relistSubaccounts(): Promise<void> {
+  return runInDurableObject((env as unknown as { DIRECTORY: DurableObjectNamespace }).DIRECTORY.getByName("directory"), (_instance, state) => {
+    state.storage.sql.exec("UPDATE listing SET attempted_at = 0");
+  });
+}
+
+class RelistingMap<K, V> extends Map<K, V> {
+  override set(key: K, value: V): this {
+    super.set(key, value);
+    void relistSubaccounts().catch(() => {});
+    return this;
+  }
+}
 
 export interface Captured {
   url: string;
@@ -51,16 +72,19 @@ export interface FakeTwilio {
   responder: Responder;
   subaccounts: Map<string, { token: string; status: string; owner: string }>;
   /** Queues failures; answers are descriptors because a Response made here cannot be used by a Durable Object. */
-  failNext: (purpose: "suspend" | "reactivate" | "fetch-account" | "usage-today" | "alert-sms", ...answers: Array<TwilioErrorSpec | "network">) => void;
+  failNext: (purpose: "suspend" | "reactivate" | "fetch-account" | "list-accounts" | "usage-today" | "alert-sms", ...answers: Array<TwilioErrorSpec | "network">) => void;
+  /** The largest page the account list answers with (Twilio's is 1000); small values exercise paging. */
+  setListPageSize: (size: number) => void;
   usageToday: Map<string, string>;
   inProgressCalls: Map<string, string[]>;
 }
 
 export function fakeTwilio(parentSid: string): FakeTwilio {
-  const subaccounts = new Map<string, { token: string; status: string; owner: string }>();
+  const subaccounts = new RelistingMap<string, { token: string; status: string; owner: string }>();
   const failures = new Map<string, Array<TwilioErrorSpec | "network">>();
   const usageToday = new Map<string, string>();
   const inProgressCalls = new Map<string, string[]>();
+  let listPageSize = 1000;
   const json = (body: unknown, status = 200) => new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json" } });
   const notFound = () => json({ code: 20404, message: "The requested resource was not found", more_info: "https://www.twilio.com/docs/errors/20404", status: 404 }, 404);
   const injected = (purpose: string) => {
@@ -73,6 +97,20 @@ export function fakeTwilio(parentSid: string): FakeTwilio {
     const url = new URL(req.url);
     const path = url.pathname;
     const form = new URLSearchParams(new TextDecoder().decode(req.body));
+    if (path === "/2010-04-01/Accounts.json" && req.method === "GET") {
+      // The parent and its subaccounts, paged as Twilio pages (PageSize, next_page_uri relative to the API).
+      const fail = injected("list-accounts");
+      if (fail) return fail;
+      const size = Math.min(Number(url.searchParams.get("PageSize") ?? 50), listPageSize);
+      const page = Number(url.searchParams.get("Page") ?? 0);
+      const all = [
+        { sid: parentSid, status: "active", owner_account_sid: parentSid, auth_token: "parent-token-in-listing", friendly_name: "parent" },
+        ...[...subaccounts].map(([sid, a]) => ({ sid, status: a.status, owner_account_sid: a.owner, auth_token: a.token, friendly_name: `name of ${sid}` })),
+      ];
+      const items = all.slice(page * size, (page + 1) * size);
+      const next = (page + 1) * size < all.length ? `/2010-04-01/Accounts.json?PageSize=${size}&Page=${page + 1}` : null;
+      return json({ accounts: items, page, page_size: size, next_page_uri: next, uri: `${path}${url.search}` });
+    }
     let m = /^\/2010-04-01\/Accounts\/(AC[0-9a-f]{32})\.json$/.exec(path);
     if (m) {
       const sid = m[1]!;
@@ -124,6 +162,9 @@ export function fakeTwilio(parentSid: string): FakeTwilio {
     usageToday,
     inProgressCalls,
     failNext: (purpose, ...answers) => failures.set(purpose, [...(failures.get(purpose) ?? []), ...answers]),
+    setListPageSize: (size) => {
+      listPageSize = size;
+    },
   };
 }
 

@@ -62,6 +62,7 @@ interface OperationSpec {
 const PAGING: Record<string, ParamType> = { PageSize: { min: 1, max: MAX_PAGE_SIZE }, Page: { min: 0, max: Number.MAX_SAFE_INTEGER }, PageToken: "string" };
 
 const OPERATIONS = {
+  ListAccount: { method: "GET", params: { FriendlyName: "string", Status: { enum: ACCOUNT_STATUSES }, ...PAGING } },
   FetchAccount: { method: "GET", params: {} },
   UpdateAccount: { method: "POST", params: { FriendlyName: "string", Status: { enum: ACCOUNT_STATUSES } } },
   ListCall: {
@@ -159,6 +160,8 @@ interface Route {
 
 // Paths (without the /2010-04-01 prefix) of the resources the client uses, by OpenAPI operation.
 const ROUTES: { pattern: RegExp; byMethod: Partial<Record<string, OperationId>> }[] = [
+  // The account list has no Sid in its path: it lists what the credentials' account may see.
+  { pattern: /^\/Accounts\.json$/, byMethod: { GET: "ListAccount" } },
   { pattern: /^\/Accounts\/([^/]+)\.json$/, byMethod: { GET: "FetchAccount", POST: "UpdateAccount" } },
   { pattern: /^\/Accounts\/([^/]+)\/Calls\.json$/, byMethod: { GET: "ListCall" } },
   { pattern: /^\/Accounts\/([^/]+)\/Calls\/([^/]+)\.json$/, byMethod: { POST: "UpdateCall" } },
@@ -508,6 +511,16 @@ export async function startTwilioStandin(opts: StandinOptions): Promise<TwilioSt
     if (!account) return notFound(`${API}${path}`);
     const apiPath = path; // without the version prefix
     switch (route.operation) {
+      case "ListAccount": {
+        // Twilio lists the authenticated account and its subaccounts (api.twilio.com ListAccount).
+        const list = [...accounts.values()]
+          .filter((a) => (a.sid === account.sid || a.ownerAccountSid === account.sid) && (query.Status === undefined || a.status === query.Status))
+          .filter((a) => query.FriendlyName === undefined || a.friendlyName === query.FriendlyName)
+          .sort((a, b) => a.dateCreated.getTime() - b.dateCreated.getTime())
+          .map(accountJson);
+        return page(apiPath, query, "accounts", list);
+      }
+
       case "FetchAccount":
         return new HttpAnswer(200, accountJson(account));
 
@@ -641,6 +654,8 @@ export async function startTwilioStandin(opts: StandinOptions): Promise<TwilioSt
   function purposeOf(route: Route | null, form: Record<string, string>): StandinPurpose {
     if (!route) return "unknown";
     switch (route.operation) {
+      case "ListAccount":
+        return "list-accounts";
       case "FetchAccount":
         return "fetch-account";
       case "UpdateAccount":
@@ -714,7 +729,8 @@ export async function startTwilioStandin(opts: StandinOptions): Promise<TwilioSt
       routeAnswer = notFound(path);
     } else {
       operation = matched.r.byMethod[method];
-      const accountSid = matched.m![1]!;
+      // Accounts.json names no account: it is the authenticated (parent) account's list.
+      const accountSid = matched.m![1] ?? parentSid;
       const subSid = matched.m![2];
       if (!operation) {
         note(`method not allowed (expected ${Object.keys(matched.r.byMethod).join(" or ")})`);

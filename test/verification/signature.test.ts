@@ -395,7 +395,7 @@ describe("urlCandidates", () => {
   });
 
   it(`never returns more than ${MAX_URL_CANDIDATES}`, () => {
-    const all = urlCandidates({ url: "https://h.example/?n=O%27h+x%20", basicAuth: { user: "u", password: "p" } });
+    const all = urlCandidates({ url: "https://h.example/a%20%7B?n=O%27h+x%20%3C%C3%A9", basicAuth: { user: "u", password: "p" } });
     expect(all.length).toBe(MAX_URL_CANDIDATES);
     expect(new Set(all).size).toBe(all.length);
   });
@@ -406,14 +406,19 @@ describe("urlCandidates", () => {
 });
 
 describe("undoAddedEscapes", () => {
-  it("decodes what parsers add and keeps what users type", () => {
-    expect(undoAddedEscapes("%20%22%27%3C%3E%5C%5E%60%7B%7C%7D")).toBe(" \"'<>\\^`{|}");
-    expect(undoAddedEscapes("%C3%A9%E6%97%A5%F0%9F%98%80")).toBe("é日😀");
-    expect(undoAddedEscapes("%25%2B%26%3D%2F%3F%23%41%c3%a9%7e")).toBe("%25%2B%26%3D%2F%3F%23%41%c3%a9%7e");
+  it("in a query, decodes exactly the WHATWG query set and ' (what the parser adds), keeps the rest", () => {
+    expect(undoAddedEscapes("%20%22%27%3C%3E%5C%5E%60%7B%7C%7D", "query")).toBe(" \"'<>%5C%5E%60%7B%7C%7D");
+    expect(undoAddedEscapes("%C3%A9%E6%97%A5%F0%9F%98%80", "query")).toBe("é日😀");
+    expect(undoAddedEscapes("%25%2B%26%3D%2F%3F%23%41%c3%a9%7e", "query")).toBe("%25%2B%26%3D%2F%3F%23%41%c3%a9%7e");
+  });
+
+  it("in a path, decodes exactly the WHATWG path set (no ', which paths keep raw)", () => {
+    expect(undoAddedEscapes("%20%22%27%3C%3E%5C%5E%60%7B%7C%7D", "path")).toBe(' "%27<>%5C^`{%7C}');
+    expect(undoAddedEscapes("%C3%A9", "path")).toBe("é");
   });
 
   it("keeps invalid UTF-8 escaped", () => {
-    expect(undoAddedEscapes("%E0%A4%20%C3%28%ED%A0%80%C0%AF%FF")).toBe("%E0%A4 %C3(%ED%A0%80%C0%AF%FF".replace("(", "%28"));
+    expect(undoAddedEscapes("%E0%A4%20%C3%28%ED%A0%80%C0%AF%FF", "query")).toBe("%E0%A4 %C3(%ED%A0%80%C0%AF%FF".replace("(", "%28"));
   });
 });
 
@@ -444,7 +449,7 @@ describe("verifySignature: cost", () => {
 
   it(`computes at most ${MAX_URL_CANDIDATES} HMACs per token for a bad signature`, async () => {
     const calls = hmacCalls();
-    const url = "https://h.example/?n=O%27h+x%20";
+    const url = "https://h.example/a%20%7B?n=O%27h+x%20%3C%C3%A9";
     const verdict = await verifySignature(["a", "b"], { url, params: [], signature: SIG, basicAuth: { user: "u", password: "p" } });
     expect(verdict.ok).toBe(false);
     expect(calls()).toBe(2 * MAX_URL_CANDIDATES);
@@ -482,5 +487,56 @@ describe("verifySignature: cost", () => {
     expect(importKey).toHaveBeenCalledTimes(KEY_CACHE_LIMIT + 1);
     await computeSignature("evict-0", URL_, []); // oldest: evicted, imported again
     expect(importKey).toHaveBeenCalledTimes(KEY_CACHE_LIMIT + 2);
+  });
+});
+
+describe("URL candidates that cannot be bent (issue 11)", () => {
+  const token = "issue-11-token";
+
+  it("accepts a query mixing typed escapes and a raw apostrophe: only the parser's %27 is undone", async () => {
+    const configured = "https://guard.example.com/webhooks/sms?tenant=t54&note=%C3%A9%3D+%3E&who=It's";
+    const seen = new URL(configured).href;
+    expect(seen).toBe("https://guard.example.com/webhooks/sms?tenant=t54&note=%C3%A9%3D+%3E&who=It%27s");
+    const signature = await computeSignature(token, configured, PARAMS);
+    expect((await verifySignature([token], { url: seen, params: PARAMS, signature })).ok).toBe(true);
+  });
+
+  it.each([
+    ["typed %3C and raw é in the query", "https://h.example/x?a=%3Cb&c=é"],
+    ["typed %C3%A9, raw space and raw ' in the query", "https://h.example/x?a=%C3%A9&b=x y&c=O'h"],
+    ["typed %20 and raw { in the path, raw ' in the query", "https://h.example/a%20b/{c}?n=O'h"],
+    ["typed %7B and raw space in the path", "https://h.example/a%7Bb/c d"],
+  ])("accepts %s", async (_name, configured) => {
+    const seen = new URL(configured).href;
+    const signature = await computeSignature(token, configured, []);
+    expect((await verifySignature([token], { url: seen, params: [], signature })).ok).toBe(true);
+  });
+
+  it("accepts a signature over any of several PUBLIC_URL bases, and over none other", async () => {
+    const publicUrl = ["https://hooks.example.com", "https://guard.acme.workers.dev"];
+    const seen = "https://guard.acme.workers.dev/webhooks/sms";
+    for (const base of publicUrl) {
+      const signature = await computeSignature(token, `${base}/webhooks/sms`, PARAMS);
+      expect((await verifySignature([token], { url: seen, publicUrl, params: PARAMS, signature })).ok, base).toBe(true);
+    }
+    // A Host header naming another host bound to the Worker does not move the signed URL there.
+    const moved = "https://other-zone.example/webhooks/sms";
+    const signature = await computeSignature(token, moved, PARAMS);
+    expect((await verifySignature([token], { url: moved, publicUrl, params: PARAMS, signature })).ok).toBe(false);
+    expect(urlCandidates({ url: moved, publicUrl }).every((u) => !u.includes("other-zone"))).toBe(true);
+  });
+
+  it("without PUBLIC_URL tries only the request's own host", () => {
+    const all = urlCandidates({ url: "https://guard.example.com/a%20b?x=%27", basicAuth: { user: "u", password: "p" } });
+    expect(all.every((u) => new URL(u).hostname === "guard.example.com")).toBe(true);
+  });
+
+  it("has no legacy-querystring candidate past 1000 pieces, so appended pairs are never left unsigned", async () => {
+    const captured = "https://guard.example.com/webhooks/sms?AccountSid=AC1&MessageSid=SM1&Body=hi";
+    const signature = await computeSignature(token, captured, []);
+    const smuggled = `${captured}${"&".repeat(998)}&MessageSid=SM2&Price=-999.00`;
+    expect((await verifySignature([token], { url: smuggled, params: [], signature })).ok).toBe(false);
+    expect(legacyQuerystring(smuggled.split("?")[1]!)).toBeNull();
+    expect(legacyQuerystring("a=1&&b=2")).toBe("a=1&b=2");
   });
 });

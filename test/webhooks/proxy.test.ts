@@ -5,7 +5,7 @@ import { env, exports } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { createApp } from "../../src/app.ts";
 import type { GuardEnv } from "../../src/config/env.ts";
-import { ORIGIN, mockOutbound, twiml } from "../support/origin.ts";
+import { ORIGIN, mockOutbound, relistSubaccounts, twiml } from "../support/origin.ts";
 import {
   PARENT_SID,
   PRIMARY_TOKEN,
@@ -282,8 +282,10 @@ describe("HTTP Basic authentication", () => {
   it("still refuses an AccountSid that is neither the parent nor its subaccount", async () => {
     outbound = mockOutbound([
       [ORIGIN, () => twiml()],
-      ["https://twilio.test", () => new Response(JSON.stringify({ code: 20404, message: "not found", status: 404 }), { status: 404 })],
+      // Twilio's account list: the parent has no subaccount at all.
+      ["https://twilio.test", () => new Response(JSON.stringify({ accounts: [], next_page_uri: null }), { status: 200 })],
     ]);
+    await relistSubaccounts();
     const request = new Request(`${WORKER}/webhooks/sms`, {
       method: "POST",
       headers: { authorization: auth("twilio", basicEnv.BASIC_AUTH_PASSWORD), "content-type": "application/x-www-form-urlencoded" },

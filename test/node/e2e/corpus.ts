@@ -7,12 +7,15 @@
 // Most rows target `victim`, a subaccount the Twilio stand-in knows, with a billable inbound message:
 // had a refused row been counted, the victim's breaker would trip early in the final ledger check.
 import { createHmac, randomBytes } from "node:crypto";
+import twilio from "twilio";
 import {
   BASIC_USER,
   SECRETS,
   formBody,
   inboundCall,
   inboundSms,
+  messageStatus,
+  paramsObject,
   sha256Hex,
   signForm,
   signUrl,
@@ -392,9 +395,9 @@ export const CORPUS: CorpusRow[] = [
   },
   {
     group: "mutation",
-    name: "body: empty pieces between '&'s (same parameters): still verifies",
+    name: "body: empty pieces between '&'s (same parameters, but Twilio never sends them): refused",
     build: (c) => req(c, (d) => (d.body = formBody(d.pairs).replaceAll("&", "&&"))),
-    expect: PASSES,
+    expect: MALFORMED,
   },
   { group: "mutation", name: "signature: first character substituted", build: (c) => req(c, (d) => (d.signature = substitute(signatureOf(d), 0))), expect: FORBIDDEN },
   { group: "mutation", name: "signature: last data character substituted", build: (c) => req(c, (d) => (d.signature = substitute(signatureOf(d), -3))), expect: FORBIDDEN },
@@ -491,12 +494,12 @@ export const CORPUS: CorpusRow[] = [
   },
   {
     group: "body",
-    name: "a pair repeated verbatim (twilio-node de-duplicates a key's values): still verifies",
+    name: "a pair repeated verbatim (twilio-node de-duplicates a key's values, so the signature holds): refused",
     build: (c) =>
       req(c, (d) => {
         d.pairs = [...d.pairs, ["Body", valueOf(d.pairs, "Body")]];
       }),
-    expect: PASSES,
+    expect: MALFORMED,
   },
   { group: "body", name: "a key repeated with a new value", build: (c) => req(c, (d) => (d.pairs = [...d.pairs, ["Body", "injected"]])), expect: FORBIDDEN },
   {
@@ -587,6 +590,12 @@ export const CORPUS: CorpusRow[] = [
         (cc) => getDraft(cc),
       ),
     expect: FORBIDDEN,
+  },
+  {
+    group: "method",
+    name: "a GET's signed URL replayed as a POST without a body or Content-Type",
+    build: (c) => req(c, (d) => ((d.method = "POST"), (d.body = "")), (cc) => getDraft(cc)),
+    expect: MALFORMED,
   },
   {
     group: "method",
@@ -681,11 +690,217 @@ export const CORPUS: CorpusRow[] = [
   },
   { group: "route", name: "/usage-trigger as GET", build: (c) => req(c, (d) => ((d.method = "GET"), (d.path = "/usage-trigger")), (cc) => getDraft(cc)), expect: { ...NOT_ALLOWED, header: { allow: "POST" } } },
 
+  // -- Issue 11: signatures that cover less than what would be acted on ----------------------------------------------------
+  ...unsignedRideAlongRows(),
+
   // -- WEBHOOK_AUTH=basic -------------------------------------------------------------------------------------------------
   ...basicRows(),
   // -- WEBHOOK_AUTH=both --------------------------------------------------------------------------------------------------
   ...bothRows(),
 ];
+
+/** A TWILIO_WEBHOOK_SHARED_KEYS key every corpus Worker holds (corpus.test.ts), and its id. */
+export const SHARED_KEY_ID = "webhooks_sharedkey_e2e";
+
+/** HMAC-SHA256 over Twilio's signed string, as the official `twilio` package signs for SharedKeys. */
+function signSharedKey(secret: string, d: Draft): string {
+  return twilio.getExpectedTwilioSignature(secret, d.signedUrl, paramsObject(d.signedPairs), "HMAC_SHA256");
+}
+
+function unsignedRideAlongRows(): CorpusRow[] {
+  const row = (name: string, build: (c: CorpusContext) => RequestIsh, expect: CorpusExpectation, more: Partial<CorpusRow> = {}): CorpusRow => ({
+    group: "issue-11",
+    name,
+    build,
+    expect,
+    ...more,
+  });
+  const resplit = (d: Draft, extra: (c: string) => Pairs, bodyFor: (c: string) => string) => {
+    const callSid = uniqueSid("CA");
+    d.pairs = setPair(d.pairs, "Body", bodyFor(callSid));
+    d.signature = signatureOf({ ...d, signedPairs: d.pairs });
+    d.pairs = [...setPair(d.pairs, "Body", "hi"), ...extra(callSid)];
+  };
+  const attackerHeaders: Array<[string, string]> = [
+    ["Forwarded", "for=6.6.6.6;host=admin.internal"],
+    ["X-Forwarded-For", "6.6.6.6"],
+    ["X-Forwarded-Host", "admin.internal"],
+    ["X-Real-IP", "6.6.6.6"],
+    ["True-Client-IP", "6.6.6.6"],
+    ["X-Original-URL", "/admin"],
+    ["X-Rewrite-URL", "/admin"],
+    ["X-HTTP-Method-Override", "DELETE"],
+    ["x-middleware-subrequest", "middleware:middleware:middleware"],
+    ["Cookie", "session=stolen"],
+    ["Authorization", "Bearer app-admin"],
+  ];
+  /** secret: a SharedKey secret, "token" (HMAC-SHA256 keyed with the auth token), or null (the usual SHA-1 signature). */
+  const sharedKeyRow = (name: string, settings: (d: Draft) => string, secret: string | null, expect: CorpusExpectation) =>
+    row(
+      `SharedKey: ${name}`,
+      (c) =>
+        req(c, (d) => {
+          d.signature = secret === null ? signatureOf(d) : signSharedKey(secret === "token" ? d.token : secret, d);
+          d.headers.push(["X-Twilio-Webhooks-Signature-Settings", settings(d)]);
+        }),
+      expect,
+    );
+  return [
+    row(
+      "a captured GET with 998 '&' and a new MessageSid and Price appended (twilio-node's 1000-pair legacy querystring)",
+      (c) => req(c, (d) => (d.path += `${"&".repeat(998)}&MessageSid=${uniqueSid("SM")}&Price=-999.00`), (cc) => getDraft(cc)),
+      FORBIDDEN,
+    ),
+    row(
+      "the same trick with a new MessageSid each time (replays must not count again)",
+      (c) => req(c, (d) => (d.path += `${"&".repeat(1200)}&MessageSid=${uniqueSid("SM")}`), (cc) => getDraft(cc)),
+      FORBIDDEN,
+      { repeat: 2 },
+    ),
+    row(
+      "a POST with tenant=evil&admin=1 appended to its query after 999 '&' (Node's parser stops at 1000 pieces)",
+      (c) => req(c, (d) => ((d.signedUrl = `${c.base}/webhooks/sms?tenant=t54`), (d.path = `/webhooks/sms?tenant=t54${"&".repeat(999)}&tenant=evil&admin=1`))),
+      FORBIDDEN,
+    ),
+    row(
+      "a JSON webhook with tenant=evil&admin=1 appended to its query after 998 '&'",
+      (c) => req(c, (d) => (d.path += `${"&".repeat(998)}&tenant=evil&admin=1`), (cc) => jsonDraft(cc)),
+      FORBIDDEN,
+    ),
+    row("empty pairs '=&=&=' appended to a signed form (they add nothing to the signed string)", (c) => req(c, (d) => (d.body = `${formBody(d.pairs)}&=&=&=`)), MALFORMED),
+    row("a bare '=' appended to a signed form", (c) => req(c, (d) => (d.body = `${formBody(d.pairs)}&=`)), MALFORMED),
+    row("empty pairs appended to a signed GET query (the URL signature covers them)", (c) => req(c, (d) => (d.path += "&=&=&="), (cc) => getDraft(cc)), FORBIDDEN),
+    row(
+      "empty pieces '&&' in a POST's signed query (twilio-node's legacy querystring drops them, so the signature holds)",
+      (c) => req(c, (d) => ((d.signedUrl = `${c.base}/webhooks/sms?tenant=t54&x=1`), (d.path = "/webhooks/sms?tenant=t54&&&x=1"))),
+      MALFORMED,
+    ),
+    row("a pair repeated verbatim in a signed GET query (the URL signature covers it)", (c) => req(c, (d) => (d.path += "&NumSegments=1"), (cc) => getDraft(cc)), FORBIDDEN),
+    row(
+      "a Body re-split into a repeated field ('hiBodyx' as Body=hi&Body=x, same signed string)",
+      (c) => req(c, (d) => resplit(d, () => [["Body", "x"]], () => "hiBodyx")),
+      MALFORMED,
+    ),
+    row(
+      "an SMS whose Body was re-split into CallSid/CallStatus=completed/Duration=1440 (same signed string): not a call",
+      (c) =>
+        req(c, (d) =>
+          resplit(
+            d,
+            (callSid) => [["CallSid", callSid], ["CallStatus", "completed"], ["Duration", "1440"]],
+            (callSid) => `hiCallSid${callSid}CallStatuscompletedDuration1440`,
+          ),
+        ),
+      MALFORMED,
+    ),
+    row(
+      "a webhook URL with typed escapes and a raw apostrophe (?note=%C3%A9%3D+%3E&who=It's): forwarded",
+      (c) =>
+        req(c, (d) => {
+          d.path = "/webhooks/sms?tenant=t54&note=%C3%A9%3D+%3E&who=It's";
+          d.signedUrl = c.base + d.path;
+        }),
+      PASSES,
+    ),
+    row(
+      "a webhook URL with a raw space and é in its path and typed %3C in its query: forwarded",
+      (c) =>
+        req(c, (d) => {
+          d.signedUrl = `${c.base}/webhooks/sms/a b/é?x=%3Cy`;
+          d.path = "/webhooks/sms/a%20b/%C3%A9?x=%3Cy";
+        }),
+      PASSES,
+    ),
+    row(
+      "headers an attacker chose never reach the origin (Forwarded, X-Forwarded-*, X-Real-IP, Cookie, Authorization, …)",
+      (c) => req(c, (d) => d.headers.push(...attackerHeaders)),
+      {
+        ...PASSES,
+        originHeader: {
+          "x-guard-verified": "signature",
+          forwarded: null,
+          "x-forwarded-host": null,
+          "x-real-ip": null,
+          "true-client-ip": null,
+          "x-original-url": null,
+          "x-rewrite-url": null,
+          "x-http-method-override": null,
+          "x-middleware-subrequest": null,
+          cookie: null,
+          authorization: null,
+          "x-forwarded-for": /^(?!6\.6\.6\.6)/,
+        },
+      },
+    ),
+    row(
+      "a replay with an 8 KB I-Twilio-Idempotency-Token each time: not counted again, not forwarded",
+      (c) => req(c, (d) => d.headers.push(["I-Twilio-Idempotency-Token", `idem-${randomBytes(4).toString("hex")}-${"t".repeat(8 * 1024)}`])),
+      { ...DUPLICATE, originHeader: { "x-guard-verified": "signature", "x-guard-duplicate": "1", "i-twilio-idempotency-token": null } },
+      { repeat: 2 },
+    ),
+    row(
+      "/usage-trigger whose DateFired is two days old (a replay), validly signed",
+      (c) =>
+        req(c, (d) => {
+          d.path = "/usage-trigger";
+          d.signedUrl = c.base + d.path;
+          d.pairs = setPair(triggerPairs(c.victim.sid), "DateFired", new Date(Date.now() - 2 * 86_400_000).toUTCString());
+          d.signedPairs = d.pairs;
+        }),
+      MALFORMED,
+      { group: "route" },
+    ),
+    row(
+      "/usage-trigger without DateFired, validly signed",
+      (c) =>
+        req(c, (d) => {
+          d.path = "/usage-trigger";
+          d.signedUrl = c.base + d.path;
+          d.pairs = withoutPair(triggerPairs(c.victim.sid), "DateFired");
+          d.signedPairs = d.pairs;
+        }),
+      MALFORMED,
+      { group: "route" },
+    ),
+    sharedKeyRow("HMAC_SHA256 with a configured key: forwarded", () => `key=${SHARED_KEY_ID},algorithm=HMAC_SHA256`, SECRETS.sharedKeySecret, PASSES),
+    sharedKeyRow("a key id the guard does not hold", () => "key=webhooks_sharedkey_other,algorithm=HMAC_SHA256", SECRETS.sharedKeySecret, FORBIDDEN),
+    sharedKeyRow("an algorithm the guard does not know", () => `key=${SHARED_KEY_ID},algorithm=HMAC_SHA512`, SECRETS.sharedKeySecret, FORBIDDEN),
+    sharedKeyRow("the header with an auth-token signature (no fallback to the token)", () => `key=${SHARED_KEY_ID},algorithm=HMAC_SHA256`, null, FORBIDDEN),
+    sharedKeyRow("HMAC_SHA256 keyed with the account's auth token", () => `key=${SHARED_KEY_ID},algorithm=HMAC_SHA256`, "token", FORBIDDEN),
+    ...(["basic", "both"] as const).flatMap((worker) => [
+      row(
+        `WEBHOOK_AUTH=${worker}: /usage-trigger with valid Basic credentials and no signature`,
+        (c) => req(c, (d) => ((d.path = "/usage-trigger"), (d.pairs = triggerPairs(c.victim.sid)), (d.signature = null), d.headers.push(["Authorization", GOOD_BASIC()]))),
+        FORBIDDEN,
+        { worker, group: worker },
+      ),
+      row(
+        `WEBHOOK_AUTH=${worker}: /usage-trigger for the parent with valid Basic credentials and a forged signature`,
+        (c) =>
+          req(c, (d) => {
+            d.path = "/usage-trigger";
+            d.pairs = triggerPairs(c.parent.sid);
+            d.signature = randomBytes(20).toString("base64");
+            d.headers.push(["Authorization", GOOD_BASIC()]);
+          }),
+        FORBIDDEN,
+        { worker, group: worker },
+      ),
+    ]),
+    row(
+      "WEBHOOK_AUTH=basic: a status callback whose Price is -999.00 counts the estimate, not the Price",
+      (c) =>
+        req(c, (d) => {
+          d.path = "/webhooks/status";
+          d.pairs = messageStatus(c.other.sid, uniqueSid("SM"), "delivered", { Price: "-999.00", PriceUnit: "USD" });
+          d.signature = null;
+          d.headers.push(["Authorization", GOOD_BASIC()]);
+        }),
+      { ...PASSES_BASIC, countedOn: "other" },
+      { worker: "basic", group: "basic" },
+    ),
+  ];
+}
 
 function triggerPairs(accountSid: string): Pairs {
   return [

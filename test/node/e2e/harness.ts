@@ -35,6 +35,8 @@ export const SECRETS = {
   // RFC 4648 base32 (A–Z, 2–7): a valid TOTP secret that still reads as one.
   // 32 base32 letters (20 bytes): RFC 4226's 16-byte minimum, which /healthz and the admin API enforce.
   adminTotpSecret: `SECRETTOTPEXEXE${RUN_ID}TOTPKEY`,
+  /** A Twilio Webhook SharedKey secret (TWILIO_WEBHOOK_SHARED_KEYS), for the corpus Workers. */
+  sharedKeySecret: `SECRET-shared-key-e2e-${RUN_ID}`,
 } as const;
 
 /** Not a secret (RFC 7617 puts the user-id in the clear), but fixed so tests can build credentials. */
@@ -455,7 +457,7 @@ export interface E2E {
   suspendAttempts(sid: string): number;
   /** Alert POSTs delivered (answered 200) about this account at this level ("trip", "warn", …). */
   alertsFor(sid: string, level?: string): AlertPost[];
-  /** Origin hits that came from requests carrying this X-E2E-Case value. */
+  /** Origin hits that came from requests whose User-Agent ends in `e2e-case/<caseId>` (a header the guard forwards). */
   originHitsFor(caseId: string): OriginHit[];
   /** Every secret value that must never appear in an answer, an alert or a log line. */
   secretValues(): string[];
@@ -471,8 +473,16 @@ export interface E2EOptions {
 }
 
 /** The contract's settings for a loopback run; `options` override or add to them. */
+/**
+ * Subaccounts created before the Worker starts: the guard learns subaccounts from one account listing,
+ * at most once a minute (src/accounts/directory.ts), so `subaccount()` hands these out and a test never
+ * waits for the next listing. Past the pool, a new subaccount is known only after that minute.
+ */
+const SUBACCOUNT_POOL = 24;
+
 export async function startE2E(options: E2EOptions = {}): Promise<E2E> {
   const standin = await startTwilioStandin({ parentSid: PARENT_SID, parentToken: SECRETS.authToken });
+  const pool = Array.from({ length: SUBACCOUNT_POOL }, () => standin.addSubaccount());
   const origin = await startOrigin();
   const alerts = await startAlertReceiver();
   let guard: StartedGuard;
@@ -527,7 +537,7 @@ export async function startE2E(options: E2EOptions = {}): Promise<E2E> {
       return answer;
     },
     subaccount() {
-      const { sid, authToken } = standin.addSubaccount();
+      const { sid, authToken } = pool.shift() ?? standin.addSubaccount();
       return { sid, token: authToken };
     },
     signedForm(account, pairs, opts = {}) {
@@ -553,7 +563,7 @@ export async function startE2E(options: E2EOptions = {}): Promise<E2E> {
       return alerts.posts.filter((p) => p.status === 200 && p.json?.account === sid && (level === undefined || p.json?.level === level));
     },
     originHitsFor(caseId) {
-      return origin.hits.filter((h) => h.headers["x-e2e-case"] === caseId);
+      return origin.hits.filter((h) => String(h.headers["user-agent"] ?? "").endsWith(` e2e-case/${caseId}`));
     },
     secretValues,
     leaks() {
