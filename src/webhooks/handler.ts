@@ -9,6 +9,7 @@ import { forwardToOrigin } from "./forward.ts";
 import { parseWebhook, readBody } from "./read.ts";
 import { RecentKeys } from "./recent.ts";
 import { blockedAnswer } from "./twiml.ts";
+import { reservationOfStatusPath } from "../egress/gate.ts";
 
 export interface RecordVerdict {
   /** The same event (Sid and status, or Twilio's idempotency token) was recorded before: not counted again. */
@@ -19,7 +20,8 @@ export interface RecordVerdict {
 
 /** The spend ledger as the webhook path sees it: one call per event, to the account's Durable Object. */
 export interface LedgerPort {
-  record(event: BillableEvent, idempotencyToken: string | null): Promise<RecordVerdict>;
+  /** `reservationId`: the egress gate's reservation a status callback of the guard's own status path names. */
+  record(event: BillableEvent, idempotencyToken: string | null, reservationId?: string): Promise<RecordVerdict>;
 }
 
 export interface WebhookDeps {
@@ -92,6 +94,8 @@ export async function handleWebhook(request: Request, deps: WebhookDeps, trace: 
   guardHeaders["x-guard-verified"] = outcome.via;
   guardHeaders["x-guard-account"] = outcome.accountSid;
 
+  // A status callback the egress gate added (the app asked for none): recorded, answered here, not forwarded.
+  const guardReservation = reservationOfStatusPath(new URL(request.url).pathname);
   const classified = classifyWebhook(webhook.fields);
   if (classified.kind !== "not-billable") {
     const event = classified;
@@ -110,7 +114,7 @@ export async function handleWebhook(request: Request, deps: WebhookDeps, trace: 
       // Status callbacks are forwarded whatever the breaker says; their bookkeeping runs after the answer.
       // Exact de-duplication happens in the ledger; the header is what this isolate has seen.
       deps.waitUntil(
-        deps.ledger.record(event, idempotencyToken).catch((error: unknown) => {
+        deps.ledger.record(event, idempotencyToken, guardReservation ?? undefined).catch((error: unknown) => {
           deps.logger.error("ledger-record-failed", error, { account: event.accountSid, event: event.kind });
         }),
       );
@@ -122,6 +126,7 @@ export async function handleWebhook(request: Request, deps: WebhookDeps, trace: 
       }
     }
   }
+  if (guardReservation !== null) return new Response(null, { status: 204 });
   return forwardToOrigin(request, rawBody, forwardOptions(deps, guardHeaders, trace));
 }
 
