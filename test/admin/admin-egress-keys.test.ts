@@ -19,7 +19,7 @@ function adminApp(options: { totpSecret?: string } = {}) {
   if (options.totpSecret) adminEnv.ADMIN_TOTP_SECRET = options.totpSecret;
   return async (method: string, path: string, headers: Record<string, string> = {}, body?: string): Promise<Response> => {
     const ctx = createExecutionContext();
-    const auth = path.startsWith("/admin") ? { authorization: `Bearer ${ADMIN_TOKEN}` } : {};
+    const auth: Record<string, string> = path.startsWith("/admin") ? { authorization: `Bearer ${ADMIN_TOKEN}` } : {};
     const response = await app.fetch(new Request(`${WORKER}${path}`, { method, headers: { ...auth, ...headers }, body }), adminEnv, ctx);
     await waitOnExecutionContext(ctx);
     return response;
