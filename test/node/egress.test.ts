@@ -1,7 +1,9 @@
 // The REST egress gate driven by the official `twilio` package's own client, through this repo's adapter
 // (`twilio-edge-guard/client`), against the Worker in workerd and the loopback Twilio stand-in. Every
 // request that reaches the stand-in is checked against Twilio's documented shapes (its `violations`).
+import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { fileURLToPath } from "node:url";
 import twilio from "twilio";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GuardRequestClient, guardedTwilio } from "twilio-edge-guard/client";
@@ -13,6 +15,7 @@ const PARENT_TOKEN = `parent-token-${randomBytes(8).toString("hex")}`;
 const ADMIN_TOKEN = `admin-token-${randomBytes(12).toString("hex")}`;
 const FROM = "+15005550006";
 const TO = "+14155552671";
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
 let standin: TwilioStandin;
 let guard: StartedGuard;
@@ -152,5 +155,21 @@ describe("the twilio client through the gate", () => {
     for (const r of refused) expect([(r.reason as { status: number }).status, (r.reason as { code: number }).code]).toEqual([403, 20403]);
     expect(standin.messages.filter((m) => m.accountSid === sid)).toHaveLength(10);
     expect(standin.violations).toEqual([]);
+  });
+
+  it("the demo's `npm run send` sends through the gate and is refused past the budget", async () => {
+    const { sid } = standin.addSubaccount();
+    expect((await admin("PUT", `/admin/accounts/${sid}/policy`, { limits: [{ window: "minute", events: 3 }] })).status).toBe(200);
+    const stdout = await new Promise<string>((resolve, reject) => {
+      execFile(process.execPath, ["tools/send.ts", "--guard", guard.url, "--account", sid, "--admin-token", ADMIN_TOKEN, "--count", "4"], { cwd: ROOT }, (error, out, err) => {
+        if (error) reject(new Error(`${error.message}\n${err}`));
+        else resolve(out);
+      });
+    });
+    const lines = stdout.trim().split("\n");
+    expect(lines[0]).toMatch(/^egress key [0-9a-f]{16} issued/);
+    expect(lines.slice(1).map((l) => l.trim().split(/\s+/).slice(1, 2)[0])).toEqual(["sent", "sent", "sent", "refused"]);
+    expect(lines[4]).toContain("403 20403");
+    expect(stdout).not.toMatch(/egk[0-9a-f]{56}/);
   });
 });
