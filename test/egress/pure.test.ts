@@ -4,7 +4,8 @@ import { requestScope } from "../../src/egress/scope.ts";
 import { presentedCredentials, tokenMatches } from "../../src/egress/credentials.ts";
 import { egressKeyId, hashEgressKey, issueEgressKey } from "../../src/egress/keys.ts";
 import { destinationOf, prefixOf } from "../../src/egress/destination.ts";
-import { callReservation, priceSend, sendFacts, smsSegments, SendError } from "../../src/egress/send.ts";
+import { GSM7_BASIC, callReservation, priceSend, sendFacts, smsSegments, SendError } from "../../src/egress/send.ts";
+import { SegmentedMessage } from "sms-segments-calculator";
 import { checkPumping } from "../../src/egress/pumping.ts";
 import { refusal } from "../../src/egress/refusals.ts";
 import { toErrorResponse } from "../../src/http/errors.ts";
@@ -137,6 +138,19 @@ describe("segments (Twilio's calculator)", () => {
     expect(smsSegments("😀".repeat(36))).toBe(2);
     // One non-GSM character makes the whole message UCS-2.
     expect(smsSegments(`${"a".repeat(100)}ж`)).toBe(2);
+  });
+  it("counts basic GSM-7 directly exactly as the calculator does, character by character", () => {
+    for (const ch of GSM7_BASIC) {
+      for (const n of [1, 160, 161, 306, 307, 459, 460]) {
+        const text = ch.repeat(n);
+        const reference = new SegmentedMessage(text);
+        expect([reference.encodingName, smsSegments(text)], `${JSON.stringify(ch)} × ${n}`).toEqual(["GSM-7", reference.segmentsCount]);
+      }
+    }
+  });
+  it("agrees with the calculator on mixed bodies", () => {
+    const bodies = ["Your code is 123456", "Hello\nworld", "line\r\nbreak", "price: 5€", "naïve café", "a{b}c[d]", "ÄÖÜ äöü ß".repeat(30), `${"x".repeat(152)}€`, "emoji 😀 here".repeat(10)];
+    for (const body of bodies) expect(smsSegments(body), body).toBe(new SegmentedMessage(body).segmentsCount);
   });
   it("applies Smart Encoding when the send asks for it", () => {
     const curly = `\u201C${"a".repeat(150)}\u201D`;
