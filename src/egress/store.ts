@@ -5,6 +5,9 @@ import { timingSafeEqualString } from "../util/constant-time.ts";
 import type { Reservation, ReservationState } from "../ledger/reservations.ts";
 import { MAX_EGRESS_KEYS } from "./keys.ts";
 
+/** "Last used" is kept to the minute: a send does not rewrite the key's row more than once a minute. */
+const LAST_USED_RESOLUTION_MS = 60_000;
+
 export interface EgressKeyView {
   id: string;
   createdAt: number;
@@ -52,7 +55,12 @@ export class EgressStore {
     const row = this.#sql.exec<{ hash: string }>("SELECT hash FROM egress_keys WHERE id = ? AND revoked_at_ms IS NULL", id).toArray()[0];
     // Compare against a dummy when absent, so an unknown id costs what a wrong key costs.
     const ok = timingSafeEqualString(row?.hash ?? "0".repeat(64), hash) && row !== undefined;
-    if (ok) this.#sql.exec("UPDATE egress_keys SET last_used_at_ms = ? WHERE id = ?", nowMs, id);
+    if (ok) {
+      this.#sql.exec(
+        "UPDATE egress_keys SET last_used_at_ms = ? WHERE id = ? AND (last_used_at_ms IS NULL OR last_used_at_ms <= ?)",
+        nowMs, id, nowMs - LAST_USED_RESOLUTION_MS,
+      );
+    }
     return ok;
   }
 
