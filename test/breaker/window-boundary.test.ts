@@ -18,11 +18,18 @@ const WORKER = "https://guard.example.com";
 /** One token cache for every per-request app, as one isolate has: one Twilio lookup per subaccount. */
 const tokenCache = new TokenCache();
 
-// Future instants: alarms the ledger schedules relative to them never fire during the test, and no
-// pruning (which runs on the real clock) can touch their windows.
-const MONTH_END = Date.parse("2026-12-01T00:00:00.000Z");
-const YEAR_END = Date.parse("2027-01-01T00:00:00.000Z");
-const MID_MONTH = Date.parse("2026-12-16T00:00:00.000Z");
+// Future instants, derived from the clock (never a fixed date, which becomes the past one day): the first
+// year whose November is still ahead. Alarms the ledger schedules relative to them never fire during
+// the test, and no pruning (which runs on the real clock) can touch their windows.
+const Y = (() => {
+  let year = new Date().getUTCFullYear();
+  while (Date.UTC(year, 10, 1) <= Date.now()) year++;
+  return year;
+})();
+const NEXT = Y + 1;
+const MONTH_END = Date.UTC(Y, 11, 1);
+const YEAR_END = Date.UTC(NEXT, 0, 1);
+const MID_MONTH = Date.UTC(Y, 11, 16);
 /** The last instant of the old window. */
 const LAST_MS = 1;
 
@@ -97,26 +104,26 @@ describe("UTC window boundaries under load", () => {
     const { sid, token } = await subaccount({ limits: [{ window: "day", events: PER_SIDE }] });
     const before = instants(MONTH_END, PER_SIDE, "before");
     const after = instants(MONTH_END, PER_SIDE, "after");
-    expect(new Date(before[0]!).toISOString()).toBe("2026-11-30T23:59:59.999Z");
-    expect(new Date(after[0]!).toISOString()).toBe("2026-12-01T00:00:00.000Z");
+    expect(new Date(before[0]!).toISOString()).toBe(`${Y}-11-30T23:59:59.999Z`);
+    expect(new Date(after[0]!).toISOString()).toBe(`${Y}-12-01T00:00:00.000Z`);
     const answers = await Promise.all(interleave(before, after).map((t) => at(t, inboundSms(sid), token)));
     // A full day's limit on each side: nothing above it, so nothing blocked.
     expect(answers.filter((r) => r.headers.get("x-guard-breaker") !== null)).toHaveLength(0);
     expect(outbound.to(ORIGIN)).toHaveLength(2 * PER_SIDE);
     expect(eventsOf(await totals(sid))).toEqual({
-      "minute:2026-11-30T23:59": PER_SIDE,
-      "hour:2026-11-30T23": PER_SIDE,
-      "day:2026-11-30": PER_SIDE,
-      "month:2026-11": PER_SIDE,
-      "minute:2026-12-01T00:00": PER_SIDE,
-      "hour:2026-12-01T00": PER_SIDE,
-      "day:2026-12-01": PER_SIDE,
-      "month:2026-12": PER_SIDE,
+      [`minute:${Y}-11-30T23:59`]: PER_SIDE,
+      [`hour:${Y}-11-30T23`]: PER_SIDE,
+      [`day:${Y}-11-30`]: PER_SIDE,
+      [`month:${Y}-11`]: PER_SIDE,
+      [`minute:${Y}-12-01T00:00`]: PER_SIDE,
+      [`hour:${Y}-12-01T00`]: PER_SIDE,
+      [`day:${Y}-12-01`]: PER_SIDE,
+      [`month:${Y}-12`]: PER_SIDE,
     });
     // The new day is at its limit too: the next event takes it above and is blocked.
     const next = await at(MONTH_END + 100, inboundSms(sid), token);
     expect(next.headers.get("x-guard-breaker")).toBe("open");
-    expect((await totals(sid))["day:2026-12-01"]!.events).toBe(PER_SIDE + 1);
+    expect((await totals(sid))[`day:${Y}-12-01`]!.events).toBe(PER_SIDE + 1);
   });
 
   it("year end: a per-minute limit resets at 00:00:00.000, and the event above it trips", async () => {
@@ -127,10 +134,10 @@ describe("UTC window boundaries under load", () => {
     );
     expect(answers.filter((r) => r.headers.get("x-guard-breaker") !== null)).toHaveLength(0);
     const t = eventsOf(await totals(sid));
-    expect(t["minute:2026-12-31T23:59"]).toBe(PER_MINUTE);
-    expect(t["minute:2027-01-01T00:00"]).toBe(PER_MINUTE);
-    expect(t["month:2026-12"]).toBe(PER_MINUTE);
-    expect(t["month:2027-01"]).toBe(PER_MINUTE);
+    expect(t[`minute:${Y}-12-31T23:59`]).toBe(PER_MINUTE);
+    expect(t[`minute:${NEXT}-01-01T00:00`]).toBe(PER_MINUTE);
+    expect(t[`month:${Y}-12`]).toBe(PER_MINUTE);
+    expect(t[`month:${NEXT}-01`]).toBe(PER_MINUTE);
     const over = await at(YEAR_END + 59_999, inboundSms(sid), token);
     expect(over.headers.get("x-guard-breaker")).toBe("open");
     expect(await over.text()).toBe("<Response/>");
@@ -146,8 +153,8 @@ describe("UTC window boundaries under load", () => {
     const duplicates = outbound.to(ORIGIN).filter((hit) => hit.headers.get("x-guard-duplicate") === "1");
     expect(duplicates).toHaveLength(60);
     const t = eventsOf(await totals(sid));
-    expect(t["day:2026-12-15"]).toBe(30);
-    expect(t["day:2026-12-16"] ?? 0).toBe(0);
+    expect(t[`day:${Y}-12-15`]).toBe(30);
+    expect(t[`day:${Y}-12-16`] ?? 0).toBe(0);
   });
 
   it("status callbacks across midnight: a message is priced once, in the window of its first billable status", async () => {
@@ -156,7 +163,7 @@ describe("UTC window boundaries under load", () => {
     await Promise.all(messages.map((m, i) => at(MID_MONTH - LAST_MS - i, messageStatus(sid, m, "sent", { NumSegments: "2" }), token, "/webhooks/status")));
     await Promise.all(messages.map((m, i) => at(MID_MONTH + i, messageStatus(sid, m, "delivered", { NumSegments: "2" }), token, "/webhooks/status")));
     const t = await totals(sid);
-    expect(t["day:2026-12-15"]).toEqual({ events: 25, usdMicros: 25 * 2 * 8_300 });
-    expect(t["day:2026-12-16"] ?? { events: 0, usdMicros: 0 }).toEqual({ events: 0, usdMicros: 0 });
+    expect(t[`day:${Y}-12-15`]).toEqual({ events: 25, usdMicros: 25 * 2 * 8_300 });
+    expect(t[`day:${Y}-12-16`] ?? { events: 0, usdMicros: 0 }).toEqual({ events: 0, usdMicros: 0 });
   });
 });
