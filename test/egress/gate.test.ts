@@ -257,4 +257,14 @@ describe("egress gate: rules and limits", () => {
     expect(outbound.to(TWILIO_API).at(-1)!.url).toBe(`${TWILIO_API}/2010-04-01/Accounts/${sid}/Messages.json?PageSize=20`);
     expect(await dayTotals(sid)).toEqual({ usd: 0, events: 0 });
   });
+  it("logs and alerts the account's first send to a country", async () => {
+    const { sid, auth } = await account({ limits: [] });
+    await call(messagesPath(sid), { auth, form: { To: US, Body: "x" } });
+    await call(messagesPath(sid), { auth, form: { To: "+14155552672", Body: "x" } });
+    await call(messagesPath(sid), { auth, form: { To: "+37360123456", Body: "x" } });
+    const alerts = await runInDurableObject(guard(sid), (_i, state) =>
+      state.storage.sql.exec<{ payload: string }>("SELECT payload FROM outbox WHERE kind = 'alert-webhook'").toArray().map((r) => (JSON.parse(r.payload) as { message: string }).message),
+    );
+    expect(alerts).toEqual(["first send through the egress gate to US (sms)", "first send through the egress gate to MD (sms)"]);
+  });
 });

@@ -172,4 +172,12 @@ describe("the twilio client through the gate", () => {
     expect(lines[4]).toContain("403 20403");
     expect(stdout).not.toMatch(/egk[0-9a-f]{56}/);
   });
+
+  it("counts sends allowed and refused by reason in /admin/metrics", async () => {
+    const text = await (await admin("GET", "/admin/metrics")).text();
+    expect(text).toMatch(/guard_egress_sends_total\{outcome="allowed",reason="none"\} \d+/);
+    expect(text).toMatch(/guard_egress_sends_total\{outcome="refused",reason="limit"\} \d+/);
+    expect(text).toMatch(/guard_egress_sends_total\{outcome="refused",reason="country"\} 1/);
+    expect(text).toMatch(/guard_egress_refused_total\{reason="credentials"\} \d+/);
+  });
 });
