@@ -20,6 +20,7 @@ import { AuthLimiter, type FailureCounter } from "./auth-limit.ts";
 import { presentedCredentials, tokenMatches } from "./credentials.ts";
 import { parseGatePath, upstreamUrl } from "./hosts.ts";
 import { hashEgressKey } from "./keys.ts";
+import { lookupQuery, settlementFromList, type SentMessage } from "./lookup.ts";
 import type { GateRefusal, ReserveAnswer, ReserveRequest } from "./protocol.ts";
 import { refusal } from "./refusals.ts";
 import { requestScope } from "./scope.ts";
@@ -124,6 +125,7 @@ export async function handleEgress(request: Request, deps: EgressDeps, trace: Eg
   const rawBody = request.method === "GET" || request.method === "HEAD" ? null : await readBody(request, MAX_SEND_BODY_BYTES);
   let body: Uint8Array | string | null = rawBody;
   let reservation: { id: string; account: string } | null = null;
+  let sent: SentMessage | null = null;
 
   if (scope.send !== null && account !== null) {
     const form = new URLSearchParams(new TextDecoder().decode(rawBody ?? new Uint8Array(0)));
@@ -151,6 +153,9 @@ export async function handleEgress(request: Request, deps: EgressDeps, trace: Eg
       metrics.inc("guard_egress_sends_total", { outcome: "allowed", reason: "none" });
     }
     reservation = { id: answer.reservationId, account };
+    if (facts.kind === "message") {
+      sent = { to: form.get("To")!, from: form.get("From"), messagingServiceSid: form.get("MessagingServiceSid"), body: form.get("Body"), reservedAtMs: now };
+    }
     const added = new URLSearchParams();
     if (!facts.hasStatusCallback) added.set("StatusCallback", `${statusBase(deps.config, url)}${GUARD_STATUS_PATH}${answer.reservationId}`);
     if (answer.setTimeLimitS !== null) added.set("TimeLimit", String(answer.setTimeLimitS));
@@ -176,39 +181,66 @@ export async function handleEgress(request: Request, deps: EgressDeps, trace: Eg
   const doFetch = deps.fetch ?? fetch;
   let upstream: Response;
   let text: string;
-  const abort = new AbortController();
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      abort.abort();
-      reject(new DOMException("upstream timeout", "TimeoutError"));
-    }, deps.upstreamTimeoutMs ?? DEFAULT_UPSTREAM_TIMEOUT_MS);
-  });
   try {
-    const exchange = (async () => {
-      const answer = await doFetch(upstreamUrl(gate, url.search, deps.config.apiBase), {
-        method: request.method,
-        headers,
-        body: body === null ? null : typeof body === "string" ? utf8(body) : body,
-        redirect: "manual",
-        signal: abort.signal,
-      });
-      return { answer, text: await answer.text() };
-    })();
-    ({ answer: upstream, text } = await Promise.race([exchange, timeout]));
+    ({ answer: upstream, text } = await fetchWithin(doFetch, upstreamUrl(gate, url.search, deps.config.apiBase), {
+      method: request.method,
+      headers,
+      body: body === null ? null : typeof body === "string" ? utf8(body) : body,
+      redirect: "manual",
+    }, deps.upstreamTimeoutMs ?? DEFAULT_UPSTREAM_TIMEOUT_MS));
   } catch (error) {
     deps.logger.warn("egress-upstream-failed", { account, host: gate.host, error: error instanceof Error ? deps.logger.redact(error.name) : "failed" });
-    if (reservation !== null) settle(deps, reservation, { type: "unknown" });
+    if (reservation !== null) {
+      settle(deps, reservation, { type: "unknown" });
+      // A message may have been created: look it up (after the answer) and settle from what Twilio has.
+      if (sent !== null) deps.waitUntil(settleFromMessages(deps, reservation, sent, gate, url));
+    }
     refusedBy("upstream-unknown", trace);
     throw refusal("upstream-unknown", "Twilio did not answer in time; the request may have been made. Look it up before retrying.");
-  } finally {
-    clearTimeout(timer);
   }
   if (reservation !== null) settle(deps, reservation, settlementOf(upstream.status, text));
 
   const out = new Headers();
   for (const [name, value] of upstream.headers) if (!HOP_BY_HOP.has(name.toLowerCase())) out.set(name, value);
   return new Response(request.method === "HEAD" ? null : text, { status: upstream.status, headers: out });
+}
+
+/** One fetch and its whole body within `ms`, or a TimeoutError (the request is aborted). */
+async function fetchWithin(doFetch: typeof fetch, url: string, init: RequestInit, ms: number): Promise<{ answer: Response; text: string }> {
+  const abort = new AbortController();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      abort.abort();
+      reject(new DOMException("upstream timeout", "TimeoutError"));
+    }, ms);
+  });
+  try {
+    const exchange = (async () => {
+      const answer = await doFetch(url, { ...init, signal: abort.signal });
+      return { answer, text: await answer.text() };
+    })();
+    return await Promise.race([exchange, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Lists the account's newest messages to the send's number (parent's credentials) and settles by what it finds. */
+async function settleFromMessages(deps: EgressDeps, reservation: { id: string; account: string }, sent: SentMessage, gate: { host: string; product: string }, url: URL): Promise<void> {
+  try {
+    const listUrl = upstreamUrl({ ...gate, path: `/2010-04-01/Accounts/${reservation.account}/Messages.json` }, `?${lookupQuery(sent).toString()}`, deps.config.apiBase);
+    const { answer, text } = await fetchWithin(deps.fetch ?? fetch, listUrl, {
+      headers: { authorization: parentAuthorization(deps.config), accept: "application/json" },
+      redirect: "manual",
+    }, deps.upstreamTimeoutMs ?? DEFAULT_UPSTREAM_TIMEOUT_MS);
+    const settlement = answer.ok ? settlementFromList(sent, text) : null;
+    if (settlement === null) return;
+    await deps.ledger(reservation.account).settleSend(reservation.account, reservation.id, settlement, deps.now());
+  } catch (error) {
+    // Left unknown: the estimate stays counted (once); the guard's status callback binds it if one comes.
+    deps.logger.warn("egress-lookup-failed", { account: reservation.account, host: url.host, error: error instanceof Error ? deps.logger.redact(error.name) : "failed" });
+  }
 }
 
 function settle(deps: EgressDeps, reservation: { id: string; account: string }, settlement: Settlement): void {

@@ -206,6 +206,37 @@ describe("egress gate: forwarding a send", () => {
   });
 });
 
+describe("egress gate: a send Twilio never answered", () => {
+  const hangingPost = (list: () => Response) => (req: Captured) => (req.method === "POST" ? new Promise<Response>(() => {}) : list());
+  it("is bound to the message Twilio created, found in its Message list: counted once", async () => {
+    const { sid, auth } = await account();
+    const messageSid = uniqueSid("SM");
+    twilioAnswer = hangingPost(() => new Response(JSON.stringify({
+      messages: [
+        { sid: uniqueSid("SM"), to: US, from: "+15005550006", body: "another text", date_created: new Date().toUTCString() },
+        { sid: messageSid, to: US, from: "+15005550006", body: "lost answer", date_created: new Date().toUTCString() },
+      ],
+    }), { status: 200 }));
+    const r = await call(messagesPath(sid), { auth, form: { To: US, From: "+15005550006", Body: "lost answer" } }, enforce, createApp({ upstreamTimeoutMs: 50 }));
+    expect(r.status).toBe(409);
+    const lookup = outbound.to(TWILIO_API).find((c) => c.method === "GET")!;
+    expect(lookup.url).toBe(`${TWILIO_API}/2010-04-01/Accounts/${sid}/Messages.json?To=%2B14155552671&PageSize=20&From=%2B15005550006`);
+    expect(lookup.headers.get("authorization")).toBe(basic(PARENT_SID, PRIMARY_TOKEN));
+    const reservation = await runInDurableObject(guard(sid), (_i, state) => state.storage.sql.exec<{ state: string; sid: string | null }>("SELECT state, sid FROM egress_reservations").one());
+    expect(reservation).toEqual({ state: "bound", sid: messageSid });
+    // Its status callback, wherever it goes, finds it counted.
+    await guard(sid).record({ kind: "message-status", sid: messageSid, accountSid: sid, status: "delivered", dedupeKey: `${messageSid}:delivered`, countKey: `msg:${messageSid}`, units: { segments: 1, media: 0 }, billable: true }, null);
+    expect(await dayTotals(sid)).toEqual({ usd: 0.0083, events: 1 });
+  });
+  it("is released when Twilio's Message list shows it was never created", async () => {
+    const { sid, auth } = await account();
+    twilioAnswer = hangingPost(() => new Response(JSON.stringify({ messages: [] }), { status: 200 }));
+    const r = await call(messagesPath(sid), { auth, form: { To: US, From: "+15005550006", Body: "never made" } }, enforce, createApp({ upstreamTimeoutMs: 50 }));
+    expect(r.status).toBe(409);
+    expect(await dayTotals(sid)).toEqual({ usd: 0, events: 0 });
+  });
+});
+
 describe("egress gate: rules and limits", () => {
   it("refuses a destination country the policy does not allow (400 / 21408)", async () => {
     const { sid, auth } = await account({ limits: [], egress: { countries: ["US"] } });

@@ -8,6 +8,7 @@ import { GSM7_BASIC, callReservation, priceSend, sendFacts, smsSegments, SendErr
 import { SegmentedMessage } from "sms-segments-calculator";
 import { checkPumping } from "../../src/egress/pumping.ts";
 import { refusal } from "../../src/egress/refusals.ts";
+import { lookupQuery, settlementFromList } from "../../src/egress/lookup.ts";
 import { toErrorResponse } from "../../src/http/errors.ts";
 import { DEFAULT_PRICES, parsePolicy, PolicyError } from "../../src/ledger/policy.ts";
 
@@ -258,5 +259,24 @@ describe("policy: per-country prices and egress rules", () => {
       }
     }
     expect(() => parsePolicy({ limits: [], prices: { sms: { Gb: 1 } } })).toThrow(PolicyError);
+  });
+});
+
+describe("settling a send whose answer never came, from the Message list", () => {
+  const at = Date.UTC(2026, 10, 28, 12);
+  const sent = { to: "+14155552671", from: "+15005550006", messagingServiceSid: null, body: "hi", reservedAtMs: at };
+  const row = (over: Record<string, unknown>) => ({ sid: "SM0123456789abcdef0123456789abcdef", to: sent.to, from: sent.from, body: "hi", date_created: new Date(at + 1000).toUTCString(), ...over });
+  it("asks for the newest messages to that number from that sender", () => {
+    expect(lookupQuery(sent).toString()).toBe("To=%2B14155552671&PageSize=20&From=%2B15005550006");
+  });
+  it("binds the message created since the reservation with the same body", () => {
+    expect(settlementFromList(sent, JSON.stringify({ messages: [row({ body: "other" }), row({})] }))).toEqual({ type: "accepted", sid: "SM0123456789abcdef0123456789abcdef" });
+  });
+  it("releases when no such message exists (older ones, other bodies)", () => {
+    expect(settlementFromList(sent, JSON.stringify({ messages: [row({ date_created: new Date(at - 3_600_000).toUTCString() }), row({ body: "x" })] }))).toEqual({ type: "rejected" });
+  });
+  it("decides nothing from an answer that is not a Message list", () => {
+    expect(settlementFromList(sent, "<html>")).toBeNull();
+    expect(settlementFromList(sent, JSON.stringify({ code: 20003 }))).toBeNull();
   });
 });
