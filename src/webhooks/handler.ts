@@ -62,9 +62,12 @@ export async function handleWebhook(request: Request, deps: WebhookDeps, trace: 
     });
   }
   const { config } = deps;
-  if (config.originUrl === null) throw new ConfigError("ORIGIN_URL", "is required for forwarding");
+  // A status callback the egress gate added (the app asked for none) is recorded and answered here, never
+  // forwarded: it needs no ORIGIN_URL, and a failed check on it is refused whatever GUARD_MODE says.
+  const guardReservation = reservationOfStatusPath(new URL(request.url).pathname);
+  if (config.originUrl === null && guardReservation === null) throw new ConfigError("ORIGIN_URL", "is required for forwarding");
 
-  const enforce = config.mode === "enforce";
+  const enforce = config.mode === "enforce" || guardReservation !== null;
   const guardHeaders: Record<string, string> = {};
   const rawBody = request.method === "GET" ? new Uint8Array(0) : await readBody(request);
   let webhook;
@@ -94,8 +97,6 @@ export async function handleWebhook(request: Request, deps: WebhookDeps, trace: 
   guardHeaders["x-guard-verified"] = outcome.via;
   guardHeaders["x-guard-account"] = outcome.accountSid;
 
-  // A status callback the egress gate added (the app asked for none): recorded, answered here, not forwarded.
-  const guardReservation = reservationOfStatusPath(new URL(request.url).pathname);
   const classified = classifyWebhook(webhook.fields);
   if (classified.kind !== "not-billable") {
     const event = classified;

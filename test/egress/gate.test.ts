@@ -298,4 +298,13 @@ describe("egress gate: rules and limits", () => {
     );
     expect(alerts).toEqual(["first send through the egress gate to US (sms)", "first send through the egress gate to MD (sms)"]);
   });
+  it("answers Twilio's callbacks on the guard's own status path without an ORIGIN_URL, and refuses unsigned ones", async () => {
+    const noOrigin = { ...enforce, ORIGIN_URL: "", GUARD_MODE: "report-only" } as GuardEnv;
+    const url = `${GUARD}/webhooks/_guard/status/00000000-0000-4000-8000-000000000000`;
+    const params = messageStatus(PARENT_SID, uniqueSid("SM"), "delivered");
+    const signed = await createApp().fetch(await signedForm(url, params), noOrigin, createExecutionContext());
+    expect(signed.status).toBe(204);
+    const forged = await createApp().fetch(await signedForm(url, params, { token: "not-the-token" }), noOrigin, createExecutionContext());
+    expect(forged.status).toBe(403);
+  });
 });
