@@ -302,9 +302,13 @@ describe("egress gate: rules and limits", () => {
     const noOrigin = { ...enforce, ORIGIN_URL: "", GUARD_MODE: "report-only" } as GuardEnv;
     const url = `${GUARD}/webhooks/_guard/status/00000000-0000-4000-8000-000000000000`;
     const params = messageStatus(PARENT_SID, uniqueSid("SM"), "delivered");
-    const signed = await createApp().fetch(await signedForm(url, params), noOrigin, createExecutionContext());
-    expect(signed.status).toBe(204);
-    const forged = await createApp().fetch(await signedForm(url, params, { token: "not-the-token" }), noOrigin, createExecutionContext());
-    expect(forged.status).toBe(403);
+    const answer = async (request: Request) => {
+      const ctx = createExecutionContext();
+      const response = await createApp().fetch(request, noOrigin, ctx);
+      await waitOnExecutionContext(ctx);
+      return response.status;
+    };
+    expect(await answer(await signedForm(url, params))).toBe(204);
+    expect(await answer(await signedForm(url, params, { token: "not-the-token" }))).toBe(403);
   });
 });
