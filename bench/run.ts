@@ -2,7 +2,7 @@
 // docs/benchmarks.md for what each number means and how it is measured.
 //
 //   npm run bench                        everything (a few minutes on 2 cores), prints the final table
-//   npm run bench -- --only=verify,trip  sections: harness, verify, latency, many, hot, trip
+//   npm run bench -- --only=verify,trip  sections: harness, verify, latency, many, hot, trip, egress
 //   npm run bench -- --write-docs        also writes the table and machine into docs/benchmarks.md
 import { readFileSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
@@ -12,6 +12,7 @@ import { benchHarness } from "./sections/harness.ts";
 import { benchAddedLatency, benchOneConnection, benchColdSubaccounts, benchManyAccounts, type LoadShape, type PathResult } from "./sections/latency.ts";
 import { awayFromMonthEnd, benchHotAccount, benchHotDurableObject, benchTripLatency, driverSource, eventsPolicy } from "./sections/breaker.ts";
 import { benchVerification, VERIFY_TIMING } from "./sections/verify.ts";
+import { benchEgress } from "./sections/egress.ts";
 import { formatTable, type Row } from "./lib/table.ts";
 import { buildBundle, DISK_STATE_DIR, STATE_DIR, workerdVersion } from "./lib/guard.ts";
 import { createWorld } from "./lib/world.ts";
@@ -23,7 +24,7 @@ process.on("warning", (warning) => {
 });
 
 const args = process.argv.slice(2);
-const only = args.find((a) => a.startsWith("--only="))?.slice("--only=".length).split(",") ?? ["harness", "verify", "latency", "many", "hot", "trip"];
+const only = args.find((a) => a.startsWith("--only="))?.slice("--only=".length).split(",") ?? ["harness", "verify", "latency", "many", "hot", "trip", "egress"];
 const writeDocs = args.includes("--write-docs");
 
 /**
@@ -44,7 +45,11 @@ const TRIP_ACCOUNTS = quick ? 5 : 50;
 const HOT = quick ? { warm: 50, burst: 300, connections: 8 } : { warm: 500, burst: 6_000, connections: 32 };
 const VERIFY = quick ? { measureMs: 30, rounds: 1 } : VERIFY_TIMING;
 const HARNESS_REQUESTS = quick ? 20 : 300;
-const GOALS = { verifyRatio: 1, p99Ratio: 1.5, hotPerSec: 1000, tripP99Ms: 50 };
+const GOALS = { verifyRatio: 1, p99Ratio: 1.5, hotPerSec: 1000, tripP99Ms: 50, egressAddedP99Ms: 5 };
+/** Section 6: twilio clients sending at once through the gate (and the bare Worker), warm-up, measured sends. */
+const EGRESS = quick ? { concurrency: 2, warm: 10, measure: 40 } : { concurrency: 4, warm: 100, measure: 1200 };
+/** The informational row of section 6: one client, one send after the other (no send waits for another's CPU time). */
+const EGRESS_ONE = quick ? { concurrency: 1, warm: 5, measure: 20 } : { concurrency: 1, warm: 50, measure: 600 };
 const NO_TRIP_POLICY = JSON.stringify({ limits: [{ window: "month", usd: 1_000_000_000 }] });
 
 const started = performance.now();
@@ -91,7 +96,7 @@ if (only.includes("verify")) {
   }
 }
 
-const needWorld = only.some((s) => ["harness", "latency", "hot", "trip", "many"].includes(s));
+const needWorld = only.some((s) => ["harness", "latency", "hot", "trip", "many", "egress"].includes(s));
 if (needWorld) {
   const world = await createWorld({ manyAccounts: only.includes("many") ? MANY_ACCOUNTS : 10, tripAccounts: TRIP_ACCOUNTS });
   log(`stand-in with ${world.standin.accounts.size} accounts, directory seeded with ${world.prepared.seededTokens} tokens (${ms(world.prepared.ms)}); Durable Object storage in ${STATE_DIR}`);
@@ -177,6 +182,36 @@ if (needWorld) {
         const r = await benchTripLatency(world, guard, world.trip);
         rows.push({ section: "4 trip latency", what: `${r.trips} subaccounts with events: 1; sending the 2nd event → suspension request at the Twilio stand-in`, measured: `p50 ${ms(r.p50)} p99 ${ms(r.p99)} (max ${ms(r.max)}); the blocked answer itself p50 ${ms(r.answerP50)} p99 ${ms(r.answerP99)}`, goal: "p99 ≤ 50 ms", result: verdict(r.p99 <= GOALS.tripP99Ms) });
         log(`trip: p50 ${ms(r.p50)} p99 ${ms(r.p99)} max ${ms(r.max)}`);
+      } finally {
+        await guard.stop();
+      }
+    }
+    if (only.includes("egress")) {
+      const guard = await world.startGuard({ GUARD_POLICY: NO_TRIP_POLICY, EGRESS_MODE: "enforce", RECONCILE_INTERVAL_S: "0" });
+      try {
+        const r = await benchEgress(world, guard, EGRESS);
+        const ratio = r.gate.p99 / r.bare.p99;
+        const added = r.gate.p99 - r.bare.p99;
+        const pass = ratio <= GOALS.p99Ratio && added <= GOALS.egressAddedP99Ms;
+        rows.push({
+          section: "6 egress gate",
+          what: `twilio client messages.create() with an egress key, ${EGRESS.concurrency} at a time: gate vs a bare Worker forwarding /twilio/* to the same stand-in`,
+          measured: `gate p50 ${ms(r.gate.p50)} p99 ${ms(r.gate.p99)} / bare p50 ${ms(r.bare.p50)} p99 ${ms(r.bare.p99)} (n=${r.gate.n} each); p99 ratio ${ratio.toFixed(2)}, +${ms(added)} at p99`,
+          goal: "p99 ratio ≤ 1.5 and ≤ 5 ms added",
+          result: verdict(pass),
+        });
+        const exact = r.arrived === r.sent && r.counted === r.sent / 2;
+        rows.push({ section: "6 egress gate", what: "every send reached the stand-in once; the ledger counted each gate send once", measured: `${r.arrived}/${r.sent} arrived, ${r.counted}/${r.sent / 2} counted`, goal: "exact", result: verdict(exact) });
+        log(`egress: gate p50 ${ms(r.gate.p50)} p99 ${ms(r.gate.p99)}; bare p50 ${ms(r.bare.p50)} p99 ${ms(r.bare.p99)}; ${r.arrived}/${r.sent} arrived, ${r.counted} counted`);
+        const one = await benchEgress(world, guard, EGRESS_ONE);
+        rows.push({
+          section: "6 egress gate",
+          what: "the same, one client sending one message after the other",
+          measured: `gate p50 ${ms(one.gate.p50)} p99 ${ms(one.gate.p99)} / bare p50 ${ms(one.bare.p50)} p99 ${ms(one.bare.p99)} (n=${one.gate.n} each); p99 ratio ${(one.gate.p99 / one.bare.p99).toFixed(2)}, +${ms(one.gate.p99 - one.bare.p99)} at p99, +${ms(one.gate.p50 - one.bare.p50)} at p50`,
+          goal: "(informational)",
+          result: "",
+        });
+        log(`egress one client: gate p50 ${ms(one.gate.p50)} p99 ${ms(one.gate.p99)}; bare p50 ${ms(one.bare.p50)} p99 ${ms(one.bare.p99)}`);
       } finally {
         await guard.stop();
       }

@@ -12,6 +12,8 @@ import { totpKeyFor } from "./admin/auth.ts";
 import { handleAdmin } from "./admin/routes.ts";
 import { handleUsageTrigger } from "./breaker/usage-trigger.ts";
 import { handleWebhook, type LedgerPort, type WebhookTrace } from "./webhooks/handler.ts";
+import { AuthLimiter } from "./egress/auth-limit.ts";
+import { handleEgress } from "./egress/gate.ts";
 
 export interface AppDeps {
   /** The clock the ledger's windows use; injected by tests that cross UTC midnight without sleeping. */
@@ -21,6 +23,8 @@ export interface AppDeps {
   /** Outbound fetch for the origin; defaults to the global one. */
   fetch?: typeof fetch;
   tokenCache: TokenCache;
+  /** How long the egress gate waits for Twilio (default DEFAULT_UPSTREAM_TIMEOUT_MS). Tests shorten it. */
+  upstreamTimeoutMs?: number;
 }
 
 interface RequestState {
@@ -42,7 +46,7 @@ export function accountGuard(env: GuardEnv, sid: string) {
 
 function durableLedger(env: GuardEnv, now: () => number): LedgerPort {
   return {
-    record: (event, idempotencyToken) => accountGuard(env, event.accountSid).record(event, idempotencyToken, now()),
+    record: (event, idempotencyToken, reservationId) => accountGuard(env, event.accountSid).record(event, idempotencyToken, now(), reservationId),
   };
 }
 
@@ -78,6 +82,7 @@ function countRequest(state: RequestState, status: number): void {
 
 export function createApp(overrides: Partial<AppDeps> = {}) {
   const deps: AppDeps = { now: Date.now, tokenCache: new TokenCache(), ...overrides };
+  const egressLimiter = new AuthLimiter();
 
   const router = AutoRouter<IRequest, Args>({
     catch: (error: unknown, _request: IRequest, _env: GuardEnv, _ctx: ExecutionContext, state: RequestState) => {
@@ -133,6 +138,31 @@ export function createApp(overrides: Partial<AppDeps> = {}) {
       guard: (sid) => accountGuard(env, sid),
       now: deps.now,
     }, state.trace);
+  });
+
+  router.all("/twilio/*", (request, env, ctx, state) => {
+    state.route = "egress";
+    const config = getConfig(env);
+    state.logger = new Logger(config.secrets);
+    const tokens = tokenResolver(env, config, deps.tokenCache);
+    return handleEgress(
+      request,
+      {
+        config,
+        logger: state.logger,
+        mode: config.egressMode,
+        now: deps.now,
+        resolveTokens: (sid) => tokens(sid),
+        ledger: (sid) => accountGuard(env, sid),
+        // Failed credentials are counted per client address, in an AdminGate instance of that address.
+        failures: { fail: (address, now) => env.ADMIN_GATE.getByName(`egress-auth:${address}`).fail(now) },
+        limiter: egressLimiter,
+        waitUntil: (promise) => ctx.waitUntil(promise),
+        ...(deps.fetch !== undefined ? { fetch: deps.fetch } : {}),
+        ...(deps.upstreamTimeoutMs !== undefined ? { upstreamTimeoutMs: deps.upstreamTimeoutMs } : {}),
+      },
+      state.trace,
+    );
   });
 
   const admin = (request: IRequest, env: GuardEnv, ctx: ExecutionContext, state: RequestState) => {

@@ -231,15 +231,16 @@ export function clonePersist(from: string, stateDir = STATE_DIR): string {
 /**
  * The runtime's floor for a forwarding Worker: the same workerd setup (direct socket, compatibility
  * date), a Worker that only reads the body, forwards it with the request's headers to `originUrl` + the
- * path after /webhooks, and relays the answer. No verification, no ledger, no logging.
+ * path after `stripPrefix` (a regular expression's source: /webhooks, or /twilio/<host> for the egress
+ * gate's floor), and relays the answer. No verification, no ledger, no logging.
  */
-export async function startBareForwarder(originUrl: string): Promise<{ url: string; pid: number; stop(): Promise<void> }> {
+export async function startBareForwarder(originUrl: string, stripPrefix = "^\\/webhooks"): Promise<{ url: string; pid: number; stop(): Promise<void> }> {
   const config = unstable_readConfig({ config: join(WORKER_ROOT, "wrangler.toml") });
   const script = `export default {
   async fetch(request, env) {
     const url = new URL(request.url);
-    const body = await request.arrayBuffer();
-    const answer = await fetch(env.ORIGIN_URL + url.pathname.replace(/^\\/webhooks/, "") + url.search, { method: request.method, headers: request.headers, body });
+    const body = request.method === "GET" ? null : await request.arrayBuffer();
+    const answer = await fetch(env.ORIGIN_URL + url.pathname.replace(/${stripPrefix}/, "") + url.search, { method: request.method, headers: request.headers, body });
     return new Response(await answer.arrayBuffer(), { status: answer.status, headers: { "content-type": answer.headers.get("content-type") ?? "text/plain" } });
   },
 };`;

@@ -24,7 +24,7 @@ const MAX_SERIES = 5_000;
 /** before/after snapshots in an audit entry are capped; a policy is far smaller. */
 const MAX_AUDIT_JSON_CHARS = 16_384;
 
-export type AdminCall = "policy" | "trip" | "reset" | "usage-triggers";
+export type AdminCall = "policy" | "trip" | "reset" | "usage-triggers" | "egress-key-issue" | "egress-key-revoke";
 
 export interface AuditEntry {
   atMs: number;

@@ -92,6 +92,14 @@ export const COUNTERS = {
     help: "Admin API mutations executed, by call (policy, trip, reset, usage-triggers) and outcome (ok, error).",
     labels: ["call", "outcome"],
   },
+  guard_egress_sends_total: {
+    help: "Sends through the REST egress gate, by outcome (allowed, refused, report-only: forwarded though enforce would refuse) and reason (none, country, per-prefix, per-destination, limit, breaker-open).",
+    labels: ["outcome", "reason"],
+  },
+  guard_egress_refused_total: {
+    help: "Requests the REST egress gate refused before any send was priced, by reason (credentials, rate-limited-auth, scope, host-not-allowed).",
+    labels: ["reason"],
+  },
 } as const satisfies Record<string, CounterSpec>;
 
 export type CounterName = keyof typeof COUNTERS;

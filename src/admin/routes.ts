@@ -7,6 +7,9 @@
 //   POST /admin/accounts/:sid/trip                trip now; optional JSON body {"reason": "…"}
 //   POST /admin/accounts/:sid/reset               close the breaker, reactivate if the guard suspended
 //   POST /admin/accounts/:sid/usage-triggers      mirror the policy's usd limits as Twilio Usage Triggers
+//   POST /admin/accounts/:sid/egress-keys         issue an egress key (shown once; only its hash is kept)
+//   GET  /admin/accounts/:sid/egress-keys         its keys: id, created, last used, revoked (never a key)
+//   DELETE /admin/accounts/:sid/egress-keys/:id   revoke one
 //   GET  /admin/metrics                           Prometheus text (src/admin/metrics.ts, docs/metrics.md)
 //
 // Order of checks, so that nothing changes on a refused call and each refusal costs one gate RPC:
@@ -37,6 +40,7 @@ import { dashboardResponse } from "./dashboard.ts";
 import { ADMIN_GATE_NAME, type AdminCall, type AuditEntry } from "./gate.ts";
 import { METRICS_AGGREGATOR_NAME, PROMETHEUS_CONTENT_TYPE, metrics, renderPrometheus, restCallObserver } from "./metrics.ts";
 import { ProvisioningError, provisionUsageTriggers, triggerCallbackUrl } from "./usage-triggers.ts";
+import { issueEgressKey } from "../egress/keys.ts";
 
 export interface AdminContext {
   env: GuardEnv;
@@ -66,11 +70,17 @@ type Operation =
   | { kind: "policy"; sid: string }
   | { kind: "trip"; sid: string }
   | { kind: "reset"; sid: string }
-  | { kind: "usage-triggers"; sid: string };
+  | { kind: "usage-triggers"; sid: string }
+  | { kind: "egress-keys"; sid: string }
+  | { kind: "egress-key-issue"; sid: string }
+  | { kind: "egress-key-revoke"; sid: string; keyId: string };
 
 type Mutation = Extract<Operation, { kind: AdminCall }>;
 
 const ACCOUNT_ROUTE = /^\/admin\/accounts\/([^/]+)(?:\/(policy|trip|reset|usage-triggers))?$/;
+const EGRESS_KEYS_ROUTE = /^\/admin\/accounts\/([^/]+)\/egress-keys(?:\/([^/]+))?$/;
+/** An egress key's id (src/egress/keys.ts): 16 hex. */
+const EGRESS_KEY_ID = /^[0-9a-f]{16}$/;
 
 const ROUTE_METHODS: Record<Operation["kind"], string> = {
   list: "GET",
@@ -80,6 +90,9 @@ const ROUTE_METHODS: Record<Operation["kind"], string> = {
   trip: "POST",
   reset: "POST",
   "usage-triggers": "POST",
+  "egress-keys": "GET",
+  "egress-key-issue": "POST",
+  "egress-key-revoke": "DELETE",
 };
 
 const CALL_NAMES: Record<AdminCall, string> = {
@@ -87,6 +100,8 @@ const CALL_NAMES: Record<AdminCall, string> = {
   trip: "POST /admin/accounts/:sid/trip",
   reset: "POST /admin/accounts/:sid/reset",
   "usage-triggers": "POST /admin/accounts/:sid/usage-triggers",
+  "egress-key-issue": "POST /admin/accounts/:sid/egress-keys",
+  "egress-key-revoke": "DELETE /admin/accounts/:sid/egress-keys/:id",
 };
 
 function json(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
@@ -118,13 +133,15 @@ function text(value: string | undefined): string | null {
 /** Which operation a path and method name: a GuardError (404/405/400) when none. */
 function resolve(method: string, path: string): Operation | GuardError {
   let op: Operation | null = null;
+  const keys = EGRESS_KEYS_ROUTE.exec(path);
+  if (keys) return resolveEgressKeys(method, keys[1]!, keys[2]);
   if (path === "/admin/accounts") op = { kind: "list" };
   else if (path === "/admin/metrics") op = { kind: "metrics" };
   else {
     const m = ACCOUNT_ROUTE.exec(path);
     if (m) {
       const sid = m[1]!;
-      const kind = (m[2] ?? "account") as Exclude<Operation["kind"], "list" | "metrics">;
+      const kind = (m[2] ?? "account") as "account" | "policy" | "trip" | "reset" | "usage-triggers";
       if (ROUTE_METHODS[kind] !== method) {
         return adminError(405, "method-not-allowed", `method not allowed: use ${ROUTE_METHODS[kind]}`, {}, { allow: ROUTE_METHODS[kind] });
       }
@@ -137,6 +154,20 @@ function resolve(method: string, path: string): Operation | GuardError {
     return adminError(405, "method-not-allowed", `method not allowed: use ${ROUTE_METHODS[op.kind]}`, {}, { allow: ROUTE_METHODS[op.kind] });
   }
   return op;
+}
+
+/** /admin/accounts/:sid/egress-keys (GET, POST) and /admin/accounts/:sid/egress-keys/:id (DELETE). */
+function resolveEgressKeys(method: string, sid: string, keyId: string | undefined): Operation | GuardError {
+  const allowed = keyId === undefined ? "GET, POST" : "DELETE";
+  if (!allowed.split(", ").includes(method)) {
+    return adminError(405, "method-not-allowed", `method not allowed: use ${allowed}`, {}, { allow: allowed });
+  }
+  if (!ACCOUNT_SID_PATTERN.test(sid)) return badField("sid", "sid: must be AC followed by 32 lowercase hex characters", "invalid-sid");
+  if (keyId !== undefined) {
+    if (!EGRESS_KEY_ID.test(keyId)) return badField("id", "id: must be an egress key id (16 hex characters)");
+    return { kind: "egress-key-revoke", sid, keyId };
+  }
+  return method === "GET" ? { kind: "egress-keys", sid } : { kind: "egress-key-issue", sid };
 }
 
 async function readJsonBody(request: Request, optional: boolean): Promise<unknown> {
@@ -274,6 +305,7 @@ async function routeAdmin(request: Request, ctx: AdminContext, adminToken: strin
     if (op.kind !== "list" && op.kind !== "metrics") ctx.trace.account = op.sid;
     if (op.kind === "list") return listAccounts(env, config, url);
     if (op.kind === "metrics") return metricsText(env);
+    if (op.kind === "egress-keys") return json({ keys: await guard(env, op.sid).listEgressKeys() });
     return accountDetail(env, config, op.sid);
   }
 
@@ -291,7 +323,7 @@ async function routeAdmin(request: Request, ctx: AdminContext, adminToken: strin
 }
 
 function isMutation(op: Operation): op is Mutation {
-  return op.kind === "policy" || op.kind === "trip" || op.kind === "reset" || op.kind === "usage-triggers";
+  return op.kind === "policy" || op.kind === "trip" || op.kind === "reset" || op.kind === "usage-triggers" || op.kind === "egress-key-issue" || op.kind === "egress-key-revoke";
 }
 
 // ---------------------------------------------------------------- reads
@@ -462,6 +494,24 @@ async function execute(op: Mutation, input: MutationInput, m: MutationContext): 
         outcome: "ok",
         detail: `${before.breaker.state === "open" ? "breaker closed" : "breaker was already closed"}; reactivation ${reactivation}`,
       };
+    }
+    case "egress-key-issue": {
+      const issued = await issueEgressKey();
+      const result = await stub.issueEgressKey(op.sid, issued.id, issued.hash, m.now);
+      if (!result.ok) throw adminError(409, "too-many-egress-keys", result.why);
+      // The key is in this answer only: the guard keeps its SHA-256, and the audit trail its id.
+      return {
+        response: json({ id: issued.id, key: issued.key, account: op.sid, createdAt: m.now, note: "shown once: store it now; the guard keeps only its hash" }, 201),
+        before: null,
+        after: { id: issued.id },
+        outcome: "ok",
+        detail: `egress key ${issued.id} issued`,
+      };
+    }
+    case "egress-key-revoke": {
+      const revoked = await stub.revokeEgressKey(op.sid, op.keyId, m.now);
+      if (!revoked) throw adminError(404, "unknown-egress-key", "no live egress key with this id for this account");
+      return { response: json({ id: op.keyId, revoked: true }), before: { id: op.keyId }, after: { id: op.keyId, revoked: true }, outcome: "ok", detail: `egress key ${op.keyId} revoked` };
     }
     case "usage-triggers": {
       const snapshot = await stub.snapshot();

@@ -17,13 +17,18 @@ import type { BillableEvent } from "../ledger/classify.ts";
 import { parsePolicy, type Limit, type Policy } from "../ledger/policy.ts";
 import { fromMicros, priceEvent, toMicros } from "../ledger/pricing.ts";
 import { applyEvent, breakerBlocks, tripBreaker, resetBreaker, type Breaker, type Effect, type WindowTotals } from "../ledger/limits.ts";
-import { ALL_WINDOWS, isPrunable, windowId, windowStart } from "../ledger/windows.ts";
+import { ALL_WINDOWS, isPrunable, windowEnd, windowId, windowStart } from "../ledger/windows.ts";
 import { classifyRestFailure, retryDelayMs } from "../ledger/backoff.ts";
 import { createTwilioClient, TwilioRestError, type TwilioClient } from "../twilio/rest.ts";
 import { metrics, restCallObserver } from "../admin/metrics.ts";
 import type { RecordVerdict } from "../webhooks/handler.ts";
 import { AlertDeliveryError, alertText, sendAlertWebhook } from "./alerts.ts";
 import { migrateAccountSchema, RECENT_EVENTS_KEPT } from "./schema.ts";
+import { EgressStore, type EgressKeyView } from "../egress/store.ts";
+import type { GateRefusal, ReserveAnswer, ReserveRequest } from "../egress/protocol.ts";
+import { checkPumping } from "../egress/pumping.ts";
+import { callReservation, priceSend } from "../egress/send.ts";
+import { decideReservation, releaseAsDuplicate, settleReservation, type Reservation, type Settlement } from "../ledger/reservations.ts";
 
 /**
  * Twilio retries a webhook for at most a few hours (connection overrides allow up to 5 retries with
@@ -98,9 +103,13 @@ export class AccountGuard extends DurableObject<GuardEnv> {
   /** The newest recent_events sequence number, once read (the ring's next slot follows it). */
   #recentSeq: number | null = null;
 
+  /** The REST egress gate's rows (src/egress/store.ts). */
+  readonly #egress: EgressStore;
+
   constructor(ctx: DurableObjectState, env: GuardEnv) {
     super(ctx, env);
     this.#sql = ctx.storage.sql;
+    this.#egress = new EgressStore(this.#sql);
     this.#migrate();
     this.#sid = this.#meta("sid");
     this.#logger = new Logger(this.#secrets());
@@ -211,7 +220,7 @@ export class AccountGuard extends DurableObject<GuardEnv> {
   // ---------------------------------------------------------------- the event path
 
   /** Records one verified billable event; the verdict decides an inbound event's answer. */
-  async record(event: BillableEvent, idempotencyToken: string | null, atMs?: number): Promise<RecordVerdict> {
+  async record(event: BillableEvent, idempotencyToken: string | null, atMs?: number, reservationId?: string): Promise<RecordVerdict> {
     const now = atMs ?? Date.now();
     const sid = this.#identify(event.accountSid, now);
     const inbound = event.kind === "inbound-message" || event.kind === "inbound-call";
@@ -225,8 +234,18 @@ export class AccountGuard extends DurableObject<GuardEnv> {
       }
       let usdMicros = 0;
       let events = 0;
+      // A status callback the egress gate asked for names its reservation: bind it before counting, so the
+      // send is counted once (by its reservation), and a reported price replaces the estimate.
+      let egressEffects = false;
+      if (reservationId !== undefined) egressEffects = this.#settleReservation(reservationId, { type: "sid-seen", sid: event.sid }, policy);
+      if (event.reportedPriceUsd !== undefined && event.kind === "message-status") {
+        const bound = this.#egress.reservationBySid(event.sid);
+        if (bound !== null) egressEffects = this.#settleReservation(bound.id, { type: "price", usd: event.reportedPriceUsd }, policy) || egressEffects;
+      }
       if (!duplicate && event.billable) {
-        const price = priceEvent(event, policy.prices);
+        // A call the gate made is priced at the destination's rate it was reserved at.
+        const callRate = event.kind === "call-status" && event.reportedPriceUsd === undefined ? this.#egress.callRate(event.sid) : null;
+        const price = callRate !== null ? callRate * (event.units.minutes ?? 0) : priceEvent(event, policy.prices);
         const prior = this.#sql
           .exec<{ usd_micros: number; settled: number }>("SELECT usd_micros, settled FROM counted WHERE count_key = ?", event.countKey)
           .toArray()[0];
@@ -254,7 +273,7 @@ export class AccountGuard extends DurableObject<GuardEnv> {
         effects = true;
       }
       if (usdMicros !== 0 || events !== 0) effects = this.#count(policy, now, { usdMicros, events }) || effects;
-      return { duplicate, blocked: inbound && this.#blocks(this.#breaker()), effects };
+      return { duplicate, blocked: inbound && this.#blocks(this.#breaker()), effects: effects || egressEffects };
     });
     await this.#afterWrite(verdict.effects, now);
     metrics.flush(this.env, (promise) => this.ctx.waitUntil(promise));
@@ -483,6 +502,125 @@ export class AccountGuard extends DurableObject<GuardEnv> {
     };
   }
 
+  // ---------------------------------------------------------------- the REST egress gate (src/egress/)
+
+  /**
+   * Reserves a send before the gate forwards it, in one transaction: the egress key (when one is
+   * presented), the breaker, the pumping rules and the limits are checked and the estimate counted
+   * together, so racing sends can never overshoot a limit. A send that would cross a limit trips the
+   * breaker (as a webhook does) and is refused.
+   */
+  async reserveSend(req: ReserveRequest): Promise<ReserveAnswer> {
+    const now = req.atMs;
+    this.#identify(req.accountSid, now);
+    const { policy } = this.#policy();
+    const facts = req.send;
+    const { answer, effects } = this.#transaction((): { answer: ReserveAnswer; effects: boolean } => {
+      if (req.key !== null && !this.#egress.useKey(req.key.id, req.key.hash, now)) {
+        return { answer: { ok: false, refusal: { reason: "credentials", detail: "Authenticate" } }, effects: false };
+      }
+      const { usdMicros, unitMicros } = priceSend(facts, policy.prices, policy.egress?.maxCallMinutes);
+      const setTimeLimitS = facts.kind === "call" ? callReservation(facts, policy.egress?.maxCallMinutes).setTimeLimitS : null;
+      const pumping = checkPumping(policy.egress, facts.destination, now, (key) => this.#egress.count(key));
+      const decision = decideReservation(policy, this.#currentTotals(now), now, usdMicros, this.#blocks(this.#breaker()));
+      let refusal: GateRefusal | null = null;
+      if (!pumping.ok) {
+        refusal = pumping.reason === "country"
+          ? { reason: "country", detail: `Permission to send to ${pumping.country ?? "this destination"} has not been enabled for this account by the guard's policy.` }
+          : { reason: pumping.reason, retryAfterS: pumping.retryAfterS, detail: pumping.reason === "per-prefix" ? "Too many sends to this block of numbers; retry later." : "Too many sends to this number; retry later." };
+      } else if (!decision.ok) {
+        refusal = decision.reason === "breaker-open"
+          ? { reason: "breaker-open", detail: "The guard's circuit breaker is open for this account: sends are blocked." }
+          : { reason: "limit", detail: `This send would take the account above its ${limitLabel(decision.limit)} limit.` };
+      }
+      let queued = false;
+      if (refusal !== null && req.mode === "enforce") {
+        if (!decision.ok && decision.reason === "limit") {
+          const label = limitLabel(decision.limit);
+          queued = this.#trip(`limit ${label}`, `a send through the egress gate would cross ${label} in ${windowId(decision.limit.window, now)}`, now, policy);
+        }
+        return { answer: { ok: false, refusal }, effects: queued };
+      }
+      const reservation: Reservation = { id: crypto.randomUUID(), atMs: now, kind: facts.kind, usdMicros, state: "held", sid: null };
+      const country = facts.destination.country;
+      this.#egress.insertReservation(reservation, unitMicros, country);
+      if (pumping.ok) for (const c of pumping.counters) this.#egress.increment(c.key, windowEnd(c.window, now));
+      const newCountry = this.#egress.firstSendTo(country, now);
+      if (newCountry) {
+        this.#logger.warn("egress-new-country", { account: this.#sid, country: country ?? "unknown", channel: facts.channel });
+        queued = this.#enqueueAlerts("", now, "warn", `first send through the egress gate to ${country ?? "a number of unknown country"} (${facts.channel})`) || queued;
+      }
+      queued = this.#count(policy, now, { usdMicros, events: 1 }) || queued;
+      return {
+        answer: { ok: true, reservationId: reservation.id, estimateUsd: fromMicros(usdMicros), setTimeLimitS, wouldRefuse: refusal, newCountry },
+        effects: queued,
+      };
+    });
+    await this.#afterWrite(effects, now);
+    metrics.flush(this.env, (promise) => this.ctx.waitUntil(promise));
+    return answer;
+  }
+
+  /** Settles a reservation with Twilio's answer (idempotent: a second settlement changes nothing). */
+  async settleSend(sid: string, reservationId: string, settlement: Settlement, atMs?: number): Promise<Reservation | null> {
+    const now = atMs ?? Date.now();
+    this.#identify(sid, now);
+    const { policy } = this.#policy();
+    const queued = this.#transaction(() => this.#settleReservation(reservationId, settlement, policy));
+    await this.#afterWrite(queued, now);
+    metrics.flush(this.env, (promise) => this.ctx.waitUntil(promise));
+    return this.#egress.reservation(reservationId);
+  }
+
+  /** Inside a transaction: applies the pure transition, binds the Sid, corrects the windows of the send. */
+  #settleReservation(id: string, settlement: Settlement, policy: Policy): boolean {
+    const before = this.#egress.reservation(id);
+    if (before === null) return false;
+    let transition = settleReservation(before, settlement);
+    if (transition.bind !== null) {
+      const { countKey, usdMicros, settled } = transition.bind;
+      const inserted = this.#sql.exec("INSERT OR IGNORE INTO counted (count_key, at_ms, usd_micros, settled) VALUES (?, ?, ?, ?)", countKey, before.atMs, usdMicros, settled).rowsWritten;
+      // Its status callback got here first and counted it: the reservation goes, the send stays counted once.
+      if (inserted === 0) transition = releaseAsDuplicate(before);
+    }
+    this.#egress.updateReservation(transition.next);
+    if (transition.deltaMicros === 0 && transition.deltaEvents === 0) return false;
+    return this.#count(policy, before.atMs, { usdMicros: transition.deltaMicros, events: transition.deltaEvents });
+  }
+
+  #currentTotals(now: number): WindowTotals[] {
+    return ALL_WINDOWS.map((window) => {
+      const id = windowId(window, now);
+      const row = this.#sql
+        .exec<{ usd_micros: number; events: number }>("SELECT usd_micros, events FROM totals WHERE window = ? AND window_id = ?", window, id)
+        .toArray()[0];
+      return { window, windowId: id, usdMicros: row?.usd_micros ?? 0, events: row?.events ?? 0 };
+    });
+  }
+
+  /** An egress key for a call that is not a send (the gate's reads): checked, and its last use recorded. */
+  checkEgressKey(sid: string, keyId: string, hash: string, atMs?: number): boolean {
+    const now = atMs ?? Date.now();
+    this.#identify(sid, now);
+    return this.#egress.useKey(keyId, hash, now);
+  }
+
+  issueEgressKey(sid: string, keyId: string, hash: string, atMs?: number): { ok: true } | { ok: false; why: string } {
+    const now = atMs ?? Date.now();
+    this.#identify(sid, now);
+    return this.#egress.addKey(keyId, hash, now);
+  }
+
+  listEgressKeys(): EgressKeyView[] {
+    return this.#egress.listKeys();
+  }
+
+  revokeEgressKey(sid: string, keyId: string, atMs?: number): boolean {
+    const now = atMs ?? Date.now();
+    this.#identify(sid, now);
+    return this.#egress.revokeKey(keyId, now);
+  }
+
   // ---------------------------------------------------------------- the alarm: outbox, reconcile, prune
 
   override async alarm(): Promise<void> {
@@ -676,6 +814,7 @@ export class AccountGuard extends DurableObject<GuardEnv> {
     // Rows outside the ring's slots: appended by the previous release after a rollback (schema.ts).
     this.#sql.exec("DELETE FROM recent_events WHERE id >= ?", RECENT_EVENTS_KEPT);
     this.#sql.exec("DELETE FROM outbox WHERE state != 'pending' AND next_at_ms < ?", now - SEEN_RETENTION_MS);
+    this.#egress.prune(now, now - SEEN_RETENTION_MS);
     for (const window of ALL_WINDOWS) {
       const rows = this.#sql.exec<{ window_id: string; start_ms: number }>("SELECT window_id, start_ms FROM totals WHERE window = ?", window).toArray();
       for (const r of rows) if (isPrunable(window, r.start_ms, now)) this.#sql.exec("DELETE FROM totals WHERE window = ? AND window_id = ?", window, r.window_id);

@@ -13,8 +13,27 @@
 // WITHOUT ROWID changes no statement, `seq` has a default), and what it appends to recent_events outside
 // the ring is pruned once the new release runs again (AccountGuard's alarm).
 
-/** Schema generations. 1: the first release (rowid tables, recent_events appended and trimmed). */
-export const ACCOUNT_SCHEMA_VERSION = 2;
+/**
+ * Schema generations. 1: the first release (rowid tables, recent_events appended and trimmed).
+ * 2: WITHOUT ROWID key/value tables, the recent_events ring. 3: the REST egress gate's tables
+ * (EGRESS_TABLES: new tables only, so the migration from 2 is self-contained and a rollback to 2 ignores them).
+ */
+export const ACCOUNT_SCHEMA_VERSION = 3;
+
+/**
+ * The egress gate (src/egress/store.ts): reservations of sends (by id, and by the Sid Twilio gave),
+ * pumping counters per rule key and window, destination countries seen, and the account's egress keys
+ * (SHA-256 hashes only, never a key).
+ */
+export const EGRESS_TABLES = `
+  CREATE TABLE IF NOT EXISTS egress_reservations (id TEXT PRIMARY KEY, at_ms INTEGER NOT NULL, kind TEXT NOT NULL,
+    usd_micros INTEGER NOT NULL, unit_micros INTEGER NOT NULL, state TEXT NOT NULL, sid TEXT, country TEXT) WITHOUT ROWID;
+  CREATE INDEX IF NOT EXISTS egress_reservations_by_sid ON egress_reservations (sid);
+  CREATE TABLE IF NOT EXISTS egress_counters (key TEXT PRIMARY KEY, window_end_ms INTEGER NOT NULL, n INTEGER NOT NULL) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS egress_countries (country TEXT PRIMARY KEY, first_at_ms INTEGER NOT NULL) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS egress_keys (id TEXT PRIMARY KEY, hash TEXT NOT NULL, created_at_ms INTEGER NOT NULL,
+    last_used_at_ms INTEGER, revoked_at_ms INTEGER) WITHOUT ROWID;
+`;
 
 /** The account page shows this many recent events; the ring has exactly this many slots. */
 export const RECENT_EVENTS_KEPT = 50;
@@ -88,6 +107,8 @@ export function migrateAccountSchema(sql: SqlStorage): number {
     );
     sql.exec("DROP TABLE recent_events_v1");
   }
+  // 2 → 3 adds tables only.
+  sql.exec(EGRESS_TABLES);
   sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)", String(ACCOUNT_SCHEMA_VERSION));
   return found;
 }

@@ -7,6 +7,8 @@ import type { GuardEnv } from "./env.ts";
 
 export type WebhookAuth = "signature" | "basic" | "both";
 export type GuardMode = "enforce" | "report-only";
+/** The REST egress gate (`/twilio/*`): off (the default), enforce, or report-only. */
+export type EgressMode = "off" | "enforce" | "report-only";
 
 export interface BasicCredentials {
   user: string;
@@ -28,6 +30,7 @@ export interface Config {
   webhookAuth: WebhookAuth;
   basic: BasicCredentials | null;
   mode: GuardMode;
+  egressMode: EgressMode;
   policy: Policy;
   adminToken: string | null;
   adminTotpSecret: string | null;
@@ -170,6 +173,7 @@ export function parseConfig(env: GuardEnv): Config {
     webhookAuth,
     basic: webhookAuth === "signature" || user === null || password === null ? null : { user, password },
     mode: oneOf<GuardMode>("GUARD_MODE", text(env.GUARD_MODE), ["enforce", "report-only"], "enforce"),
+    egressMode: oneOf<EgressMode>("EGRESS_MODE", text(env.EGRESS_MODE), ["off", "enforce", "report-only"], "off"),
     policy,
     adminToken,
     adminTotpSecret,

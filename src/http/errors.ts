@@ -2,7 +2,8 @@
 // message the client may see. Anything else is a bug or an outage: it is logged and answered with a
 // generic 500, so internal messages (and anything they might contain) never reach a client.
 
-export type ErrorFormat = "text" | "json";
+/** text: short plain text; json: `{error, message, …details}`; twilio: Twilio's REST error shape (the egress gate). */
+export type ErrorFormat = "text" | "json" | "twilio";
 
 export interface GuardErrorOptions {
   headers?: Record<string, string>;
@@ -11,6 +12,8 @@ export interface GuardErrorOptions {
   /** Extra public JSON fields (e.g. the name of a bad setting). Never secrets. */
   details?: Record<string, unknown>;
   format?: ErrorFormat;
+  /** Twilio's error code, for the `twilio` format. */
+  code?: number;
 }
 
 export class GuardError extends Error {
@@ -20,6 +23,7 @@ export class GuardError extends Error {
   readonly headers: Record<string, string>;
   readonly details: Record<string, unknown>;
   readonly format: ErrorFormat;
+  readonly code: number | undefined;
 
   constructor(status: number, publicMessage: string, options: GuardErrorOptions = {}) {
     super(publicMessage);
@@ -30,6 +34,7 @@ export class GuardError extends Error {
     this.headers = options.headers ?? {};
     this.details = options.details ?? {};
     this.format = options.format ?? "text";
+    this.code = options.code;
   }
 }
 
@@ -57,6 +62,13 @@ export function toErrorResponse(error: unknown): Response {
     });
   }
   const headers = new Headers(error.headers);
+  if (error.format === "twilio") {
+    // https://www.twilio.com/docs/usage/twilios-response: what every Twilio SDK parses into its exception.
+    headers.set("content-type", "application/json; charset=utf-8");
+    const code = error.code ?? error.status;
+    const body = { code, message: error.publicMessage, more_info: `https://www.twilio.com/docs/errors/${code}`, status: error.status, details: error.details };
+    return new Response(JSON.stringify(body), { status: error.status, headers });
+  }
   if (error.format === "json") {
     headers.set("content-type", "application/json; charset=utf-8");
     const body = { error: error.reason, message: error.publicMessage, ...error.details };

@@ -21,6 +21,31 @@ export interface Prices {
   mms: number;
   /** Per voice minute (calls are billed per started minute). */
   voiceMinute: number;
+  /** Outbound SMS per segment by ISO 3166 country of the destination, `*` for the rest (the gate's sends). */
+  sms?: CountryPrices;
+  /** Outbound voice per minute by ISO 3166 country of the destination, `*` for the rest. */
+  voice?: CountryPrices;
+}
+
+/** USD per unit by ISO 3166-1 alpha-2 country code, or `*` for every other country. */
+export type CountryPrices = Readonly<Record<string, number>>;
+
+/** A rate rule of the egress gate: at most `max` sends per window (to one number, or to one block of numbers). */
+export interface EgressRate {
+  window: WindowKind;
+  max: number;
+}
+
+/** The REST egress gate's rules for this account's sends (CONTRACT.md, "egress"). */
+export interface EgressRules {
+  /** Destination countries allowed (ISO 3166-1 alpha-2); absent: every country. */
+  countries?: readonly string[];
+  /** At most `max` sends per window to numbers sharing all but their last `digits` digits. */
+  perPrefix?: EgressRate & { digits: number };
+  /** At most `max` sends per window to one number. */
+  perDestination?: EgressRate;
+  /** The length reserved for a call, and the TimeLimit set on calls that have none. */
+  maxCallMinutes?: number;
 }
 
 export type PolicyAction = "suspend" | "block" | "alert";
@@ -32,6 +57,8 @@ export interface Policy {
   warnAt: number;
   action: PolicyAction;
   prices: Prices;
+  /** The egress gate's rules; absent: sends are priced and limited, no pumping rules. */
+  egress?: EgressRules;
 }
 
 /**
@@ -60,9 +87,18 @@ export const MAX_LIMIT_EVENTS = 1_000_000_000;
 /** Money is counted in micro-dollars, so a usd limit finer than 6 decimals cannot be honoured exactly. */
 const USD_DECIMALS = 6;
 
-const POLICY_KEYS = ["limits", "warnAt", "action", "prices"] as const;
+const POLICY_KEYS = ["limits", "warnAt", "action", "prices", "egress"] as const;
 const LIMIT_KEYS = ["window", "usd", "events"] as const;
-const PRICE_KEYS = ["smsSegment", "mms", "voiceMinute"] as const;
+const PRICE_KEYS = ["smsSegment", "mms", "voiceMinute", "sms", "voice"] as const;
+const EGRESS_KEYS = ["countries", "perPrefix", "perDestination", "maxCallMinutes"] as const;
+/** ISO 3166-1 alpha-2, as libphonenumber-js reports a number's country. */
+const COUNTRY_CODE = /^[A-Z]{2}$/;
+/** Twilio ends every call after 24 hours (https://www.twilio.com/docs/voice/api/call-resource): no longer reservation is real. */
+export const MAX_EGRESS_CALL_MINUTES = 24 * 60;
+/** An E.164 number has at most 15 digits (ITU-T E.164); a "prefix" of more trailing digits is no prefix. */
+const MAX_PREFIX_DIGITS = 14;
+/** Far above any real per-number or per-prefix rate; bounds the counters. */
+const MAX_EGRESS_RATE = 1_000_000;
 const ACTIONS: readonly PolicyAction[] = ["suspend", "block", "alert"];
 
 /** A policy that does not validate. `field` is the path of the offending value (`limits[1].usd`, `(json)`). */
@@ -120,7 +156,7 @@ function parsePrices(value: unknown): Prices {
   if (value === undefined) return { ...DEFAULT_PRICES };
   if (!isRecord(value)) throw new PolicyError("prices", "must be an object");
   rejectUnknownKeys(value, PRICE_KEYS, "prices");
-  const price = (key: keyof Prices): number => {
+  const price = (key: "smsSegment" | "mms" | "voiceMinute"): number => {
     const v = value[key];
     if (v === undefined) return DEFAULT_PRICES[key];
     // Zero is allowed: a user may decide a unit costs them nothing worth counting.
@@ -128,7 +164,65 @@ function parsePrices(value: unknown): Prices {
     if (v > MAX_UNIT_PRICE_USD) throw new PolicyError(`prices.${key}`, `must be at most ${MAX_UNIT_PRICE_USD}`);
     return v;
   };
-  return { smsSegment: price("smsSegment"), mms: price("mms"), voiceMinute: price("voiceMinute") };
+  const out: Prices = { smsSegment: price("smsSegment"), mms: price("mms"), voiceMinute: price("voiceMinute") };
+  for (const key of ["sms", "voice"] as const) {
+    if (value[key] !== undefined) out[key] = parseCountryPrices(value[key], `prices.${key}`);
+  }
+  return out;
+}
+
+function parseCountryPrices(value: unknown, field: string): CountryPrices {
+  if (!isRecord(value)) throw new PolicyError(field, "must be an object of country code to price");
+  const out: Record<string, number> = {};
+  for (const [country, v] of Object.entries(value)) {
+    if (country !== "*" && !COUNTRY_CODE.test(country)) throw new PolicyError(`${field}.${country}`, "must be an ISO 3166 country code (US, GB) or *");
+    if (typeof v !== "number" || !Number.isFinite(v) || v < 0) throw new PolicyError(`${field}.${country}`, "must be a number ≥ 0");
+    if (v > MAX_UNIT_PRICE_USD) throw new PolicyError(`${field}.${country}`, `must be at most ${MAX_UNIT_PRICE_USD}`);
+    out[country] = v;
+  }
+  return out;
+}
+
+function wholeNumber(value: unknown, field: string, min: number, max: number): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
+    throw new PolicyError(field, `must be a whole number from ${min} to ${max}`);
+  }
+  return value;
+}
+
+function parseRate(value: unknown, field: string, extra: readonly string[]): EgressRate & Record<string, unknown> {
+  if (!isRecord(value)) throw new PolicyError(field, "must be an object");
+  rejectUnknownKeys(value, ["window", "max", ...extra], field);
+  if (typeof value.window !== "string" || !WINDOW_KINDS.includes(value.window as WindowKind)) {
+    throw new PolicyError(`${field}.window`, `must be one of ${WINDOW_KINDS.join(", ")}`);
+  }
+  return { ...value, window: value.window as WindowKind, max: wholeNumber(value.max, `${field}.max`, 1, MAX_EGRESS_RATE) };
+}
+
+function parseEgress(value: unknown): EgressRules {
+  if (!isRecord(value)) throw new PolicyError("egress", "must be an object");
+  rejectUnknownKeys(value, EGRESS_KEYS, "egress");
+  const out: EgressRules = {};
+  if (value.countries !== undefined) {
+    if (!Array.isArray(value.countries)) throw new PolicyError("egress.countries", "must be an array of country codes");
+    const countries: string[] = [];
+    for (let i = 0; i < value.countries.length; i++) {
+      const c: unknown = value.countries[i];
+      if (typeof c !== "string" || !COUNTRY_CODE.test(c)) throw new PolicyError(`egress.countries[${i}]`, "must be an ISO 3166 country code (US, GB)");
+      countries.push(c);
+    }
+    out.countries = countries;
+  }
+  if (value.perPrefix !== undefined) {
+    const rate = parseRate(value.perPrefix, "egress.perPrefix", ["digits"]);
+    out.perPrefix = { window: rate.window, max: rate.max, digits: wholeNumber(rate.digits, "egress.perPrefix.digits", 1, MAX_PREFIX_DIGITS) };
+  }
+  if (value.perDestination !== undefined) {
+    const rate = parseRate(value.perDestination, "egress.perDestination", []);
+    out.perDestination = { window: rate.window, max: rate.max };
+  }
+  if (value.maxCallMinutes !== undefined) out.maxCallMinutes = wholeNumber(value.maxCallMinutes, "egress.maxCallMinutes", 1, MAX_EGRESS_CALL_MINUTES);
+  return out;
 }
 
 /**
@@ -160,7 +254,9 @@ export function parsePolicy(input: unknown): Policy {
     if (!ACTIONS.includes(input.action as PolicyAction)) throw new PolicyError("action", `must be one of ${ACTIONS.join(", ")}`);
     action = input.action as PolicyAction;
   }
-  return { limits, warnAt, action, prices: parsePrices(input.prices) };
+  const policy: Policy = { limits, warnAt, action, prices: parsePrices(input.prices) };
+  if (input.egress !== undefined) policy.egress = parseEgress(input.egress);
+  return policy;
 }
 
 /** parsePolicy over JSON text; a syntax error is a PolicyError on the field "(json)". */

@@ -9,6 +9,7 @@ import { forwardToOrigin } from "./forward.ts";
 import { parseWebhook, readBody } from "./read.ts";
 import { RecentKeys } from "./recent.ts";
 import { blockedAnswer } from "./twiml.ts";
+import { reservationOfStatusPath } from "../egress/gate.ts";
 
 export interface RecordVerdict {
   /** The same event (Sid and status, or Twilio's idempotency token) was recorded before: not counted again. */
@@ -19,7 +20,8 @@ export interface RecordVerdict {
 
 /** The spend ledger as the webhook path sees it: one call per event, to the account's Durable Object. */
 export interface LedgerPort {
-  record(event: BillableEvent, idempotencyToken: string | null): Promise<RecordVerdict>;
+  /** `reservationId`: the egress gate's reservation a status callback of the guard's own status path names. */
+  record(event: BillableEvent, idempotencyToken: string | null, reservationId?: string): Promise<RecordVerdict>;
 }
 
 export interface WebhookDeps {
@@ -66,9 +68,12 @@ export async function handleWebhook(request: Request, deps: WebhookDeps, trace: 
     });
   }
   const { config } = deps;
-  if (config.originUrl === null) throw new ConfigError("ORIGIN_URL", "is required for forwarding");
+  // A status callback the egress gate added (the app asked for none) is recorded and answered here, never
+  // forwarded: it needs no ORIGIN_URL, and a failed check on it is refused whatever GUARD_MODE says.
+  const guardReservation = reservationOfStatusPath(new URL(request.url).pathname);
+  if (config.originUrl === null && guardReservation === null) throw new ConfigError("ORIGIN_URL", "is required for forwarding");
 
-  const enforce = config.mode === "enforce";
+  const enforce = config.mode === "enforce" || guardReservation !== null;
   const guardHeaders: Record<string, string> = {};
   const rawBody = request.method === "GET" ? new Uint8Array(0) : await readBody(request);
   let webhook;
@@ -140,7 +145,7 @@ export async function handleWebhook(request: Request, deps: WebhookDeps, trace: 
       // Status callbacks are forwarded whatever the breaker says; their bookkeeping runs after the answer.
       // Exact de-duplication happens in the ledger; the header is what this isolate has seen.
       deps.waitUntil(
-        deps.ledger.record(event, idempotencyToken).catch((error: unknown) => {
+        deps.ledger.record(event, idempotencyToken, guardReservation ?? undefined).catch((error: unknown) => {
           deps.logger.error("ledger-record-failed", error, { account: event.accountSid, event: event.kind });
         }),
       );
@@ -151,6 +156,7 @@ export async function handleWebhook(request: Request, deps: WebhookDeps, trace: 
       }
     }
   }
+  if (guardReservation !== null) return new Response(null, { status: 204 });
   return forwardToOrigin(request, rawBody, forwardOptions(deps, guardHeaders, trace));
 }
 

@@ -30,9 +30,14 @@ describe("npm run bench (--quick)", () => {
     expect(output).toMatch(/total: \d+ s \(--quick/);
   });
 
-  it("prints rows for every section, 0 to 5", () => {
+  it("prints rows for every section, 0 to 6", () => {
     const sections = new Set(rows.map((r) => r.section.split(" ")[0]));
-    expect([...sections].sort()).toEqual(["0", "1", "2", "3", "4", "5"]);
+    expect([...sections].sort()).toEqual(["0", "1", "2", "3", "4", "5", "6"]);
+  });
+
+  it("sends every message of section 6 once, and the gate's ledger counts each once", () => {
+    const exact = rows.find((r) => r.section.startsWith("6 ") && r.goal === "exact");
+    expect(exact?.result, exact?.measured).toBe("PASS");
   });
 
   it("verifies every signed request on both sides of section 1", () => {
@@ -41,9 +46,9 @@ describe("npm run bench (--quick)", () => {
     for (const row of verification) expect(row.measured).toMatch(/^[\d,]+\/s vs twilio-node [\d,]+\/s/);
   });
 
-  it("holds every exactness check: the ledger counted each event once, through the Durable Object and through the Worker", () => {
+  it("holds every exactness check: the ledger counted each event once, through the Durable Object, through the Worker and through the egress gate", () => {
     const exact = rows.filter((r) => r.goal === "exact");
-    expect(exact).toHaveLength(2);
+    expect(exact).toHaveLength(3);
     for (const row of exact) expect(row, row.measured).toMatchObject({ result: "PASS" });
   });
 

@@ -117,6 +117,31 @@ const OPERATIONS = {
     method: "GET",
     params: { Category: "string", StartDate: "date", EndDate: "date", IncludeSubaccounts: "bool", ...PAGING },
   },
+  // CreateCall (the egress gate's calls): the parameters an app sends most; "endpoint" To/From are
+  // numbers, client: or sip: addresses.
+  CreateCall: {
+    method: "POST",
+    params: {
+      To: "string",
+      From: "string",
+      Url: "uri",
+      Twiml: "string",
+      ApplicationSid: { pattern: /^AP[0-9a-fA-F]{32}$/ },
+      Method: { enum: HTTP_METHODS },
+      FallbackUrl: "uri",
+      FallbackMethod: { enum: HTTP_METHODS },
+      StatusCallback: "uri",
+      StatusCallbackEvent: "array",
+      StatusCallbackMethod: { enum: HTTP_METHODS },
+      SendDigits: "string",
+      Timeout: "int",
+      Record: "bool",
+      MachineDetection: "string",
+      CallerId: "string",
+      TimeLimit: "int",
+    },
+    required: ["To", "From"],
+  },
   CreateMessage: {
     method: "POST",
     params: {
@@ -163,7 +188,7 @@ const ROUTES: { pattern: RegExp; byMethod: Partial<Record<string, OperationId>> 
   // The account list has no Sid in its path: it lists what the credentials' account may see.
   { pattern: /^\/Accounts\.json$/, byMethod: { GET: "ListAccount" } },
   { pattern: /^\/Accounts\/([^/]+)\.json$/, byMethod: { GET: "FetchAccount", POST: "UpdateAccount" } },
-  { pattern: /^\/Accounts\/([^/]+)\/Calls\.json$/, byMethod: { GET: "ListCall" } },
+  { pattern: /^\/Accounts\/([^/]+)\/Calls\.json$/, byMethod: { GET: "ListCall", POST: "CreateCall" } },
   { pattern: /^\/Accounts\/([^/]+)\/Calls\/([^/]+)\.json$/, byMethod: { POST: "UpdateCall" } },
   { pattern: /^\/Accounts\/([^/]+)\/Usage\/Triggers\.json$/, byMethod: { GET: "ListUsageTrigger", POST: "CreateUsageTrigger" } },
   { pattern: /^\/Accounts\/([^/]+)\/Usage\/Triggers\/([^/]+)\.json$/, byMethod: { DELETE: "DeleteUsageTrigger" } },
@@ -613,6 +638,28 @@ export async function startTwilioStandin(opts: StandinOptions): Promise<TwilioSt
         return page(apiPath, query, "usage_records", list);
       }
 
+      case "CreateCall": {
+        if (form.Url === undefined && form.Twiml === undefined && form.ApplicationSid === undefined) {
+          note("neither Url, Twiml nor ApplicationSid");
+          return new HttpAnswer(400, twilioError(400, 21205, "Url parameter is required."));
+        }
+        const sid = newSid("CA");
+        calls.set(sid, { sid, accountSid: account.sid, status: "queued", from: form.From!, to: form.To!, dateCreated: new Date() });
+        return new HttpAnswer(201, {
+          account_sid: account.sid,
+          api_version: "2010-04-01",
+          date_created: rfc2822(new Date()),
+          direction: "outbound-api",
+          from: form.From,
+          price: null,
+          price_unit: "USD",
+          sid,
+          status: "queued",
+          to: form.To,
+          uri: `${API}/Accounts/${account.sid}/Calls/${sid}.json`,
+        });
+      }
+
       case "CreateMessage": {
         if (form.From === undefined && form.MessagingServiceSid === undefined) {
           note("neither From nor MessagingServiceSid");
@@ -674,6 +721,8 @@ export async function startTwilioStandin(opts: StandinOptions): Promise<TwilioSt
         return "usage-today";
       case "CreateMessage":
         return "alert-sms";
+      case "CreateCall":
+        return "unknown";
     }
   }
 

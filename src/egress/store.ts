@@ -1,0 +1,124 @@
+// The egress gate's rows in the account's SQLite (schema.ts EGRESS_TABLES): reservations, pumping
+// counters, destination countries seen, egress keys. Storage only: the decisions are the pure modules'
+// (src/ledger/reservations.ts, src/egress/pumping.ts); AccountGuard calls these inside its transactions.
+import { timingSafeEqualString } from "../util/constant-time.ts";
+import type { Reservation, ReservationState } from "../ledger/reservations.ts";
+import { MAX_EGRESS_KEYS } from "./keys.ts";
+
+/** "Last used" is kept to the minute: a send does not rewrite the key's row more than once a minute. */
+const LAST_USED_RESOLUTION_MS = 60_000;
+
+export interface EgressKeyView {
+  id: string;
+  createdAt: number;
+  lastUsedAt: number | null;
+  revokedAt: number | null;
+}
+
+type ReservationRow = { id: string; at_ms: number; kind: string; usd_micros: number; state: string; sid: string | null };
+
+function toReservation(r: ReservationRow): Reservation {
+  return { id: r.id, atMs: r.at_ms, kind: r.kind as Reservation["kind"], usdMicros: r.usd_micros, state: r.state as ReservationState, sid: r.sid };
+}
+
+export class EgressStore {
+  readonly #sql: SqlStorage;
+  constructor(sql: SqlStorage) {
+    this.#sql = sql;
+  }
+
+  // ---- egress keys
+
+  addKey(id: string, hash: string, nowMs: number): { ok: true } | { ok: false; why: string } {
+    const live = this.#sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM egress_keys WHERE revoked_at_ms IS NULL").one().n;
+    if (live >= MAX_EGRESS_KEYS) return { ok: false, why: `at most ${MAX_EGRESS_KEYS} live egress keys per account: revoke one first` };
+    this.#sql.exec("INSERT INTO egress_keys (id, hash, created_at_ms, last_used_at_ms, revoked_at_ms) VALUES (?, ?, ?, NULL, NULL)", id, hash, nowMs);
+    return { ok: true };
+  }
+
+  listKeys(): EgressKeyView[] {
+    return this.#sql
+      .exec<{ id: string; created_at_ms: number; last_used_at_ms: number | null; revoked_at_ms: number | null }>(
+        "SELECT id, created_at_ms, last_used_at_ms, revoked_at_ms FROM egress_keys ORDER BY created_at_ms, id",
+      )
+      .toArray()
+      .map((r) => ({ id: r.id, createdAt: r.created_at_ms, lastUsedAt: r.last_used_at_ms, revokedAt: r.revoked_at_ms }));
+  }
+
+  /** False when there is no such live key. */
+  revokeKey(id: string, nowMs: number): boolean {
+    return this.#sql.exec("UPDATE egress_keys SET revoked_at_ms = ? WHERE id = ? AND revoked_at_ms IS NULL", nowMs, id).rowsWritten > 0;
+  }
+
+  /** Constant-time check of a presented key's hash; a match records the time it was last used. */
+  useKey(id: string, hash: string, nowMs: number): boolean {
+    const row = this.#sql.exec<{ hash: string }>("SELECT hash FROM egress_keys WHERE id = ? AND revoked_at_ms IS NULL", id).toArray()[0];
+    // Compare against a dummy when absent, so an unknown id costs what a wrong key costs.
+    const ok = timingSafeEqualString(row?.hash ?? "0".repeat(64), hash) && row !== undefined;
+    if (ok) {
+      this.#sql.exec(
+        "UPDATE egress_keys SET last_used_at_ms = ? WHERE id = ? AND (last_used_at_ms IS NULL OR last_used_at_ms <= ?)",
+        nowMs, id, nowMs - LAST_USED_RESOLUTION_MS,
+      );
+    }
+    return ok;
+  }
+
+  // ---- pumping counters
+
+  count(key: string): number {
+    return this.#sql.exec<{ n: number }>("SELECT n FROM egress_counters WHERE key = ?", key).toArray()[0]?.n ?? 0;
+  }
+
+  increment(key: string, windowEndMs: number): void {
+    this.#sql.exec(
+      "INSERT INTO egress_counters (key, window_end_ms, n) VALUES (?, ?, 1) ON CONFLICT (key) DO UPDATE SET n = n + 1",
+      key, windowEndMs,
+    );
+  }
+
+  /** True when the account had never sent to this country (or to a number of unknown country: `?`). */
+  firstSendTo(country: string | null, nowMs: number): boolean {
+    return this.#sql.exec("INSERT OR IGNORE INTO egress_countries (country, first_at_ms) VALUES (?, ?)", country ?? "?", nowMs).rowsWritten > 0;
+  }
+
+  /** Countries sent to before this one: none means this is the account's first send through the gate. */
+  countriesSeen(): number {
+    return this.#sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM egress_countries").one().n;
+  }
+
+  // ---- reservations
+
+  /** `unitMicros`: the price per unit it was estimated with (a call's per-minute rate, for its completion). */
+  insertReservation(r: Reservation, unitMicros: number, country: string | null): void {
+    this.#sql.exec(
+      "INSERT INTO egress_reservations (id, at_ms, kind, usd_micros, unit_micros, state, sid, country) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+      r.id, r.atMs, r.kind, r.usdMicros, unitMicros, r.state, r.sid, country,
+    );
+  }
+
+  /** The per-minute rate a bound call was reserved at, or null when the Sid is no call of the gate. */
+  callRate(callSid: string): number | null {
+    return this.#sql.exec<{ unit_micros: number }>("SELECT unit_micros FROM egress_reservations WHERE sid = ? AND kind = 'call'", callSid).toArray()[0]?.unit_micros ?? null;
+  }
+
+  reservation(id: string): Reservation | null {
+    const row = this.#sql.exec<ReservationRow>("SELECT id, at_ms, kind, usd_micros, state, sid FROM egress_reservations WHERE id = ?", id).toArray()[0];
+    return row === undefined ? null : toReservation(row);
+  }
+
+  reservationBySid(sid: string): Reservation | null {
+    const row = this.#sql.exec<ReservationRow>("SELECT id, at_ms, kind, usd_micros, state, sid FROM egress_reservations WHERE sid = ?", sid).toArray()[0];
+    return row === undefined ? null : toReservation(row);
+  }
+
+  updateReservation(r: Reservation): void {
+    this.#sql.exec("UPDATE egress_reservations SET usd_micros = ?, state = ?, sid = ? WHERE id = ?", r.usdMicros, r.state, r.sid, r.id);
+  }
+
+  /** Drops counters of windows that have ended and settled reservations older than `beforeMs`. */
+  prune(nowMs: number, beforeMs: number): void {
+    this.#sql.exec("DELETE FROM egress_counters WHERE window_end_ms <= ?", nowMs);
+    this.#sql.exec("DELETE FROM egress_reservations WHERE at_ms < ? AND state IN ('bound', 'released')", beforeMs);
+  }
+}
