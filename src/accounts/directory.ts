@@ -10,6 +10,7 @@ import type { GuardEnv } from "../config/env.ts";
 import { Logger } from "../http/log.ts";
 import { createTwilioClient, TwilioRestError } from "../twilio/rest.ts";
 import { metrics, restCallObserver } from "../admin/metrics.ts";
+import { ensureSummaryTables, overviewOf, putFriendlyNames, putSummary, querySummaries, type AccountSummary, type Overview, type SummaryQuery } from "./summary.ts";
 
 /** A cached subaccount token is re-fetched from Twilio at most this often when a signature fails (rotation). */
 export const DIRECTORY_REFRESH_MIN_INTERVAL_MS = 60_000;
@@ -46,6 +47,7 @@ export class GuardDirectory extends DurableObject<GuardEnv> {
       CREATE TABLE IF NOT EXISTS lookups (minute INTEGER PRIMARY KEY, count INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS accounts (sid TEXT PRIMARY KEY, first_seen_at INTEGER NOT NULL, is_parent INTEGER NOT NULL);
     `);
+    ensureSummaryTables(this.#sql);
   }
 
   /**
@@ -140,6 +142,26 @@ export class GuardDirectory extends DurableObject<GuardEnv> {
       .toArray();
     const page = rows.slice(0, limit).map((r) => ({ sid: r.sid, firstSeenAt: r.first_seen_at, isParent: r.is_parent === 1 }));
     return { accounts: page, next: rows.length > limit ? page[page.length - 1]!.sid : null };
+  }
+
+  // ---------------------------------------------------------------- the light summary (summary.ts)
+
+  /** An AccountGuard's latest figures; a late push never overwrites a newer one. */
+  putSummary(summary: AccountSummary): void {
+    putSummary(this.#sql, summary);
+  }
+
+  /** Friendly names from Twilio's subaccount listing, for the listing's display and search. */
+  putFriendlyNames(names: Array<{ sid: string; friendlyName: string }>): void {
+    this.ctx.storage.transactionSync(() => putFriendlyNames(this.#sql, names));
+  }
+
+  querySummaries(query: SummaryQuery, nowMs: number, dayStartMs: number) {
+    return querySummaries(this.#sql, query, nowMs, dayStartMs);
+  }
+
+  overview(nowMs: number, dayStartMs: number): Overview {
+    return overviewOf(this.#sql, nowMs, dayStartMs);
   }
 
   countAccounts(): number {
