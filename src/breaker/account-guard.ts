@@ -22,7 +22,7 @@ import { classifyRestFailure, retryDelayMs } from "../ledger/backoff.ts";
 import { createTwilioClient, TwilioRestError, type TwilioClient } from "../twilio/rest.ts";
 import { metrics, restCallObserver } from "../admin/metrics.ts";
 import type { RecordVerdict } from "../webhooks/handler.ts";
-import { AlertDeliveryError, alertText, sendAlertWebhook } from "./alerts.ts";
+import { AlertDeliveryError, alertText, dashboardLink, sendAlertWebhook } from "./alerts.ts";
 import { migrateAccountSchema, RECENT_EVENTS_KEPT } from "./schema.ts";
 import { GRAINS, bucketsFor, buildSeries, oldestKept, type BucketRow, type Grain, type UsageSeries } from "../ledger/buckets.ts";
 import { SUMMARY_PUSH_INTERVAL_MS, summarise, type AccountSummary } from "../accounts/summary.ts";
@@ -363,7 +363,8 @@ export class AccountGuard extends DurableObject<GuardEnv> {
 
   #enqueueAlerts(tripId: string, now: number, level: string, message: string): boolean {
     const config = this.#config;
-    const text = alertText(this.#sid ?? "?", level, message);
+    const today = this.#sql.exec<{ usd_micros: number }>("SELECT usd_micros FROM totals WHERE window = 'day' AND window_id = ?", windowId("day", now)).toArray()[0];
+    const text = alertText(this.#sid ?? "?", level, message, { spendTodayUsd: fromMicros(today?.usd_micros ?? 0), link: dashboardLink(config.publicUrl, this.#sid ?? "") });
     let any = false;
     if (config.alertWebhookUrl !== null) {
       this.#enqueue(tripId, "alert-webhook", { level, text, message }, now);

@@ -283,6 +283,21 @@ describe("the breaker", () => {
 });
 
 describe("alerts", () => {
+  it("says today's spend and escapes payload text for Slack (a UsageTriggerSid cannot ping the channel)", async () => {
+    setup();
+    const { sid, token } = await subaccount(twilio, { limits: [{ window: "day", usd: 1000 }] });
+    await send(inboundSms(sid), token);
+    await guard(sid).usageTrigger({
+      accountSid: sid, idempotencyToken: `idem-${sid}`, usageTriggerSid: "<!channel> & <https://evil.example|click>", usageCategory: "totalprice",
+      currentValue: 12.5, triggerValue: 10, dateFired: null,
+    });
+    await drainAlarms(sid);
+    const [alert] = alertsFor(sid).filter((a) => a.level === "trip");
+    expect(alert!.text).toContain("&lt;!channel&gt; &amp; &lt;https://evil.example|click&gt;");
+    expect(alert!.text).not.toMatch(/<!channel>|<https:/);
+    expect(alert!.text).toMatch(/spend today 0\.\d{2} USD/);
+  });
+
   it("alerts once on a trip, by webhook and by SMS from the parent account", async () => {
     setup();
     const { sid, token } = await subaccount(twilio, { limits: [{ window: "day", events: 2 }] });
