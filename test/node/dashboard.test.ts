@@ -1,20 +1,20 @@
 // The operator dashboard in a real browser: the Worker in workerd (test/support/worker.ts) beside the
-// loopback Twilio stand-in, driven with Debian's Chromium through playwright-core. An operator signs in,
+// loopback Twilio stand-in, driven with headless Chromium through playwright-core (test/support/browser.ts:
+// the binary comes from the @sparticuz/chromium dev dependency, or CHROMIUM_PATH). An operator signs in,
 // sees an account the guard tripped (Twilio usage trigger → suspension), resets it with a TOTP code the
 // page asks for, and sees it closed and reactivated; the page then refreshes itself when another
 // operator trips an account. A screenshot is kept in .test-results/dashboard.png.
-import { existsSync, mkdirSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { randomBytes } from "node:crypto";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import twilio from "twilio";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { base32Decode } from "../../src/admin/base32.ts";
 import { generateSecretBase32, importTotpKey, totpAt } from "../../src/admin/totp.ts";
+import { launchChromium } from "../support/browser.ts";
 import { startGuard, type StartedGuard } from "../support/worker.ts";
 import { startTwilioStandin, type TwilioStandin } from "../support/twilio-standin.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
-const CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
 const SCREENSHOT = ".test-results/dashboard.png";
 const PARENT_SID = `AC${"da5b0a2d".repeat(4)}`;
 const PARENT_TOKEN = `parent-token-${randomBytes(8).toString("hex")}`;
@@ -76,16 +76,11 @@ describe("operator dashboard in Chromium", () => {
   });
 
   it("signs in, shows a tripped account, resets it with a TOTP code, and refreshes itself", { timeout: 90_000 }, async () => {
-    expect(
-      existsSync(CHROMIUM),
-      `${CHROMIUM} is missing: this test drives Debian's Chromium (apt-get update && apt-get install -y chromium)`,
-    ).toBe(true);
-
     const sub = standin.addSubaccount();
     await fireUsageTrigger(sub.sid, sub.authToken);
     await eventually(() => standin.accounts.get(sub.sid)!.status === "suspended", 15_000, "the suspension");
 
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    browser = await launchChromium();
     const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     const page: Page = await context.newPage();
     const problems: string[] = [];
