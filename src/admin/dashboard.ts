@@ -177,6 +177,7 @@ const CSS = `
     --warn-bg: #3b2300; --warn-fg: #f8e3a1; --bad-bg: #490202; --bad-fg: #ffdcd7; --bar-usd: #4493f8; --bar-events: #ab7df8; --blocked: #f85149; }
 }
 * { box-sizing: border-box; }
+[hidden] { display: none !important; }
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0; background: var(--bg); color: var(--fg); }
 header { display: flex; flex-wrap: wrap; gap: 8px 16px; justify-content: space-between; align-items: center; padding: 10px 20px; border-bottom: 1px solid var(--line); }
 header nav a { margin-right: 12px; }
@@ -193,6 +194,9 @@ th, td { text-align: left; padding: 6px 8px; border-bottom: 1px solid var(--line
 th { font-size: 12px; color: var(--muted); font-weight: 600; white-space: nowrap; }
 td.mono, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 12px; overflow-wrap: anywhere; }
 td.num { text-align: right; white-space: nowrap; }
+td.when { white-space: nowrap; }
+td .mono, td.mono { overflow-wrap: normal; white-space: nowrap; }
+td.empty { color: var(--muted); font-style: italic; }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; font-weight: 600; color: #fff; }
 .state-open { background: var(--bad); } .state-closed { background: var(--ok); } .state-warned { background: var(--warn); }
 .tag { display: inline-block; margin-left: 6px; padding: 0 6px; border: 1px solid var(--line); border-radius: 8px; font-size: 11px; color: var(--muted); }
@@ -205,7 +209,7 @@ td.num { text-align: right; white-space: nowrap; }
 .windows { margin-top: 8px; }
 .cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(160px, 1fr)); gap: 10px; margin-top: 14px; }
 .card { border: 1px solid var(--line); border-radius: 8px; padding: 10px 12px; background: var(--panel); }
-.card.wide { grid-column: span 2; } @media (max-width: 520px) { .card.wide { grid-column: auto; } }
+.card.wide { grid-column: span 2; } @media (max-width: 520px) { .card.wide { grid-column: 1 / -1; } }
 .card-label { font-size: 12px; color: var(--muted); } .card-value { font-size: 22px; font-weight: 600; }
 .card ol { margin: 4px 0 0; padding-left: 20px; font-size: 12px; }
 .filters { display: flex; flex-wrap: wrap; gap: 8px 12px; align-items: center; margin: 6px 0; }
@@ -237,6 +241,13 @@ a { color: var(--link); }
   header { padding: 8px 12px; } main { padding: 0 12px 32px; } #message { margin: 8px 12px; }
   .bar-label { min-width: 0; width: 100%; }
   th, td { padding: 5px 6px; }
+  .chart .axis { font-size: 18px; }
+  /* The account list becomes one card per account: label and value, no sideways scrolling. */
+  #accounts thead { display: none; }
+  #accounts tr { display: block; padding: 8px 0; border-bottom: 1px solid var(--line); }
+  #accounts td { display: flex; gap: 8px; align-items: baseline; border: 0; padding: 2px 0; text-align: left; white-space: normal; }
+  #accounts td::before { content: attr(data-label); flex: 0 0 96px; font-size: 12px; color: var(--muted); }
+  #accounts td a { overflow-wrap: anywhere; }
 }
 `;
 
@@ -362,18 +373,20 @@ function usable(r) {
   return false;
 }
 
-function bar(w, limit) {
+// warnAt: the policy's warning ratio (the bar turns yellow there, red above the limit).
+function bar(w, limit, warnAt) {
+  const warnFrom = typeof warnAt === "number" ? warnAt : 0.8;
   const isUsd = limit.usd !== undefined;
   const used = Math.max(0, Number(limit.used) || 0);
   const label = w.window + ": " + (isUsd ? usd(w.usd) + " of " + usd(limit.usd) : w.events + " of " + limit.events + " events") + " (" + Math.round(used * 100) + "%)";
-  const fill = el("div", { class: "fill" + (used > 1 ? " over" : used >= 0.8 ? " warn" : "") });
+  const fill = el("div", { class: "fill" + (used > 1 ? " over" : used >= warnFrom ? " warn" : "") });
   fill.style.width = Math.min(100, used * 100) + "%";
   return el("div", { class: "bar-row", "data-window": w.window }, el("span", { class: "bar-label" }, label), el("div", { class: "bar", title: label }, fill));
 }
 
-function bars(windows) {
+function bars(windows, warnAt) {
   const out = [];
-  for (const w of windows || []) for (const limit of w.limits || []) out.push(bar(w, limit));
+  for (const w of windows || []) for (const limit of w.limits || []) out.push(bar(w, limit, warnAt));
   return out.length ? out : [el("span", { class: "hint" }, "no limits")];
 }
 
@@ -415,14 +428,14 @@ async function showList(seq) {
   $("total").textContent = r.data.total + " matching";
   const rows = r.data.accounts.map((a) => {
     const link = el("a", { href: "#/account/" + a.sid }, a.friendlyName || a.sid);
-    const who = el("td", {}, link, a.friendlyName ? el("div", { class: "mono hint" }, a.sid) : null, a.isParent ? el("span", { class: "tag" }, "parent") : null);
+    const who = el("td", { "data-label": "Account" }, link, a.friendlyName ? el("div", { class: "mono hint" }, a.sid) : null, a.isParent ? el("span", { class: "tag" }, "parent") : null);
     const top = (a.windows || []).flatMap((w) => (w.limits || []).map((l) => ({ w, l }))).sort((x, y) => y.l.used - x.l.used)[0];
     return el("tr", { "data-sid": a.sid }, who,
-      el("td", {}, stateBadge(a.breaker, a.warned), " ", el("span", { class: "hint" }, suspensionText(a.breaker))),
-      el("td", { class: "num" }, usd(a.spendTodayUsd)),
-      el("td", { class: "num" }, String(a.eventsToday)),
-      el("td", {}, top ? bar(top.w, top.l) : el("span", { class: "hint" }, "no limits")),
-      el("td", {}, a.lastActivityAt ? time(a.lastActivityAt) : el("span", { class: "hint" }, "none recorded")));
+      el("td", { "data-label": "Breaker" }, stateBadge(a.breaker, a.warned), " ", el("span", { class: "hint" }, suspensionText(a.breaker))),
+      el("td", { class: "num", "data-label": "Spend today" }, usd(a.spendTodayUsd)),
+      el("td", { class: "num", "data-label": "Events today" }, String(a.eventsToday)),
+      el("td", { "data-label": "Most-used" }, top ? bar(top.w, top.l, a.warned ? Math.min(0.8, top.l.used) : 0.8) : el("span", { class: "hint" }, "no limits")),
+      el("td", { class: "when", "data-label": "Last activity" }, a.lastActivityAt ? time(a.lastActivityAt) : el("span", { class: "hint" }, "none recorded")));
   });
   $("accounts-body").replaceChildren(...rows);
   $("empty").hidden = rows.length > 0;
@@ -432,8 +445,25 @@ async function showList(seq) {
   show("list");
 }
 
+// "hour:2026-12-02T14" → "hour of 2026-12-02 14:00 UTC", "day:2026-12-02" → "day of 2026-12-02 (UTC)".
+function windowName(id) {
+  const [kind, rest] = [id.slice(0, id.indexOf(":")), id.slice(id.indexOf(":") + 1)];
+  if (kind === "hour") return "hour of " + rest.replace("T", " ") + ":00 UTC";
+  if (kind === "minute") return "minute " + rest.replace("T", " ") + " UTC";
+  return kind + " of " + rest + " (UTC)";
+}
+
+// The first cell of a row is its time: kept on one line.
 function cells(values) {
-  return values.map((v) => (v instanceof Node ? el("td", {}, v) : el("td", {}, v === null || v === undefined ? "" : String(v))));
+  return values.map((v, i) => {
+    const props = i === 0 ? { class: "when" } : {};
+    return v instanceof Node ? el("td", props, v) : el("td", props, v === null || v === undefined ? "" : String(v));
+  });
+}
+
+// A table body, or one row saying there is nothing (an empty table looks broken).
+function fill(id, rows, columns, nothing) {
+  $(id).replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { class: "empty", colSpan: columns }, nothing))]));
 }
 
 function compact(value) {
@@ -491,7 +521,7 @@ async function showAccount(sid, seq) {
   $("account-reason").textContent = a.breaker.state === "open" ? "Opened " + time(a.breaker.openedAt) + ": " + (a.breaker.reason || "") : "";
   $("account-policy").textContent = compact({ policySource: a.policySource, policy: a.policy });
   const warnings = a.warnings || [];
-  $("account-warnings").textContent = warnings.length ? "Warned: " + warnings.slice(0, 3).map((w) => w.limit + " reached " + Math.round(a.policy.warnAt * 100) + "% in " + w.windowId.replace(/^[a-z]+:/, "") + " (" + time(w.at) + ")").join("; ") : "";
+  $("account-warnings").textContent = warnings.length ? "Warned: " + warnings.slice(0, 3).map((w) => w.limit + " reached " + Math.round(a.policy.warnAt * 100) + "% in the " + windowName(w.windowId) + " (at " + time(w.at) + ")").join("; ") : "";
   const label = shortSid(a.sid);
   const trip = $("trip-button"), reset = $("reset-button"), triggers = $("triggers-button");
   trip.textContent = "Trip " + label;
@@ -503,12 +533,12 @@ async function showAccount(sid, seq) {
   reset.disabled = a.breaker.state !== "open";
   reset.title = reset.disabled ? "The breaker is closed: nothing to reset" : "";
   triggers.disabled = false;
-  $("account-windows").replaceChildren(...bars(a.windows));
+  $("account-windows").replaceChildren(...bars(a.windows, a.policy.warnAt));
   renderCharts(u.data);
-  $("trips-body").replaceChildren(...a.trips.map((t) => el("tr", {}, ...cells([time(t.openedAt), t.reason, t.detail, t.closedAt ? time(t.closedAt) : "open"]))));
-  $("audit-body").replaceChildren(...r.data.audit.map((e) => el("tr", { "data-action": e.action }, ...cells([time(e.atMs), e.call, el("span", { class: "mono" }, e.tokenFingerprint), e.totp ? "yes" : "no", e.outcome + (e.detail ? ": " + e.detail : ""), compact(e.before) + " → " + compact(e.after)]))));
-  $("history-body").replaceChildren(...a.history.map((h) => el("tr", {}, ...cells([time(h.at), h.kind, h.outcome, h.detail]))));
-  $("events-body").replaceChildren(...a.recentEvents.map((e) => el("tr", { "data-blocked": e.blocked ? "1" : "0" }, ...cells([time(e.at), e.kind, el("span", { class: "mono" }, e.sid), e.status, usd(e.usd), eventCounted(e), e.blocked ? el("span", { class: "tag blocked" }, "blocked at the edge") : "forwarded"]))));
+  fill("trips-body", a.trips.map((t) => el("tr", {}, ...cells([time(t.openedAt), t.reason, t.detail, t.closedAt ? time(t.closedAt) : "open"]))), 4, "No trips.");
+  fill("audit-body", r.data.audit.map((e) => el("tr", { "data-action": e.action }, ...cells([time(e.atMs), e.call, el("span", { class: "mono" }, e.tokenFingerprint), e.totp ? "yes" : "no", e.outcome + (e.detail ? ": " + e.detail : ""), compact(e.before) + " → " + compact(e.after)]))), 6, "No operator action on this account yet.");
+  fill("history-body", a.history.map((h) => el("tr", {}, ...cells([time(h.at), h.kind, h.outcome, h.detail]))), 4, "Nothing yet.");
+  fill("events-body", a.recentEvents.map((e) => el("tr", { "data-blocked": e.blocked ? "1" : "0" }, ...cells([time(e.at), e.kind, el("span", { class: "mono" }, e.sid), e.status, usd(e.usd), eventCounted(e), e.blocked ? el("span", { class: "tag blocked" }, "blocked at the edge") : "forwarded"]))), 7, "No events recorded.");
   $("by-hour").setAttribute("aria-pressed", String(usageBy === "hour"));
   $("by-day").setAttribute("aria-pressed", String(usageBy === "day"));
   show("account");
