@@ -84,7 +84,7 @@ function noteRejection(request: Request, state: RequestState, status: number, at
   if (state.route !== "webhooks" && state.route !== "usage-trigger" && state.route !== "admin") return;
   const reason = state.trace.verdict ?? (state.error instanceof GuardError ? state.error.reason : undefined);
   const wouldRefuse = reason !== undefined && !reason.startsWith("verified-") && status < 400;
-  if (!isRefusal(status, reason) && !wouldRefuse) return;
+  if (!isRefusal(status) && !wouldRefuse) return;
   rejections.note({
     atMs,
     route: state.route,

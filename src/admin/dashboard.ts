@@ -241,7 +241,7 @@ a { color: var(--link); }
   header { padding: 8px 12px; } main { padding: 0 12px 32px; } #message { margin: 8px 12px; }
   .bar-label { min-width: 0; width: 100%; }
   th, td { padding: 5px 6px; }
-  .chart .axis { font-size: 18px; }
+  .chart .axis { font-size: 16px; }
   /* The account list becomes one card per account: label and value, no sideways scrolling. */
   #accounts thead { display: none; }
   #accounts tr { display: block; padding: 8px 0; border-bottom: 1px solid var(--line); }
@@ -546,14 +546,14 @@ async function showAccount(sid, seq) {
 
 // One bar chart: a bar per bucket, the limit as a dashed line, blocked events in red on top, ▼ where a trip opened.
 function chart(series, key, title) {
-  const W = 640, H = 190, L = 46, R = 8, T = 14, B = 26;
+  const W = 640, H = 190, L = 70, R = 8, T = 14, B = 26;
   const points = series.points;
   const limit = key === "usd" ? series.limits.usd : series.limits.events;
   const values = points.map((p) => (key === "usd" ? p.usd : p.events));
   const top = Math.max(limit || 0, ...values, key === "usd" ? 0.01 : 1) * 1.12;
   const bw = (W - L - R) / points.length;
   const y = (v) => T + (H - T - B) * (1 - v / top);
-  const fmt = (v) => (key === "usd" ? usd(v) : String(Math.round(v)));
+  const fmt = (v) => (key === "usd" ? "$" + v.toFixed(v > 0 && v < 0.1 ? 3 : 2) : String(Math.round(v)));
   const root = svg("svg", { viewBox: "0 0 " + W + " " + H, role: "img", "aria-label": title, "data-chart": key + "-" + series.by });
   for (const f of [0, 0.5, 1]) {
     const v = top / 1.12 * f;
@@ -584,12 +584,12 @@ function chart(series, key, title) {
     }
   });
   if (limit !== null && limit !== undefined) {
-    root.append(svg("line", { class: "limit", "data-limit": limit, x1: L, x2: W - R, y1: y(limit), y2: y(limit) }), svg("text", { class: "axis", x: W - R, y: y(limit) - 3, "text-anchor": "end" }, "limit " + fmt(limit)));
+    root.append(svg("line", { class: "limit", "data-limit": limit, x1: L, x2: W - R, y1: y(limit), y2: y(limit) }), svg("text", { class: "axis", x: L + 4, y: y(limit) - 3, "text-anchor": "start" }, "limit " + fmt(limit)));
   }
   root.append(svg("line", { class: "grid", x1: L, x2: W - R, y1: y(0), y2: y(0) }));
   const totals = series.totals;
   const legend = key === "usd" ? "total " + usd(totals.usd) + (limit ? " · limit " + usd(limit) + " per " + series.by : " · no spend limit per " + series.by)
-    : "total " + totals.events + " events, " + totals.blocked + " blocked, " + totals.trips + " trips" + (limit ? " · limit " + limit + " per " + series.by : "");
+    : "total " + totals.events + " events, " + totals.blocked + " blocked, " + totals.trips + (totals.trips === 1 ? " trip" : " trips") + (limit ? " · limit " + limit + " per " + series.by : "");
   return el("div", { class: "chart" }, el("div", { class: "chart-title" }, title), root, el("div", { class: "legend" }, legend));
 }
 

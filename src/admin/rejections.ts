@@ -58,10 +58,12 @@ export function sanitizeRejection(raw: Rejection): Rejection | null {
   };
 }
 
-/** Which answers are refusals worth listing: the client was told no (4xx), not "not found". */
-export function isRefusal(status: number, reason: string | undefined): boolean {
-  if (status < 400 || status >= 500) return false;
-  return status !== 404 || reason === "unknown-account";
+/**
+ * Which answers are refusals worth listing: the client was told no (4xx). A 404 is not (an unknown
+ * route, or an operator looking up an account the guard has not seen): it says nothing of an attack.
+ */
+export function isRefusal(status: number): boolean {
+  return status >= 400 && status < 500 && status !== 404;
 }
 
 /** This isolate's entries not yet handed to the gate. */
