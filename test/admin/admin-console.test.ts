@@ -155,6 +155,28 @@ describe("the account listing, from the light summary", () => {
     expect((await list(`q=${warned.sid.slice(-10)}`)).accounts.map((r) => r.sid)).toEqual([warned.sid]);
   });
 
+  it("gets the last figures of a burst: the first event pushes at once, the rest by the trailing push from the alarm", async () => {
+    setup();
+    const { sid, token } = await subaccount({ limits: [{ window: "day", events: 100 }] });
+    for (let i = 0; i < 4; i++) await webhookAt(T0 + i, inboundSms(sid), token);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const listed = async () => {
+      const page = (await (await adminCaller({ now: () => T0 + 100 })("GET", `/admin/accounts?q=${sid}`)).json()) as Listing;
+      return page.accounts[0]!.eventsToday;
+    };
+    expect(await listed()).toBe(1);
+    const stub = env.ACCOUNT_GUARD.getByName(sid);
+    const due = await runInDurableObject(stub, (_instance, state) => {
+      const at = state.storage.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'summary_at'").one().value;
+      state.storage.sql.exec("UPDATE meta SET value = '0' WHERE key = 'summary_at'");
+      return Number(at);
+    });
+    expect(due).toBeGreaterThan(0);
+    await runInDurableObject(stub, (instance) => instance.alarm());
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(await listed()).toBe(4);
+  });
+
   it("searches friendly names learned from Twilio's listing, and shows them", async () => {
     const sid = uniqueSid();
     const directory = env.DIRECTORY.getByName("directory");

@@ -136,6 +136,11 @@ describe("counting", () => {
       expect(day.events).toBe(1);
       expect(day.usd).toBeCloseTo(3 * 0.014, 6);
     });
+    // The completion is shown as what it is: the settlement of the call's reservation, not "not counted".
+    const [completion, ringing] = (await guard(sid).snapshot()).recentEvents;
+    expect(completion).toMatchObject({ status: "completed", counted: false, settled: true, blocked: false });
+    expect(completion!.usd).toBeCloseTo(2 * 0.014, 6);
+    expect(ringing).toMatchObject({ counted: true, settled: false });
   });
 });
 
