@@ -33,6 +33,7 @@ const REFRESH_WAIT_MS = 15_000;
 
 let standin: TwilioStandin;
 let guard: StartedGuard;
+let plain: StartedGuard | null = null;
 let origin: Server;
 let browser: Browser | null = null;
 
@@ -143,6 +144,7 @@ describe("operator console in Chromium", () => {
 
   afterAll(async () => {
     await browser?.close();
+    await plain?.stop();
     await guard?.stop();
     await standin?.close();
     await new Promise((resolve) => origin?.close(resolve));
@@ -258,6 +260,59 @@ describe("operator console in Chromium", () => {
 
     expect(problems).toEqual([]);
     expect(offsite).toEqual([]);
+    await context.close();
+  });
+
+  it("at 768 px in dark mode, without TOTP: a change asks for a confirmation; Cancel changes nothing", { timeout: 90_000 }, async () => {
+    plain = await startGuard({
+      vars: {
+        TWILIO_ACCOUNT_SID: PARENT_SID,
+        TWILIO_API_BASE: standin.url,
+        RECONCILE_INTERVAL_S: "0",
+        GUARD_POLICY: POLICY,
+        ORIGIN_URL: `http://127.0.0.1:${(origin.address() as AddressInfo).port}`,
+      },
+      secrets: { TWILIO_AUTH_TOKEN: PARENT_TOKEN, ADMIN_TOKEN },
+    });
+    const sub = standin.addSubaccount();
+    const url = `${plain.url}/webhooks/sms`;
+    const params = { AccountSid: sub.sid, MessageSid: `SM${randomBytes(16).toString("hex")}`, From: "+15005550100", To: "+15005550199", Body: "hi", NumSegments: "1", SmsStatus: "received" };
+    const sent = await fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded", "x-twilio-signature": twilio.getExpectedTwilioSignature(sub.authToken, url, params) },
+      body: new URLSearchParams(params).toString(),
+    });
+    expect(sent.status).toBe(200);
+    browser ??= await launchChromium();
+    const context = await browser.newContext({ viewport: { width: 768, height: 1000 }, colorScheme: "dark" });
+    const page = await context.newPage();
+    const { problems } = watch(page);
+    await page.goto(`${plain.url}/admin`);
+    await page.fill("#token-input", ADMIN_TOKEN);
+    await page.click("#signin-button");
+    await page.locator(`tr[data-sid="${sub.sid}"]`).waitFor({ state: "visible" });
+    await expectNoOverflow(page, 768, "accounts");
+    await shot(page, 768, "dark-accounts");
+    await page.evaluate((sid) => { location.hash = `#/account/${sid}`; }, sub.sid);
+    await page.locator('svg[data-chart="usd-hour"]').waitFor({ state: "visible" });
+    await expectNoOverflow(page, 768, "account");
+    // Dark mode really is dark: the page background, and no light track behind the bars.
+    const colours = await page.evaluate(() => [getComputedStyle(document.body).backgroundColor, getComputedStyle(document.querySelector(".bar")!).backgroundColor]);
+    expect(colours).toEqual(["rgb(13, 17, 23)", "rgb(33, 38, 45)"]);
+
+    await page.click("#trip-button");
+    await page.locator("#confirm-dialog").waitFor({ state: "visible" });
+    expect(await page.locator("#confirm-text").textContent()).toContain(sub.sid);
+    await shot(page, 768, "dark-confirm-trip");
+    await page.click("#confirm-cancel");
+    await page.locator("#confirm-dialog").waitFor({ state: "hidden" });
+    expect(await page.locator("#account-state").textContent()).toBe("closed");
+    await page.click("#trip-button");
+    await page.click("#confirm-ok");
+    await page.waitForFunction(() => document.getElementById("account-state")?.textContent === "open");
+    expect(await page.locator("#totp-dialog").isHidden()).toBe(true);
+    await shot(page, 768, "dark-after-trip");
+    expect(problems).toEqual([]);
     await context.close();
   });
 
