@@ -10,6 +10,7 @@ import { Logger } from "./http/log.ts";
 import { metrics } from "./admin/metrics.ts";
 import { totpKeyFor } from "./admin/auth.ts";
 import { handleAdmin } from "./admin/routes.ts";
+import { isRefusal, rejections } from "./admin/rejections.ts";
 import { handleUsageTrigger } from "./breaker/usage-trigger.ts";
 import { handleWebhook, type LedgerPort, type WebhookTrace } from "./webhooks/handler.ts";
 import { AuthLimiter } from "./egress/auth-limit.ts";
@@ -78,6 +79,27 @@ function countRequest(state: RequestState, status: number): void {
   else if (state.route === "webhooks" && state.trace.forwarded) {
     metrics.inc("guard_requests_forwarded_total", { status: status >= 500 ? "5xx" : status >= 400 ? "4xx" : "2xx" });
   }
+}
+
+/**
+ * Refused requests (and, in report-only mode, those that would have been) go to the rejections log
+ * (src/admin/rejections.ts): metadata only, after the answer. A healthz probe or an unknown path is noise, not a refusal.
+ */
+function noteRejection(request: Request, state: RequestState, status: number, atMs: number): void {
+  if (state.route !== "webhooks" && state.route !== "usage-trigger" && state.route !== "admin") return;
+  const reason = state.trace.verdict ?? (state.error instanceof GuardError ? state.error.reason : undefined);
+  const wouldRefuse = reason !== undefined && !reason.startsWith("verified-") && status < 400;
+  if (!isRefusal(status) && !wouldRefuse) return;
+  rejections.note({
+    atMs,
+    route: state.route,
+    method: request.method,
+    path: new URL(request.url).pathname,
+    status,
+    reason: (wouldRefuse ? "report-only:" : "") + (reason ?? `http-${status}`),
+    client: request.headers.get("cf-connecting-ip") ?? "unknown",
+    account: state.trace.account ?? null,
+  });
 }
 
 export function createApp(overrides: Partial<AppDeps> = {}) {
@@ -155,7 +177,7 @@ export function createApp(overrides: Partial<AppDeps> = {}) {
         resolveTokens: (sid) => tokens(sid),
         ledger: (sid) => accountGuard(env, sid),
         // Failed credentials are counted per client address, in an AdminGate instance of that address.
-        failures: { fail: (address, now) => env.ADMIN_GATE.getByName(`egress-auth:${address}`).fail(now) },
+        failures: { fail: (address, now) => env.ADMIN_GATE.getByName(`egress-auth:${address}`).fail(now, address) },
         limiter: egressLimiter,
         waitUntil: (promise) => ctx.waitUntil(promise),
         ...(deps.fetch !== undefined ? { fetch: deps.fetch } : {}),
@@ -198,7 +220,9 @@ export function createApp(overrides: Partial<AppDeps> = {}) {
       }
       state.logger.request(line);
       countRequest(state, response.status);
+      noteRejection(request, state, response.status, deps.now());
       metrics.flush(env, (promise) => ctx.waitUntil(promise));
+      rejections.flush(env, (promise) => ctx.waitUntil(promise));
       return response;
     },
   };

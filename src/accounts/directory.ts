@@ -12,6 +12,7 @@ import type { GuardEnv } from "../config/env.ts";
 import { Logger } from "../http/log.ts";
 import { createTwilioClient, type TwilioAccount } from "../twilio/rest.ts";
 import { metrics, restCallObserver } from "../admin/metrics.ts";
+import { ensureSummaryTables, overviewOf, putFriendlyNames, putSummary, querySummaries, type AccountSummary, type Overview, type SummaryQuery } from "./summary.ts";
 
 /**
  * The account list is fetched from Twilio at most this often: bounds the REST traffic forged SIDs can
@@ -57,6 +58,7 @@ export class GuardDirectory extends DurableObject<GuardEnv> {
       CREATE TABLE IF NOT EXISTS listing (id INTEGER PRIMARY KEY CHECK (id = 1), listed_at INTEGER NOT NULL, attempted_at INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS accounts (sid TEXT PRIMARY KEY, first_seen_at INTEGER NOT NULL, is_parent INTEGER NOT NULL);
     `);
+    ensureSummaryTables(this.#sql);
   }
 
   /**
@@ -157,6 +159,26 @@ export class GuardDirectory extends DurableObject<GuardEnv> {
       .toArray();
     const page = rows.slice(0, limit).map((r) => ({ sid: r.sid, firstSeenAt: r.first_seen_at, isParent: r.is_parent === 1 }));
     return { accounts: page, next: rows.length > limit ? page[page.length - 1]!.sid : null };
+  }
+
+  // ---------------------------------------------------------------- the light summary (summary.ts)
+
+  /** An AccountGuard's latest figures; a late push never overwrites a newer one. */
+  putSummary(summary: AccountSummary): void {
+    putSummary(this.#sql, summary);
+  }
+
+  /** Friendly names from Twilio's subaccount listing, for the listing's display and search. */
+  putFriendlyNames(names: Array<{ sid: string; friendlyName: string }>): void {
+    this.ctx.storage.transactionSync(() => putFriendlyNames(this.#sql, names));
+  }
+
+  querySummaries(query: SummaryQuery, nowMs: number, dayStartMs: number) {
+    return querySummaries(this.#sql, query, nowMs, dayStartMs);
+  }
+
+  overview(nowMs: number, dayStartMs: number): Overview {
+    return overviewOf(this.#sql, nowMs, dayStartMs);
   }
 
   countAccounts(): number {

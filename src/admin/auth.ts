@@ -7,16 +7,34 @@
 //   - every /admin/* API call carries `Authorization: Bearer <ADMIN_TOKEN>`; 401 otherwise;
 //   - with ADMIN_TOTP_SECRET set, every mutating call (PUT/POST) also carries `X-Guard-TOTP` (RFC 6238,
 //     30 s steps, ±1 step) and a code is accepted once: any step ≤ the last accepted one is refused; 403;
-//   - failed attempts (token or code) are counted per UTC minute for the whole guard: after
-//     ADMIN_FAILURES_PER_MINUTE of them, every admin call answers 429 until the minute ends.
+//   - or `X-Guard-Elevation` from POST /admin/elevate: one fresh code buys ELEVATION_TTL_MS of mutating
+//     calls, for the bearer token it was issued to only (an HMAC over a digest of that token);
+//   - failed guesses (wrong token, wrong or reused code, forged elevation) are counted per client
+//     address (CF-Connecting-IP) and UTC minute: after ADMIN_FAILURES_PER_MINUTE of them, that address
+//     answers 429 until the minute ends. Other addresses, and so a correct token elsewhere, are never
+//     locked out by them. A missing code or an expired elevation is no guess and is not counted.
 import { ConfigError } from "../http/errors.ts";
 import { timingSafeEqualBytes } from "../util/constant-time.ts";
-import { toHex, utf8 } from "../util/encoding.ts";
+import { fromBase64, toBase64, toHex, utf8 } from "../util/encoding.ts";
 import { base32Decode } from "./base32.ts";
 import { importTotpKey, TOTP_MIN_SECRET_BYTES, verifyTotp } from "./totp.ts";
 
 /** Five wrong guesses a minute is plenty for a human mistyping; a guesser gets 7 200 tries a day at most. */
 export const ADMIN_FAILURES_PER_MINUTE = 5;
+/**
+ * At most this many client addresses get their own failure count per minute (bounded storage). Past it,
+ * new addresses share one count (OVERFLOW_CLIENT): a flood from many addresses is still limited, and an
+ * address that has not failed is never refused because of them.
+ */
+export const MAX_CLIENTS_PER_MINUTE = 10_000;
+/** The shared count of the addresses beyond MAX_CLIENTS_PER_MINUTE. */
+export const OVERFLOW_CLIENT = "*";
+/** Where the request came from when CF-Connecting-IP is absent (local `wrangler dev`, tests). */
+export const UNKNOWN_CLIENT = "unknown";
+/** An elevation lasts ten minutes (CONTRACT.md), like sudo's default timestamp timeout of 5-15 min. */
+export const ELEVATION_TTL_MS = 10 * 60_000;
+/** The header carrying an elevation token from POST /admin/elevate. */
+export const ELEVATION_HEADER = "x-guard-elevation";
 /** The lockout lasts until the end of the UTC minute the failures were counted in. */
 export const RATE_LIMIT_WINDOW_MS = 60_000;
 /** The header carrying the operator's current TOTP code. */
@@ -112,4 +130,96 @@ export type RateLimit = { limited: false } | { limited: true; retryAfterS: numbe
 /** Given the failures already counted in nowMs's minute: is every admin call refused right now? */
 export function rateLimit(failuresThisMinute: number, nowMs: number): RateLimit {
   return failuresThisMinute >= ADMIN_FAILURES_PER_MINUTE ? { limited: true, retryAfterS: retryAfterSeconds(nowMs) } : { limited: false };
+}
+
+/**
+ * The client address failures are counted under: CF-Connecting-IP (set by Cloudflare, not by the client),
+ * an IPv6 address reduced to its /64 (one subscriber gets a whole /64, RFC 6177), or UNKNOWN_CLIENT.
+ */
+export function clientAddress(headers: Headers): string {
+  const raw = (headers.get("cf-connecting-ip") ?? "").trim().toLowerCase();
+  if (raw === "" || raw.length > 45) return UNKNOWN_CLIENT;
+  if (/^\d{1,3}(\.\d{1,3}){3}$/.test(raw)) return raw;
+  if (!/^[0-9a-f:.]+$/.test(raw) || !raw.includes(":")) return UNKNOWN_CLIENT;
+  const [head = "", tail] = raw.split("::", 2) as [string, string | undefined];
+  const front = head === "" ? [] : head.split(":");
+  const back = tail === undefined || tail === "" ? [] : tail.split(":");
+  const groups = tail === undefined ? front : [...front, ...Array<string>(Math.max(0, 8 - front.length - back.length)).fill("0"), ...back];
+  if (groups.length < 4) return UNKNOWN_CLIENT;
+  return `${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, "")).join(":")}::/64`;
+}
+
+// ---------------------------------------------------------------- elevation tokens
+
+/** Token layout: `ge1.<expiry, base-10 ms>.<nonce, base64url>.<HMAC-SHA256, base64url>`. */
+const ELEVATION_PREFIX = "ge1";
+const ELEVATION_NONCE_BYTES = 16;
+/** Longer than any token we issue: anything longer is refused before any work. */
+const ELEVATION_MAX_CHARS = 160;
+
+function base64url(bytes: Uint8Array): string {
+  return toBase64(bytes).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+function fromBase64url(text: string): Uint8Array | null {
+  if (!/^[A-Za-z0-9_-]*$/.test(text)) return null;
+  const padded = text.replace(/-/g, "+").replace(/_/g, "/");
+  return fromBase64(padded + "=".repeat((4 - (padded.length % 4)) % 4));
+}
+
+const elevationKeys = new Map<string, Promise<CryptoKey>>();
+
+/**
+ * The HMAC key elevation tokens are signed with, derived from ADMIN_TOTP_SECRET (never from the bearer
+ * token: holding the token alone must not be enough to mint one). Rotating the secret ends every elevation.
+ */
+function elevationKey(totpSecretBase32: string): Promise<CryptoKey> {
+  let key = elevationKeys.get(totpSecretBase32);
+  if (key === undefined) {
+    key = sha256(`elevation-key:${totpSecretBase32.replace(/[\s=]/g, "").toUpperCase()}`).then((material) =>
+      crypto.subtle.importKey("raw", material as Uint8Array<ArrayBuffer>, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]),
+    );
+    elevationKeys.set(totpSecretBase32, key);
+  }
+  return key;
+}
+
+async function elevationMac(totpSecretBase32: string, bearer: string, expiresAtMs: number, nonce: string): Promise<Uint8Array> {
+  const boundTo = toHex(await sha256(`elevation-bearer:${bearer}`));
+  const message = utf8(`${ELEVATION_PREFIX}.${expiresAtMs}.${nonce}.${boundTo}`);
+  return new Uint8Array(await crypto.subtle.sign("HMAC", await elevationKey(totpSecretBase32), message));
+}
+
+export interface Elevation {
+  token: string;
+  expiresAtMs: number;
+}
+
+/** A new elevation token for `bearer`, good until nowMs + ELEVATION_TTL_MS. */
+export async function issueElevation(totpSecretBase32: string, bearer: string, nowMs: number): Promise<Elevation> {
+  const expiresAtMs = nowMs + ELEVATION_TTL_MS;
+  const nonce = base64url(crypto.getRandomValues(new Uint8Array(ELEVATION_NONCE_BYTES)));
+  const mac = base64url(await elevationMac(totpSecretBase32, bearer, expiresAtMs, nonce));
+  return { token: `${ELEVATION_PREFIX}.${expiresAtMs}.${nonce}.${mac}`, expiresAtMs };
+}
+
+export type ElevationCheck = { status: "ok"; expiresAtMs: number } | { status: "invalid" } | { status: "expired" };
+
+/**
+ * Checks an X-Guard-Elevation value: issued by this guard (same ADMIN_TOTP_SECRET), for this bearer
+ * token, and not expired. `expired` only for a token that is genuine but old (not a guess).
+ */
+export async function checkElevation(totpSecretBase32: string, bearer: string, token: string, nowMs: number): Promise<ElevationCheck> {
+  if (token.length > ELEVATION_MAX_CHARS) return { status: "invalid" };
+  const parts = token.split(".");
+  if (parts.length !== 4 || parts[0] !== ELEVATION_PREFIX || !/^[0-9]{1,16}$/.test(parts[1]!)) return { status: "invalid" };
+  const expiresAtMs = Number(parts[1]);
+  const presented = fromBase64url(parts[3]!);
+  if (presented === null) return { status: "invalid" };
+  const expected = await elevationMac(totpSecretBase32, bearer, expiresAtMs, parts[2]!);
+  if (!timingSafeEqualBytes(presented, expected)) return { status: "invalid" };
+  // A genuine token never lasts longer than the TTL; one that claims to is not ours to honour.
+  if (expiresAtMs > nowMs + ELEVATION_TTL_MS) return { status: "invalid" };
+  if (nowMs >= expiresAtMs) return { status: "expired" };
+  return { status: "ok", expiresAtMs };
 }

@@ -1,7 +1,10 @@
 // AdminGate: the admin console's shared state, in one Durable Object class (SQLite storage) with two
 // instances, so metric traffic never queues behind an operator's sign-in:
-//   - "admin" (ADMIN_GATE_NAME): failed admin attempts per UTC minute (the global rate limit), the last
-//     accepted TOTP step (a code is accepted once), and the audit trail of every admin mutation;
+//   - "admin" (ADMIN_GATE_NAME): failed admin attempts per client address and UTC minute (the rate
+//     limit), the last accepted TOTP step (a code is accepted once), and the audit trail of every admin
+//     mutation;
+//   - "rejections" (REJECTIONS_NAME, src/admin/rejections.ts): a bounded ring of the latest refused
+//     requests, so junk traffic never queues behind an operator's sign-in either;
 //   - "metrics" (METRICS_AGGREGATOR_NAME, src/admin/metrics.ts): the sum of every isolate's counter
 //     deltas and each account's latest breaker state.
 // A thin shell: the decisions are in auth.ts and metrics.ts. Every method is synchronous, so each runs
@@ -9,8 +12,9 @@
 // a TOTP step, or checking and counting a failure, is atomic across every isolate of the guard.
 import { DurableObject } from "cloudflare:workers";
 import type { GuardEnv } from "../config/env.ts";
-import { minuteOf, rateLimit, type RateLimit } from "./auth.ts";
+import { MAX_CLIENTS_PER_MINUTE, OVERFLOW_CLIENT, minuteOf, rateLimit, type RateLimit } from "./auth.ts";
 import type { AggregatedMetrics, MetricsBatch } from "./metrics.ts";
+import { REJECTIONS_KEPT, sanitizeRejection, type Rejection, type RejectionBatch } from "./rejections.ts";
 
 export const ADMIN_GATE_NAME = "admin";
 /** The audit trail keeps this many entries (all accounts together); older ones are pruned. */
@@ -24,7 +28,7 @@ const MAX_SERIES = 5_000;
 /** before/after snapshots in an audit entry are capped; a policy is far smaller. */
 const MAX_AUDIT_JSON_CHARS = 16_384;
 
-export type AdminCall = "policy" | "trip" | "reset" | "usage-triggers" | "egress-key-issue" | "egress-key-revoke";
+export type AdminCall = "policy" | "trip" | "reset" | "usage-triggers" | "elevate" | "egress-key-issue" | "egress-key-revoke";
 
 export interface AuditEntry {
   atMs: number;
@@ -62,7 +66,11 @@ export class AdminGate extends DurableObject<GuardEnv> {
     super(ctx, env);
     this.#sql = ctx.storage.sql;
     this.#sql.exec(`
-      CREATE TABLE IF NOT EXISTS failures (minute INTEGER PRIMARY KEY, count INTEGER NOT NULL);
+      DROP TABLE IF EXISTS failures;
+      CREATE TABLE IF NOT EXISTS client_failures (minute INTEGER NOT NULL, client TEXT NOT NULL, count INTEGER NOT NULL,
+        PRIMARY KEY (minute, client)) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS rejections (slot INTEGER PRIMARY KEY, seq INTEGER NOT NULL, at_ms INTEGER NOT NULL, route TEXT NOT NULL,
+        method TEXT NOT NULL, path TEXT NOT NULL, status INTEGER NOT NULL, reason TEXT NOT NULL, client TEXT NOT NULL, account TEXT);
       CREATE TABLE IF NOT EXISTS totp_steps (secret_id TEXT PRIMARY KEY, last_step INTEGER NOT NULL, at_ms INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, call TEXT NOT NULL,
         action TEXT NOT NULL, account TEXT NOT NULL, token_fp TEXT NOT NULL, totp INTEGER NOT NULL, before_json TEXT NOT NULL,
@@ -77,27 +85,38 @@ export class AdminGate extends DurableObject<GuardEnv> {
 
   // ---------------------------------------------------------------- rate limit and TOTP ("admin")
 
-  #failures(nowMs: number): number {
-    return this.#sql.exec<{ count: number }>("SELECT count FROM failures WHERE minute = ?", minuteOf(nowMs)).toArray()[0]?.count ?? 0;
-  }
-
-  /** Whether admin calls are refused right now (too many failures this UTC minute). Changes nothing. */
-  check(nowMs: number): RateLimit {
-    return rateLimit(this.#failures(nowMs), nowMs);
+  /** The row a client's failures are counted in: its own, or the shared overflow row once the minute is full. */
+  #failureRow(minute: number, client: string): { client: string; count: number } {
+    const own = this.#sql.exec<{ count: number }>("SELECT count FROM client_failures WHERE minute = ? AND client = ?", minute, client).toArray()[0];
+    if (own !== undefined) return { client, count: own.count };
+    const tracked = this.#sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM client_failures WHERE minute = ?", minute).one().n;
+    if (tracked < MAX_CLIENTS_PER_MINUTE) return { client, count: 0 };
+    const overflow = this.#sql.exec<{ count: number }>("SELECT count FROM client_failures WHERE minute = ? AND client = ?", minute, OVERFLOW_CLIENT).toArray()[0];
+    return { client: OVERFLOW_CLIENT, count: overflow?.count ?? 0 };
   }
 
   /**
-   * Counts one failed attempt, unless calls are already refused (a refused call changes nothing).
-   * Returns the state *before* this failure: `limited` means answer 429, otherwise 401/403.
+   * Whether this client's admin calls are refused right now (too many of its own failures this UTC
+   * minute). Changes nothing. An address without failures of its own is never refused.
    */
-  fail(nowMs: number): RateLimit {
-    const before = this.check(nowMs);
-    if (before.limited) return before;
+  check(nowMs: number, client: string): RateLimit {
+    const own = this.#sql.exec<{ count: number }>("SELECT count FROM client_failures WHERE minute = ? AND client = ?", minuteOf(nowMs), client).toArray()[0];
+    return rateLimit(own?.count ?? 0, nowMs);
+  }
+
+  /**
+   * Counts one failed attempt of this client, unless it is already refused (a refused call changes
+   * nothing). Returns the state *before* this failure: `limited` means answer 429, otherwise 401/403.
+   */
+  fail(nowMs: number, client: string): RateLimit {
     const minute = minuteOf(nowMs);
-    this.#sql.exec("DELETE FROM failures WHERE minute < ?", minute);
+    const row = this.#failureRow(minute, client);
+    const before = rateLimit(row.count, nowMs);
+    if (before.limited) return before;
+    this.#sql.exec("DELETE FROM client_failures WHERE minute < ?", minute);
     this.#sql.exec(
-      "INSERT INTO failures (minute, count) VALUES (?, 1) ON CONFLICT (minute) DO UPDATE SET count = count + 1",
-      minute,
+      "INSERT INTO client_failures (minute, client, count) VALUES (?, ?, 1) ON CONFLICT (minute, client) DO UPDATE SET count = count + 1",
+      minute, row.client,
     );
     return before;
   }
@@ -107,12 +126,12 @@ export class AdminGate extends DurableObject<GuardEnv> {
    * step accepted for this secret. Checked and recorded in one synchronous step, so two isolates
    * presenting the same code at the same moment cannot both succeed.
    */
-  consumeTotp(secretId: string, step: number, nowMs: number): TotpConsumption {
-    const limit = this.check(nowMs);
+  consumeTotp(secretId: string, step: number, nowMs: number, client: string): TotpConsumption {
+    const limit = this.check(nowMs, client);
     if (limit.limited) return { status: "limited", retryAfterS: limit.retryAfterS };
     const last = this.#sql.exec<{ last_step: number }>("SELECT last_step FROM totp_steps WHERE secret_id = ?", secretId).toArray()[0]?.last_step;
     if (last !== undefined && step <= last) {
-      this.fail(nowMs);
+      this.fail(nowMs, client);
       return { status: "reused" };
     }
     this.#sql.exec("INSERT OR REPLACE INTO totp_steps (secret_id, last_step, at_ms) VALUES (?, ?, ?)", secretId, step, nowMs);
@@ -155,6 +174,35 @@ export class AdminGate extends DurableObject<GuardEnv> {
       outcome: r.outcome,
       detail: r.detail,
     }));
+  }
+
+  // ---------------------------------------------------------------- refused requests ("rejections")
+
+  /** Adds one isolate's refused requests to the ring; the oldest are overwritten (REJECTIONS_KEPT). */
+  addRejections(batch: RejectionBatch): void {
+    this.ctx.storage.transactionSync(() => {
+      let seq = this.#sql.exec<{ seq: number | null }>("SELECT MAX(seq) AS seq FROM rejections").one().seq ?? 0;
+      for (const raw of batch.entries.slice(-REJECTIONS_KEPT)) {
+        const r = sanitizeRejection(raw);
+        if (r === null) continue;
+        seq += 1;
+        this.#sql.exec(
+          "INSERT OR REPLACE INTO rejections (slot, seq, at_ms, route, method, path, status, reason, client, account) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+          seq % REJECTIONS_KEPT, seq, r.atMs, r.route, r.method, r.path, r.status, r.reason, r.client, r.account,
+        );
+      }
+      if (batch.dropped > 0) this.#setMeta("rejections_dropped", String(Number(this.#meta("rejections_dropped") ?? "0") + batch.dropped));
+    });
+  }
+
+  /** Newest first. `dropped`: entries isolates could not keep while the ring was being written. */
+  rejections(limit: number): { rejections: Rejection[]; dropped: number } {
+    type Row = { at_ms: number; route: string; method: string; path: string; status: number; reason: string; client: string; account: string | null };
+    const rows = this.#sql.exec<Row>("SELECT * FROM rejections ORDER BY seq DESC LIMIT ?", Math.max(1, Math.min(limit, REJECTIONS_KEPT))).toArray();
+    return {
+      rejections: rows.map((r) => ({ atMs: r.at_ms, route: r.route, method: r.method, path: r.path, status: r.status, reason: r.reason, client: r.client, account: r.account })),
+      dropped: Number(this.#meta("rejections_dropped") ?? "0"),
+    };
   }
 
   // ---------------------------------------------------------------- metrics aggregation ("metrics")

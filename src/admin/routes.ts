@@ -11,14 +11,27 @@
 //   GET  /admin/accounts/:sid/egress-keys         its keys: id, created, last used, revoked (never a key)
 //   DELETE /admin/accounts/:sid/egress-keys/:id   revoke one
 //   GET  /admin/metrics                           Prometheus text (src/admin/metrics.ts, docs/metrics.md)
+//   POST /admin/elevate                           a fresh TOTP code in, an elevation token (10 min) out
+//   GET  /admin/rejections?limit=                 the latest refused requests (src/admin/rejections.ts)
+//   GET  /admin/overview                          spend today, warned/open counts, top spenders
+//   GET  /admin/accounts/:sid/usage?by=hour|day   spend/events per hour (48 h) or day (90 d), limits, trips
+//
+// Every failure below is counted for the client's address only (CF-Connecting-IP): an attacker's junk
+// locks out the attacker, never an operator elsewhere. OPTIONS (a browser's CORS preflight) is answered
+// 204 without CORS headers, before any check, and is no failure: the dashboard is same-origin.
 //
 // Order of checks, so that nothing changes on a refused call and each refusal costs one gate RPC:
 //   1. ADMIN_TOKEN unset → 404 for every /admin route (indistinguishable from a route that does not exist);
 //   2. bad or missing bearer token → the failure is counted at the gate → 401, or 429 when locked out;
+//      a correct token is still refused (429) while its own address is locked out;
 //   3. route, method and input checks (400 naming the field, 404, 405) — after the gate confirmed no lockout;
-//   4. mutating call with ADMIN_TOTP_SECRET set: code checked here, consumed at the gate (once) → 403/429;
+//   4. mutating call with ADMIN_TOTP_SECRET set: an elevation token checked here, or a code checked here
+//      and consumed at the gate (once) → 403/429; a missing code is 403 but no failure;
 //   5. the call itself; a mutation appends one audit entry.
 import { getConfig, ACCOUNT_SID_PATTERN, type Config } from "../config/config.ts";
+import { FILTERS, MAX_SEARCH_CHARS, SORTS, type ListedAccount, type SummaryFilter, type SummarySort } from "../accounts/summary.ts";
+import { isGrain } from "../ledger/buckets.ts";
+import { windowId, windowStart, type WindowKind } from "../ledger/windows.ts";
 import type { AccountSnapshot } from "../breaker/account-guard.ts";
 import type { GuardEnv } from "../config/env.ts";
 import { GuardError } from "../http/errors.ts";
@@ -28,9 +41,14 @@ import { createTwilioClient, TwilioRestError } from "../twilio/rest.ts";
 import type { WebhookTrace } from "../webhooks/handler.ts";
 import {
   BEARER_CHALLENGE,
+  ELEVATION_HEADER,
+  ELEVATION_TTL_MS,
   TOTP_HEADER,
   bearerToken,
+  checkElevation,
   checkTotp,
+  clientAddress,
+  issueElevation,
   tokenFingerprint,
   tokenMatches,
   totpKeyFor,
@@ -39,6 +57,7 @@ import {
 import { dashboardResponse } from "./dashboard.ts";
 import { ADMIN_GATE_NAME, type AdminCall, type AuditEntry } from "./gate.ts";
 import { METRICS_AGGREGATOR_NAME, PROMETHEUS_CONTENT_TYPE, metrics, renderPrometheus, restCallObserver } from "./metrics.ts";
+import { REJECTIONS_KEPT, REJECTIONS_NAME } from "./rejections.ts";
 import { ProvisioningError, provisionUsageTriggers, triggerCallbackUrl } from "./usage-triggers.ts";
 import { issueEgressKey } from "../egress/keys.ts";
 
@@ -66,6 +85,10 @@ const ACCOUNT_AUDIT_ENTRIES = 100;
 type Operation =
   | { kind: "list" }
   | { kind: "metrics" }
+  | { kind: "overview" }
+  | { kind: "rejections" }
+  | { kind: "elevate" }
+  | { kind: "usage"; sid: string }
   | { kind: "account"; sid: string }
   | { kind: "policy"; sid: string }
   | { kind: "trip"; sid: string }
@@ -75,16 +98,28 @@ type Operation =
   | { kind: "egress-key-issue"; sid: string }
   | { kind: "egress-key-revoke"; sid: string; keyId: string };
 
-type Mutation = Extract<Operation, { kind: AdminCall }>;
+type Mutation = Extract<Operation, { kind: Exclude<AdminCall, "elevate"> }>;
 
-const ACCOUNT_ROUTE = /^\/admin\/accounts\/([^/]+)(?:\/(policy|trip|reset|usage-triggers))?$/;
+const ACCOUNT_ROUTE = /^\/admin\/accounts\/([^/]+)(?:\/(policy|trip|reset|usage-triggers|usage))?$/;
 const EGRESS_KEYS_ROUTE = /^\/admin\/accounts\/([^/]+)\/egress-keys(?:\/([^/]+))?$/;
 /** An egress key's id (src/egress/keys.ts): 16 hex. */
 const EGRESS_KEY_ID = /^[0-9a-f]{16}$/;
 
+const FIXED_ROUTES: Record<string, Operation> = {
+  "/admin/accounts": { kind: "list" },
+  "/admin/metrics": { kind: "metrics" },
+  "/admin/overview": { kind: "overview" },
+  "/admin/rejections": { kind: "rejections" },
+  "/admin/elevate": { kind: "elevate" },
+};
+
 const ROUTE_METHODS: Record<Operation["kind"], string> = {
   list: "GET",
   metrics: "GET",
+  overview: "GET",
+  rejections: "GET",
+  elevate: "POST",
+  usage: "GET",
   account: "GET",
   policy: "PUT",
   trip: "POST",
@@ -102,6 +137,7 @@ const CALL_NAMES: Record<AdminCall, string> = {
   "usage-triggers": "POST /admin/accounts/:sid/usage-triggers",
   "egress-key-issue": "POST /admin/accounts/:sid/egress-keys",
   "egress-key-revoke": "DELETE /admin/accounts/:sid/egress-keys/:id",
+  elevate: "POST /admin/elevate",
 };
 
 function json(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
@@ -132,21 +168,19 @@ function text(value: string | undefined): string | null {
 
 /** Which operation a path and method name: a GuardError (404/405/400) when none. */
 function resolve(method: string, path: string): Operation | GuardError {
-  let op: Operation | null = null;
   const keys = EGRESS_KEYS_ROUTE.exec(path);
   if (keys) return resolveEgressKeys(method, keys[1]!, keys[2]);
-  if (path === "/admin/accounts") op = { kind: "list" };
-  else if (path === "/admin/metrics") op = { kind: "metrics" };
-  else {
+  let op: Operation | null = FIXED_ROUTES[path] ?? null;
+  if (op === null) {
     const m = ACCOUNT_ROUTE.exec(path);
     if (m) {
       const sid = m[1]!;
-      const kind = (m[2] ?? "account") as "account" | "policy" | "trip" | "reset" | "usage-triggers";
+      const kind = (m[2] ?? "account") as Extract<Operation, { sid: string }>["kind"];
       if (ROUTE_METHODS[kind] !== method) {
         return adminError(405, "method-not-allowed", `method not allowed: use ${ROUTE_METHODS[kind]}`, {}, { allow: ROUTE_METHODS[kind] });
       }
       if (!ACCOUNT_SID_PATTERN.test(sid)) return badField("sid", "sid: must be AC followed by 32 lowercase hex characters", "invalid-sid");
-      return { kind, sid };
+      return { kind, sid } as Operation;
     }
   }
   if (op === null) return adminError(404, "not-found", "no such admin route");
@@ -226,44 +260,72 @@ function guard(env: GuardEnv, sid: string) {
   return env.ACCOUNT_GUARD.getByName(sid);
 }
 
-async function ensureNotLimited(env: GuardEnv, now: number): Promise<void> {
-  const limit = await gate(env).check(now);
+async function ensureNotLimited(env: GuardEnv, now: number, client: string): Promise<void> {
+  const limit = await gate(env).check(now, client);
   if (limit.limited) throw rateLimited(limit);
 }
 
-async function refuse(env: GuardEnv, now: number, status: 401 | 403, reason: string, message: string): Promise<never> {
-  const limit = await gate(env).fail(now);
+async function refuse(env: GuardEnv, now: number, client: string, status: 401 | 403, reason: string, message: string): Promise<never> {
+  const limit = await gate(env).fail(now, client);
   metrics.inc("guard_admin_auth_failures_total", { reason });
   if (limit.limited) throw rateLimited(limit);
   if (status === 401) throw adminError(401, reason, message, {}, { "www-authenticate": BEARER_CHALLENGE });
   throw adminError(403, reason, message);
 }
 
-/** The second factor of a mutating call; true when a code was checked and consumed. */
-async function secondFactor(request: Request, config: Config, env: GuardEnv, now: number): Promise<boolean> {
-  if (config.adminTotpSecret === null) {
-    await ensureNotLimited(env, now);
-    return false;
-  }
-  const key = await totpKeyFor(config.adminTotpSecret);
+/** A refusal that is no guess (a forgotten code, an elevation that ran out): not counted, but still 429 when locked out. */
+async function refuseUncounted(env: GuardEnv, now: number, client: string, reason: string, message: string): Promise<never> {
+  await ensureNotLimited(env, now, client);
+  metrics.inc("guard_admin_auth_failures_total", { reason });
+  throw adminError(403, reason, message);
+}
+
+interface Caller {
+  client: string;
+  bearer: string;
+}
+
+/** Checks and consumes a fresh TOTP code (X-Guard-TOTP): once per code, at the gate. */
+async function consumeCode(request: Request, secret: string, env: GuardEnv, now: number, client: string): Promise<void> {
+  const key = await totpKeyFor(secret);
   const check = await checkTotp(key, request.headers.get(TOTP_HEADER), now);
-  if (check.status === "missing") return refuse(env, now, 403, "totp-required", `this call needs a TOTP code in ${TOTP_HEADER}`);
-  if (check.status === "invalid") return refuse(env, now, 403, "totp-invalid", "TOTP code is wrong or expired");
-  const consumed = await gate(env).consumeTotp(await totpSecretId(config.adminTotpSecret), check.step, now);
+  if (check.status === "missing") return refuseUncounted(env, now, client, "totp-required", `this call needs a TOTP code in ${TOTP_HEADER}`);
+  if (check.status === "invalid") return refuse(env, now, client, 403, "totp-invalid", "TOTP code is wrong or expired");
+  const consumed = await gate(env).consumeTotp(await totpSecretId(secret), check.step, now, client);
   if (consumed.status === "limited") throw rateLimited(consumed);
   if (consumed.status === "reused") {
     metrics.inc("guard_admin_auth_failures_total", { reason: "totp-reused" });
     throw adminError(403, "totp-reused", "this TOTP code was already used; wait for the next one");
   }
-  return true;
+}
+
+/**
+ * The second factor of a mutating call: an elevation token (X-Guard-Elevation) when one is sent,
+ * otherwise a fresh code. Returns how it was satisfied: "none" when ADMIN_TOTP_SECRET is unset.
+ */
+async function secondFactor(request: Request, config: Config, env: GuardEnv, now: number, caller: Caller): Promise<"none" | "totp" | "elevation"> {
+  if (config.adminTotpSecret === null) {
+    await ensureNotLimited(env, now, caller.client);
+    return "none";
+  }
+  const elevation = request.headers.get(ELEVATION_HEADER);
+  if (elevation !== null && elevation.trim() !== "") {
+    const check = await checkElevation(config.adminTotpSecret, caller.bearer, elevation.trim(), now);
+    if (check.status === "invalid") return refuse(env, now, caller.client, 403, "elevation-invalid", "the elevation token is not valid for this bearer token");
+    if (check.status === "expired") return refuseUncounted(env, now, caller.client, "elevation-expired", "the elevation has expired: POST /admin/elevate with a fresh code");
+    await ensureNotLimited(env, now, caller.client);
+    return "elevation";
+  }
+  await consumeCode(request, config.adminTotpSecret, env, now, caller.client);
+  return "totp";
 }
 
 /** The page of the dashboard: served without a bearer token (see handleAdmin), never with data. */
-async function servePage(request: Request, env: GuardEnv, now: number): Promise<Response> {
+async function servePage(request: Request, env: GuardEnv, now: number, client: string): Promise<Response> {
   if (request.method !== "GET" && request.method !== "HEAD") {
     throw adminError(405, "method-not-allowed", "method not allowed: use GET", {}, { allow: "GET" });
   }
-  await ensureNotLimited(env, now);
+  await ensureNotLimited(env, now, client);
   return dashboardResponse(request.method === "HEAD");
 }
 
@@ -285,28 +347,50 @@ async function routeAdmin(request: Request, ctx: AdminContext, adminToken: strin
   const now = ctx.now();
   const url = new URL(request.url);
   const path = url.pathname.replace(/\/+$/, "");
+  const client = clientAddress(request.headers);
+
+  // A CORS preflight carries no credentials by design (Fetch standard): it is no failed sign-in. The
+  // answer grants nothing (no Access-Control-Allow-* headers), so a cross-origin page still cannot call.
+  if (request.method === "OPTIONS") {
+    return new Response(null, { status: 204, headers: { allow: "GET, HEAD, POST, PUT, OPTIONS", "cache-control": "no-store" } });
+  }
 
   // GET /admin is the dashboard page and is served WITHOUT a bearer token: a browser navigation cannot
   // send an Authorization header, and the page is static (inline code, no data). The operator signs in
   // on the page; every data call it makes is an /admin/* API call with the token. Only when ADMIN_TOKEN
-  // is set (checked above), and still subject to the failure lockout.
-  if (path === "/admin") return servePage(request, env, now);
+  // is set (checked above), and still subject to the failure lockout of the caller's address.
+  if (path === "/admin") return servePage(request, env, now, client);
 
   const presented = bearerToken(request.headers.get("authorization"));
-  if (!(await tokenMatches(presented, adminToken))) {
-    return refuse(env, now, 401, presented === null ? "token-missing" : "token-invalid", "a valid admin bearer token is required");
+  if (presented === null || !(await tokenMatches(presented, adminToken))) {
+    return refuse(env, now, client, 401, presented === null ? "token-missing" : "token-invalid", "a valid admin bearer token is required");
   }
+  const caller: Caller = { client, bearer: presented };
   const config = getConfig(env);
   const op = resolve(request.method, path);
 
   if (op instanceof GuardError || !isMutation(op)) {
-    await ensureNotLimited(env, now);
+    await ensureNotLimited(env, now, client);
     if (op instanceof GuardError) throw op;
-    if (op.kind !== "list" && op.kind !== "metrics") ctx.trace.account = op.sid;
-    if (op.kind === "list") return listAccounts(env, config, url);
-    if (op.kind === "metrics") return metricsText(env);
-    if (op.kind === "egress-keys") return json({ keys: await guard(env, op.sid).listEgressKeys() });
-    return accountDetail(env, config, op.sid);
+    if ("sid" in op) ctx.trace.account = op.sid;
+    switch (op.kind) {
+      case "list":
+        return listAccounts(env, config, url, now);
+      case "metrics":
+        return metricsText(env);
+      case "overview":
+        return overview(env, now);
+      case "rejections":
+        return rejectionList(env, url);
+      case "elevate":
+        return elevate(request, env, config, now, caller);
+      case "usage":
+        return usageSeries(env, op.sid, url, now);
+      case "egress-keys":
+        return json({ keys: await guard(env, op.sid).listEgressKeys() });
+      case "account":
+        return accountDetail(env, config, op.sid);
+    }
   }
 
   ctx.trace.account = op.sid;
@@ -315,15 +399,48 @@ async function routeAdmin(request: Request, ctx: AdminContext, adminToken: strin
     input = await mutationInput(op, request);
   } catch (error) {
     // A locked-out caller learns nothing, not even that its input was wrong.
-    await ensureNotLimited(env, now);
+    await ensureNotLimited(env, now, client);
     throw error;
   }
-  const totp = await secondFactor(request, config, env, now);
-  return mutate(op, input, { env, config, now, totp, url, logger: ctx.logger, token: await tokenFingerprint(adminToken) });
+  const factor = await secondFactor(request, config, env, now, caller);
+  return mutate(op, input, { env, config, now, totp: factor !== "none", url, logger: ctx.logger, token: await tokenFingerprint(adminToken) });
+}
+
+/** POST /admin/elevate: consumes one fresh code, answers a token good for ELEVATION_TTL_MS for this bearer token. */
+async function elevate(request: Request, env: GuardEnv, config: Config, now: number, caller: Caller): Promise<Response> {
+  if (config.adminTotpSecret === null) {
+    throw adminError(409, "totp-off", "ADMIN_TOTP_SECRET is not set: mutating calls need no second factor, so there is nothing to elevate");
+  }
+  await consumeCode(request, config.adminTotpSecret, env, now, caller.client);
+  const elevation = await issueElevation(config.adminTotpSecret, caller.bearer, now);
+  const fingerprint = await tokenFingerprint(caller.bearer);
+  try {
+    await gate(env).appendAudit({
+      atMs: now, call: "POST /admin/elevate", action: "elevate", account: "", tokenFingerprint: fingerprint, totp: true,
+      beforeJson: "null", afterJson: JSON.stringify({ expiresAt: elevation.expiresAtMs }), outcome: "ok", detail: `elevated from ${caller.client}`,
+    });
+  } catch {
+    // The elevation is stateless and already issued; its audit line is best effort (logged by the caller's line).
+  }
+  metrics.inc("guard_admin_mutations_total", { call: "elevate", outcome: "ok" });
+  return json({ elevation: elevation.token, expiresAt: elevation.expiresAtMs, ttlSeconds: ELEVATION_TTL_MS / 1000, header: "X-Guard-Elevation" });
 }
 
 function isMutation(op: Operation): op is Mutation {
   return op.kind === "policy" || op.kind === "trip" || op.kind === "reset" || op.kind === "usage-triggers" || op.kind === "egress-key-issue" || op.kind === "egress-key-revoke";
+}
+
+async function rejectionList(env: GuardEnv, url: URL): Promise<Response> {
+  const raw = url.searchParams.get("limit");
+  let limit = 200;
+  if (raw !== null && raw !== "") {
+    if (!/^[0-9]+$/.test(raw) || Number(raw) < 1 || Number(raw) > REJECTIONS_KEPT) {
+      throw badField("limit", `limit: must be a whole number from 1 to ${REJECTIONS_KEPT}`);
+    }
+    limit = Number(raw);
+  }
+  const result = await env.ADMIN_GATE.getByName(REJECTIONS_NAME).rejections(limit);
+  return json({ ...result, kept: REJECTIONS_KEPT });
 }
 
 // ---------------------------------------------------------------- reads
@@ -352,25 +469,81 @@ function parsePageSize(value: string | null): number {
   return n;
 }
 
-async function listAccounts(env: GuardEnv, config: Config, url: URL): Promise<Response> {
+function oneOf<T extends string>(url: URL, name: string, allowed: readonly T[], fallback: T): T {
+  const value = url.searchParams.get(name);
+  if (value === null || value === "") return fallback;
+  if (!(allowed as readonly string[]).includes(value)) throw badField(name, `${name}: must be one of ${allowed.join(", ")}`);
+  return value as T;
+}
+
+/** A listed window that has rolled over since the account's last push counts nothing (it is a new window). */
+function currentWindows(row: ListedAccount, now: number): ListedAccount["windows"] {
+  return row.windows.map((w) =>
+    w.windowId === windowId(w.window as WindowKind, now) ? w : { ...w, windowId: windowId(w.window as WindowKind, now), usd: 0, events: 0, limits: w.limits.map((l) => ({ ...l, used: 0 })) },
+  );
+}
+
+/**
+ * GET /admin/accounts?q=&sort=spend|state|activity|sid&filter=all|open|warned&limit=&offset=|after=
+ * Served from the directory's light summary (src/accounts/summary.ts): one query per page at any size.
+ * Only an account the summary does not know yet (registered before it existed, quiet since) is asked
+ * directly, once; it then pushes its summary.
+ */
+async function listAccounts(env: GuardEnv, config: Config, url: URL, now: number): Promise<Response> {
   const limit = parsePageSize(url.searchParams.get("limit"));
   const after = url.searchParams.get("after") ?? "";
   if (after !== "" && !ACCOUNT_SID_PATTERN.test(after)) throw badField("after", "after: must be an Account SID (the `next` of the previous page)");
+  const q = (url.searchParams.get("q") ?? "").trim();
+  if (q.length > MAX_SEARCH_CHARS) throw badField("q", `q: at most ${MAX_SEARCH_CHARS} characters`);
+  const sort = oneOf<SummarySort>(url, "sort", SORTS, "sid");
+  const filter = oneOf<SummaryFilter>(url, "filter", FILTERS, "all");
+  const rawOffset = url.searchParams.get("offset") ?? "";
+  if (rawOffset !== "" && (!/^[0-9]{1,6}$/.test(rawOffset))) throw badField("offset", "offset: must be a whole number");
+  if (rawOffset !== "" && after !== "") throw badField("offset", "offset: use either after (SID order) or offset, not both");
+  const offset = rawOffset === "" ? 0 : Number(rawOffset);
   const directory = env.DIRECTORY.getByName("directory");
-  const [page, total] = await Promise.all([directory.listAccounts({ after, limit }), directory.countAccounts()]);
-  // One snapshot RPC per account, all in parallel: a page costs one round trip, not `limit` of them.
-  const observedAt = Date.now();
-  const snapshots = await Promise.allSettled(page.accounts.map((a) => guard(env, a.sid).snapshot()));
-  const accounts = page.accounts.map((a, i) => {
-    const result = snapshots[i]!;
-    const base = { sid: a.sid, isParent: a.isParent, firstSeenAt: a.firstSeenAt };
-    if (result.status === "rejected") return { ...base, error: "snapshot unavailable" };
-    const s = result.value;
-    // What the operator sees also refreshes the open-breakers gauge (real time: the latest report wins).
-    metrics.breaker(a.sid, s.breaker.state, observedAt);
-    return { ...base, breaker: breakerView(s), action: s.policy.action, policySource: s.policySource, windows: windowsView(s) };
+  const page = await directory.querySummaries({ q, sort, filter, limit: limit + 1, offset, after }, now, windowStart("day", now));
+  const rows = page.accounts.slice(0, limit);
+  const missing = rows.filter((r) => !r.summarised);
+  const fetched = new Map(
+    await Promise.all(missing.map(async (r) => [r.sid, await guard(env, r.sid).summary(now).catch(() => null)] as const)),
+  );
+  const accounts = rows.map((r) => {
+    const s = fetched.get(r.sid);
+    const row: ListedAccount =
+      s === undefined || s === null
+        ? r
+        : {
+            ...r, summarised: true, breaker: { state: s.state, suspension: s.suspension }, action: s.action, spendTodayUsd: s.spendTodayMicros / 1e6,
+            eventsToday: s.eventsToday, warned: s.state === "closed" && s.warnedUntilMs > now, maxUsed: s.maxUsed,
+            lastActivityAt: s.lastActivityMs || null, policySource: s.policySource, windows: s.windows,
+          };
+    return { ...row, windows: currentWindows(row, now) };
   });
-  return json({ accounts, next: page.next, total, totpRequired: config.adminTotpSecret !== null });
+  const more = page.accounts.length > limit;
+  return json({
+    accounts,
+    next: more && sort === "sid" && rawOffset === "" ? rows[rows.length - 1]!.sid : null,
+    nextOffset: more ? offset + limit : null,
+    total: page.total,
+    sort,
+    filter,
+    totpRequired: config.adminTotpSecret !== null,
+  });
+}
+
+/** GET /admin/overview: spend today across accounts, warned and open counts, top spenders. */
+async function overview(env: GuardEnv, now: number): Promise<Response> {
+  const summary = await env.DIRECTORY.getByName("directory").overview(now, windowStart("day", now));
+  return json({ ...summary, day: windowId("day", now).slice(4), at: now });
+}
+
+/** GET /admin/accounts/:sid/usage?by=hour|day */
+async function usageSeries(env: GuardEnv, sid: string, url: URL, now: number): Promise<Response> {
+  const by = url.searchParams.get("by") ?? "hour";
+  if (!isGrain(by)) throw badField("by", "by: must be hour or day");
+  const series = await guard(env, sid).usage(by, now);
+  return json({ sid, ...series });
 }
 
 async function accountDetail(env: GuardEnv, config: Config, sid: string): Promise<Response> {
@@ -488,7 +661,8 @@ async function execute(op: Mutation, input: MutationInput, m: MutationContext): 
       const { snapshot: after, reactivation } = await stub.reset(op.sid, m.now);
       metrics.breaker(op.sid, after.breaker.state, Date.now());
       return {
-        response: json({ account: after, reactivation }),
+        // changed: false says plainly that a closed breaker was reset: nothing happened.
+        response: json({ account: after, reactivation, changed: before.breaker.state === "open" }),
         before: breakerView(before),
         after: { ...breakerView(after), reactivation },
         outcome: "ok",

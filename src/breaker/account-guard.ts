@@ -22,13 +22,15 @@ import { classifyRestFailure, retryDelayMs } from "../ledger/backoff.ts";
 import { createTwilioClient, TwilioRestError, type TwilioClient } from "../twilio/rest.ts";
 import { metrics, restCallObserver } from "../admin/metrics.ts";
 import type { RecordVerdict } from "../webhooks/handler.ts";
-import { AlertDeliveryError, alertText, sendAlertWebhook } from "./alerts.ts";
+import { AlertDeliveryError, alertText, dashboardLink, sendAlertWebhook } from "./alerts.ts";
 import { migrateAccountSchema, RECENT_EVENTS_KEPT } from "./schema.ts";
 import { EgressStore, type EgressKeyView } from "../egress/store.ts";
 import type { GateRefusal, ReserveAnswer, ReserveRequest } from "../egress/protocol.ts";
 import { checkPumping } from "../egress/pumping.ts";
 import { callReservation, priceSend } from "../egress/send.ts";
 import { decideReservation, releaseAsDuplicate, settleReservation, type Reservation, type Settlement } from "../ledger/reservations.ts";
+import { GRAINS, bucketsFor, buildSeries, oldestKept, type BucketRow, type Grain, type UsageSeries } from "../ledger/buckets.ts";
+import { SUMMARY_PUSH_INTERVAL_MS, summarise, type AccountSummary } from "../accounts/summary.ts";
 
 /**
  * Twilio retries a webhook for at most a few hours (connection overrides allow up to 5 retries with
@@ -82,7 +84,10 @@ export interface AccountSnapshot {
   policy: Policy;
   policySource: "default" | "account";
   windows: WindowView[];
-  recentEvents: Array<{ at: number; kind: string; sid: string; status: string; usd: number; counted: boolean; duplicate: boolean }>;
+  /** counted: a new billable event; settled: a call's completion settling its reservation (usd = the difference); blocked: answered as blocked. */
+  recentEvents: Array<{ at: number; kind: string; sid: string; status: string; usd: number; counted: boolean; settled: boolean; duplicate: boolean; blocked: boolean }>;
+  /** Warnings sent (limit reached warnAt), newest first: which limit, in which window, when. */
+  warnings: Array<{ limit: string; windowId: string; at: number }>;
   trips: Array<{ tripId: string; openedAt: number; reason: string; detail: string; closedAt: number | null }>;
   history: Array<{ at: number; tripId: string | null; kind: string; outcome: string; detail: string }>;
 }
@@ -102,6 +107,9 @@ export class AccountGuard extends DurableObject<GuardEnv> {
   readonly #metaValues = new Map<string, string | null>();
   /** The newest recent_events sequence number, once read (the ring's next slot follows it). */
   #recentSeq: number | null = null;
+  /** When this instance last pushed its summary to the directory (real time), and the push's revision. */
+  #summaryPushedAt = 0;
+  #summaryRev = 0;
 
   /** The REST egress gate's rows (src/egress/store.ts). */
   readonly #egress: EgressStore;
@@ -242,6 +250,7 @@ export class AccountGuard extends DurableObject<GuardEnv> {
         const bound = this.#egress.reservationBySid(event.sid);
         if (bound !== null) egressEffects = this.#settleReservation(bound.id, { type: "price", usd: event.reportedPriceUsd }, policy) || egressEffects;
       }
+      let settled = false;
       if (!duplicate && event.billable) {
         // A call the gate made is priced at the destination's rate it was reserved at.
         const callRate = event.kind === "call-status" && event.reportedPriceUsd === undefined ? this.#egress.callRate(event.sid) : null;
@@ -258,14 +267,9 @@ export class AccountGuard extends DurableObject<GuardEnv> {
         } else if (prior.settled === 0 && event.kind === "call-status") {
           this.#sql.exec("UPDATE counted SET usd_micros = ?, settled = 1 WHERE count_key = ?", price, event.countKey);
           usdMicros = price - prior.usd_micros;
+          settled = true;
         }
       }
-      // The ring keeps the newest RECENT_EVENTS_KEPT events: each event replaces the oldest slot.
-      const seq = this.#nextRecentSeq();
-      this.#sql.exec(
-        "INSERT OR REPLACE INTO recent_events (id, seq, at_ms, kind, sid, status, usd_micros, counted, duplicate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        seq % RECENT_EVENTS_KEPT, seq, now, event.kind, event.sid, event.status, usdMicros, events, duplicate ? 1 : 0,
-      );
       let effects = false;
       if (this.#meta("prune_at") === null) {
         // Remembered keys must be pruned some day: the first event after a quiet period schedules it.
@@ -273,9 +277,19 @@ export class AccountGuard extends DurableObject<GuardEnv> {
         effects = true;
       }
       if (usdMicros !== 0 || events !== 0) effects = this.#count(policy, now, { usdMicros, events }) || effects;
-      return { duplicate, blocked: inbound && this.#blocks(this.#breaker()), effects: effects || egressEffects };
+      const blocked = inbound && this.#blocks(this.#breaker());
+      if (blocked) this.#addToBuckets(now, { usdMicros: 0, events: 0, blocked: 1 });
+      // The ring keeps the newest RECENT_EVENTS_KEPT events: each event replaces the oldest slot.
+      // counted: 1 a new billable event, 2 a call's settlement (v2 code reads only 1 as counted).
+      const seq = this.#nextRecentSeq();
+      this.#sql.exec(
+        "INSERT OR REPLACE INTO recent_events (id, seq, at_ms, kind, sid, status, usd_micros, counted, duplicate, blocked) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        seq % RECENT_EVENTS_KEPT, seq, now, event.kind, event.sid, event.status, usdMicros, settled ? 2 : events, duplicate ? 1 : 0, blocked ? 1 : 0,
+      );
+      return { duplicate, blocked, effects: effects || egressEffects };
     });
     await this.#afterWrite(verdict.effects, now);
+    await this.#noteSummary(now, verdict.effects);
     metrics.flush(this.env, (promise) => this.ctx.waitUntil(promise));
     return { duplicate: verdict.duplicate, blocked: verdict.blocked };
   }
@@ -301,6 +315,7 @@ export class AccountGuard extends DurableObject<GuardEnv> {
         t.window, t.windowId, windowStart(t.window, now), Math.max(0, t.usdMicros), Math.max(0, t.events),
       );
     }
+    this.#addToBuckets(now, { ...add, blocked: 0 });
     let outbox = false;
     for (const warning of evaluation.warnings) {
       const key = `${limitLabel(warning.limit)}@${warning.windowId}`;
@@ -318,6 +333,18 @@ export class AccountGuard extends DurableObject<GuardEnv> {
       outbox = true;
     }
     return outbox;
+  }
+
+  /** Adds to the usage history (src/ledger/buckets.ts): the hour and day buckets of `now`, or only `grains`. */
+  #addToBuckets(now: number, add: { usdMicros: number; events: number; blocked: number }, grains: readonly Grain[] = GRAINS): void {
+    for (const b of bucketsFor(now)) {
+      if (!grains.includes(b.grain)) continue;
+      this.#sql.exec(
+        `INSERT INTO usage_buckets (grain, start_ms, usd_micros, events, blocked) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (grain, start_ms) DO UPDATE SET usd_micros = usd_micros + excluded.usd_micros, events = events + excluded.events, blocked = blocked + excluded.blocked`,
+        b.grain, b.startMs, add.usdMicros, add.events, add.blocked,
+      );
+    }
   }
 
   /** Opens the breaker once; its side effects go to the outbox. False when it was already open. */
@@ -355,7 +382,8 @@ export class AccountGuard extends DurableObject<GuardEnv> {
 
   #enqueueAlerts(tripId: string, now: number, level: string, message: string): boolean {
     const config = this.#config;
-    const text = alertText(this.#sid ?? "?", level, message);
+    const today = this.#sql.exec<{ usd_micros: number }>("SELECT usd_micros FROM totals WHERE window = 'day' AND window_id = ?", windowId("day", now)).toArray()[0];
+    const text = alertText(this.#sid ?? "?", level, message, { spendTodayUsd: fromMicros(today?.usd_micros ?? 0), link: dashboardLink(config.publicUrl, this.#sid ?? "") });
     let any = false;
     if (config.alertWebhookUrl !== null) {
       this.#enqueue(tripId, "alert-webhook", { level, text, message }, now);
@@ -386,7 +414,8 @@ export class AccountGuard extends DurableObject<GuardEnv> {
     const due = this.#sql.exec<{ at: number | null }>("SELECT MIN(next_at_ms) AS at FROM outbox WHERE state = 'pending'").one().at;
     const reconcile = this.#meta("reconcile_at");
     const prune = this.#meta("prune_at");
-    const candidates = [due, reconcile === null ? null : Number(reconcile), prune === null ? null : Number(prune)];
+    const summary = this.#meta("summary_at");
+    const candidates = [due, reconcile === null ? null : Number(reconcile), prune === null ? null : Number(prune), summary === null ? null : Number(summary)];
     const times = candidates.filter((t): t is number => t !== null && Number.isFinite(t));
     return times.length === 0 ? null : Math.max(now, Math.min(...times));
   }
@@ -408,6 +437,7 @@ export class AccountGuard extends DurableObject<GuardEnv> {
       return { tripped: this.#trip("usage-trigger", detail, now, policy), duplicate: false };
     });
     await this.#afterWrite(result.tripped, now);
+    await this.#noteSummary(now, result.tripped);
     metrics.flush(this.env, (promise) => this.ctx.waitUntil(promise));
     return result;
   }
@@ -419,6 +449,7 @@ export class AccountGuard extends DurableObject<GuardEnv> {
     const { policy } = this.#policy();
     const queued = this.#transaction(() => this.#trip("operator", reason, now, policy));
     await this.#afterWrite(queued, now);
+    await this.#noteSummary(now, true);
     return this.snapshot();
   }
 
@@ -450,6 +481,7 @@ export class AccountGuard extends DurableObject<GuardEnv> {
       reactivation = row?.state === "done" ? "done" : row?.state === "failed" ? "failed" : "retrying";
       await this.#reschedule(Date.now());
     }
+    await this.#noteSummary(now, true);
     return { snapshot: this.snapshot(), reactivation };
   }
 
@@ -458,15 +490,99 @@ export class AccountGuard extends DurableObject<GuardEnv> {
     this.#identify(sid, Date.now());
     if (policy === null) this.#deleteMeta("policy");
     else this.#setMeta("policy", JSON.stringify(parsePolicy(policy)));
+    void this.#noteSummary(Date.now(), true);
     return this.snapshot();
   }
 
-  snapshot(): AccountSnapshot {
-    const now = Date.now();
-    const { policy, source } = this.#policy();
+  // ---------------------------------------------------------------- usage history and the light summary
+
+  /** GET /admin/accounts/:sid/usage: the hour (48) or day (90) series ending at `atMs`, with limits and trips. */
+  usage(by: Grain, atMs?: number): UsageSeries {
+    const now = atMs ?? Date.now();
+    const from = oldestKept(by, now);
+    const rows = this.#sql
+      .exec<{ start_ms: number; usd_micros: number; events: number; blocked: number }>(
+        "SELECT start_ms, usd_micros, events, blocked FROM usage_buckets WHERE grain = ? AND start_ms >= ? ORDER BY start_ms", by, from,
+      )
+      .toArray()
+      .map((r): BucketRow => ({ grain: by, startMs: r.start_ms, usdMicros: r.usd_micros, events: r.events, blocked: r.blocked }));
+    const trips = this.#sql
+      .exec<{ opened_at: number; reason: string }>("SELECT opened_at, reason FROM trips WHERE opened_at >= ? ORDER BY opened_at", from)
+      .toArray()
+      .map((t) => ({ at: t.opened_at, reason: t.reason }));
+    return buildSeries(by, now, rows, trips, this.#policy().policy);
+  }
+
+  /** The listing's row for this account (src/accounts/summary.ts), at `now`. */
+  #summaryOf(now: number): AccountSummary | null {
+    if (this.#sid === null) return null;
+    const { policy } = this.#policy();
     const breaker = this.#breaker();
-    const retrying = this.#sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM outbox WHERE state = 'pending' AND attempts > 0 AND kind = 'suspend'").one().n > 0;
-    const windows: WindowView[] = ALL_WINDOWS.map((window) => {
+    const windows = ALL_WINDOWS.map((window) => {
+      const row = this.#sql
+        .exec<{ usd_micros: number; events: number }>("SELECT usd_micros, events FROM totals WHERE window = ? AND window_id = ?", window, windowId(window, now))
+        .toArray()[0];
+      return { window, usdMicros: row?.usd_micros ?? 0, events: row?.events ?? 0 };
+    });
+    const day = windows.find((w) => w.window === "day")!;
+    const last = this.#lastActivity();
+    this.#summaryRev = Math.max(this.#summaryRev + 1, Date.now() * 1000);
+    return {
+      sid: this.#sid,
+      isParent: this.#isParent(),
+      state: breaker.state,
+      suspension: breaker.suspension,
+      action: policy.action,
+      dayStartMs: windowStart("day", now),
+      spendTodayMicros: day.usdMicros,
+      eventsToday: day.events,
+      ...summarise(policy, windows, now),
+      lastActivityMs: last,
+      rev: this.#summaryRev,
+      policySource: this.#policy().source,
+      windows: this.#windowViews(now, policy),
+    };
+  }
+
+  /**
+   * Sends the summary to the directory after the answer: at once when `force` (a trip, reset, warning,
+   * policy), else at most every SUMMARY_PUSH_INTERVAL_MS, with a trailing push from the alarm so the
+   * listing always ends up with the last figures.
+   */
+  async #noteSummary(now: number, force: boolean): Promise<void> {
+    const real = Date.now();
+    if (!force && real - this.#summaryPushedAt < SUMMARY_PUSH_INTERVAL_MS) {
+      if (this.#meta("summary_at") === null) {
+        this.#setMeta("summary_at", String(this.#summaryPushedAt + SUMMARY_PUSH_INTERVAL_MS));
+        await this.#afterWrite(true, real);
+      }
+      return;
+    }
+    this.#pushSummary(now);
+  }
+
+  #pushSummary(now: number): void {
+    const summary = this.#summaryOf(now);
+    if (summary === null) return;
+    this.#summaryPushedAt = Date.now();
+    if (this.#meta("summary_at") !== null) this.#deleteMeta("summary_at");
+    this.ctx.waitUntil(
+      this.env.DIRECTORY.getByName("directory")
+        .putSummary(summary)
+        .catch((error: unknown) => this.#logger.error("summary-push-failed", error, { account: this.#sid })),
+    );
+  }
+
+  /** Pushes the summary now and answers it (the listing asks accounts it has no summary of yet). */
+  summary(atMs?: number): AccountSummary | null {
+    const now = atMs ?? Date.now();
+    this.#pushSummary(now);
+    return this.#summaryOf(now);
+  }
+
+  /** The current windows' totals against the policy's limits (used = total / limit). */
+  #windowViews(now: number, policy: Policy): WindowView[] {
+    return ALL_WINDOWS.map((window) => {
       const id = windowId(window, now);
       const row = this.#sql
         .exec<{ usd_micros: number; events: number }>("SELECT usd_micros, events FROM totals WHERE window = ? AND window_id = ?", window, id)
@@ -478,19 +594,36 @@ export class AccountGuard extends DurableObject<GuardEnv> {
         .map((l) => (l.usd !== undefined ? { usd: l.usd, used: usdMicros / toMicros(l.usd) } : { events: l.events!, used: events / l.events! }));
       return { window, windowId: id, usd: fromMicros(usdMicros), events, limits };
     });
+  }
+
+  snapshot(): AccountSnapshot {
+    const now = Date.now();
+    const { policy, source } = this.#policy();
+    const breaker = this.#breaker();
+    const retrying = this.#sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM outbox WHERE state = 'pending' AND attempts > 0 AND kind = 'suspend'").one().n > 0;
     return {
       sid: this.#sid ?? "",
       isParent: this.#sid !== null && this.#isParent(),
       breaker: { ...breaker, blocks: this.#blocks(breaker), retrying },
       policy,
       policySource: source,
-      windows,
+      windows: this.#windowViews(now, policy),
       recentEvents: this.#sql
-        .exec<{ at_ms: number; kind: string; sid: string; status: string; usd_micros: number; counted: number; duplicate: number }>(
+        .exec<{ at_ms: number; kind: string; sid: string; status: string; usd_micros: number; counted: number; duplicate: number; blocked: number }>(
           "SELECT * FROM recent_events ORDER BY seq DESC LIMIT ?", RECENT_EVENTS_KEPT,
         )
         .toArray()
-        .map((r) => ({ at: r.at_ms, kind: r.kind, sid: r.sid, status: r.status, usd: fromMicros(r.usd_micros), counted: r.counted === 1, duplicate: r.duplicate === 1 })),
+        .map((r) => ({
+          at: r.at_ms, kind: r.kind, sid: r.sid, status: r.status, usd: fromMicros(r.usd_micros),
+          counted: r.counted === 1, settled: r.counted === 2, duplicate: r.duplicate === 1, blocked: r.blocked === 1,
+        })),
+      warnings: this.#sql
+        .exec<{ key: string; at_ms: number }>("SELECT key, at_ms FROM warned ORDER BY at_ms DESC LIMIT 50")
+        .toArray()
+        .map((w) => {
+          const at = w.key.lastIndexOf("@");
+          return { limit: w.key.slice(0, at), windowId: w.key.slice(at + 1), at: w.at_ms };
+        }),
       trips: this.#sql
         .exec<{ trip_id: string; opened_at: number; reason: string; detail: string; closed_at: number | null }>("SELECT * FROM trips ORDER BY opened_at DESC LIMIT 50")
         .toArray()
@@ -631,12 +764,18 @@ export class AccountGuard extends DurableObject<GuardEnv> {
       await this.#runOutbox(now);
       await this.#reconcile(now);
       this.#prune(now);
+      const summaryAt = this.#meta("summary_at");
+      if (summaryAt !== null && Number(summaryAt) <= now) this.#pushSummary(Math.max(now, this.#lastActivity()));
     } catch (error) {
       // Never let the alarm throw: the runtime would retry it only a few times; we reschedule ourselves.
       this.#logger.error("alarm-failed", error, { account: this.#sid });
     }
     await this.#reschedule(Date.now());
     metrics.flush(this.env, (promise) => this.ctx.waitUntil(promise));
+  }
+
+  #lastActivity(): number {
+    return this.#sql.exec<{ at: number | null }>("SELECT MAX(at_ms) AS at FROM recent_events").one().at ?? 0;
   }
 
   async #reschedule(now: number): Promise<void> {
@@ -798,6 +937,7 @@ export class AccountGuard extends DurableObject<GuardEnv> {
         t.window, t.windowId, windowStart(t.window, now), t.usdMicros, t.events,
       );
     }
+    this.#addToBuckets(now, { usdMicros: delta, events: 0, blocked: 0 }, ["day"]);
     if (evaluation.crossed === null) return false;
     const label = limitLabel(evaluation.crossed);
     return this.#trip(`limit ${label}`, `crossed ${label} by reconciliation with Twilio's usage records`, now, policy);
@@ -815,6 +955,7 @@ export class AccountGuard extends DurableObject<GuardEnv> {
     this.#sql.exec("DELETE FROM recent_events WHERE id >= ?", RECENT_EVENTS_KEPT);
     this.#sql.exec("DELETE FROM outbox WHERE state != 'pending' AND next_at_ms < ?", now - SEEN_RETENTION_MS);
     this.#egress.prune(now, now - SEEN_RETENTION_MS);
+    for (const grain of GRAINS) this.#sql.exec("DELETE FROM usage_buckets WHERE grain = ? AND start_ms < ?", grain, oldestKept(grain, now));
     for (const window of ALL_WINDOWS) {
       const rows = this.#sql.exec<{ window_id: string; start_ms: number }>("SELECT window_id, start_ms FROM totals WHERE window = ?", window).toArray();
       for (const r of rows) if (isPrunable(window, r.start_ms, now)) this.#sql.exec("DELETE FROM totals WHERE window = ? AND window_id = ?", window, r.window_id);

@@ -14,8 +14,32 @@ export class AlertDeliveryError extends Error {
   }
 }
 
-export function alertText(account: string, level: string, message: string): string {
-  return `[twilio-edge-guard] ${level.toUpperCase()} ${account}: ${message}`;
+/**
+ * Slack's three control characters (https://api.slack.com/reference/surfaces/formatting#escaping):
+ * text from a payload (a UsageTriggerSid, a trip reason) must not become a link, a mention or markup.
+ */
+export function escapeSlack(text: string): string {
+  return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}
+
+export interface AlertFigures {
+  /** Today's (UTC) spend of the account, as the ledger has it. */
+  spendTodayUsd?: number;
+  /** The account's page on the dashboard, when PUBLIC_URL says where the guard is. */
+  link?: string | null;
+}
+
+/** The alert line: level, account, message, today's spend and the dashboard link; escaped for Slack. */
+export function alertText(account: string, level: string, message: string, figures: AlertFigures = {}): string {
+  const spend = figures.spendTodayUsd === undefined ? "" : ` (spend today ${figures.spendTodayUsd.toFixed(2)} USD)`;
+  const link = figures.link ? ` ${figures.link}` : "";
+  return `[twilio-edge-guard] ${level.toUpperCase()} ${escapeSlack(account)}: ${escapeSlack(message)}${spend}${link}`;
+}
+
+/** Where the operator opens the account: {PUBLIC_URL}/admin#/account/{sid}, or null without PUBLIC_URL. */
+export function dashboardLink(publicUrl: string | null, sid: string): string | null {
+  const base = publicUrl?.split(",")[0]?.trim().replace(/\/+$/, "");
+  return base ? `${base}/admin#/account/${sid}` : null;
 }
 
 export async function sendAlertWebhook(url: string, body: Record<string, unknown>, doFetch: typeof fetch = fetch): Promise<void> {

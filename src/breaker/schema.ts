@@ -15,8 +15,9 @@
 
 /**
  * Schema generations. 1: the first release (rowid tables, recent_events appended and trimmed).
- * 2: WITHOUT ROWID key/value tables, the recent_events ring. 3: the REST egress gate's tables
- * (EGRESS_TABLES: new tables only, so the migration from 2 is self-contained and a rollback to 2 ignores them).
+ * 2: WITHOUT ROWID key/value tables, the recent_events ring. 3: usage_buckets (the hour/day history
+ * behind the usage charts, src/ledger/buckets.ts), recent_events.blocked, and the REST egress gate's
+ * tables (EGRESS_TABLES). Version 3 only adds: the statements of version 2 still work on it.
  */
 export const ACCOUNT_SCHEMA_VERSION = 3;
 
@@ -58,6 +59,13 @@ const TABLES_V2 = `
   CREATE TABLE IF NOT EXISTS trigger_firings (token TEXT PRIMARY KEY, at_ms INTEGER NOT NULL) WITHOUT ROWID;
 `;
 
+/** Version 3's additions: the usage history (bounded by the prune: 48 hour rows, 90 day rows) and blocked events. */
+const ADDED_IN_V3 = `
+  CREATE TABLE IF NOT EXISTS usage_buckets (grain TEXT NOT NULL, start_ms INTEGER NOT NULL, usd_micros INTEGER NOT NULL,
+    events INTEGER NOT NULL, blocked INTEGER NOT NULL, PRIMARY KEY (grain, start_ms)) WITHOUT ROWID;
+  ALTER TABLE recent_events ADD COLUMN blocked INTEGER NOT NULL DEFAULT 0;
+`;
+
 /** Version 1 tables that version 2 rebuilds, with the columns copied across. */
 const REBUILT_IN_V2: ReadonlyArray<readonly [table: string, columns: string]> = [
   ["meta", "key, value"],
@@ -91,6 +99,10 @@ export function migrateAccountSchema(sql: SqlStorage): number {
     for (const [table] of REBUILT_IN_V2) sql.exec(`ALTER TABLE ${table} RENAME TO ${table}_v1`);
     sql.exec("ALTER TABLE recent_events RENAME TO recent_events_v1");
   }
+  if (found === 2) {
+    migrateV2toV3(sql);
+    return found;
+  }
   // trips, history and outbox (with its index) have the same layout in both versions: kept as they are.
   sql.exec(TABLES_V2);
   if (found === 1) {
@@ -107,8 +119,23 @@ export function migrateAccountSchema(sql: SqlStorage): number {
     );
     sql.exec("DROP TABLE recent_events_v1");
   }
-  // 2 → 3 adds tables only.
+  sql.exec(ADDED_IN_V3);
+  // The history starts with what the ledger still holds: the current and previous hour and day totals.
+  sql.exec(
+    `INSERT OR IGNORE INTO usage_buckets (grain, start_ms, usd_micros, events, blocked)
+     SELECT window, start_ms, usd_micros, events, 0 FROM totals WHERE window IN ('hour', 'day')`,
+  );
   sql.exec(EGRESS_TABLES);
   sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)", String(ACCOUNT_SCHEMA_VERSION));
   return found;
+}
+
+function migrateV2toV3(sql: SqlStorage): void {
+  sql.exec(ADDED_IN_V3);
+  sql.exec(EGRESS_TABLES);
+  sql.exec(
+    `INSERT OR IGNORE INTO usage_buckets (grain, start_ms, usd_micros, events, blocked)
+     SELECT window, start_ms, usd_micros, events, 0 FROM totals WHERE window IN ('hour', 'day')`,
+  );
+  sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)", String(ACCOUNT_SCHEMA_VERSION));
 }

@@ -125,7 +125,7 @@ describe("GET /admin/accounts", () => {
     const listing = (await (await call("GET", `/admin/accounts?limit=2&after=${before}`)).json()) as Listing;
     const [a, b] = listing.accounts as [Row, Row];
     expect(a).toMatchObject({ sid: quiet, isParent: false, action: "block", policySource: "account", breaker: { state: "closed", suspension: "none" } });
-    expect(b).toMatchObject({ sid: tripped, breaker: { state: "open", suspension: "none", reason: "operator" } });
+    expect(b).toMatchObject({ sid: tripped, breaker: { state: "open", suspension: "none" } });
     const day = a.windows.find((w) => w.window === "day")!;
     expect(day).toMatchObject({ usd: 0, events: 0, limits: [{ usd: 20, used: 0 }] });
     expect(a.windows.find((w) => w.window === "minute")!.limits).toEqual([{ events: 100, used: 0 }]);

@@ -135,6 +135,11 @@ describe("counting", () => {
       expect(day.events).toBe(1);
       expect(day.usd).toBeCloseTo(3 * 0.014, 6);
     });
+    // The completion is shown as what it is: the settlement of the call's reservation, not "not counted".
+    const [completion, ringing] = (await guard(sid).snapshot()).recentEvents;
+    expect(completion).toMatchObject({ status: "completed", counted: false, settled: true, blocked: false });
+    expect(completion!.usd).toBeCloseTo(2 * 0.014, 6);
+    expect(ringing).toMatchObject({ counted: true, settled: false });
   });
 });
 
@@ -282,6 +287,21 @@ describe("the breaker", () => {
 });
 
 describe("alerts", () => {
+  it("says today's spend and escapes payload text for Slack (a UsageTriggerSid cannot ping the channel)", async () => {
+    setup();
+    const { sid, token } = await subaccount(twilio, { limits: [{ window: "day", usd: 1000 }] });
+    await send(inboundSms(sid), token);
+    await guard(sid).usageTrigger({
+      accountSid: sid, idempotencyToken: `idem-${sid}`, usageTriggerSid: "<!channel> & <https://evil.example|click>", usageCategory: "totalprice",
+      currentValue: 12.5, triggerValue: 10, dateFired: null,
+    });
+    await drainAlarms(sid);
+    const [alert] = alertsFor(sid).filter((a) => a.level === "trip");
+    expect(alert!.text).toContain("&lt;!channel&gt; &amp; &lt;https://evil.example|click&gt;");
+    expect(alert!.text).not.toMatch(/<!channel>|<https:/);
+    expect(alert!.text).toMatch(/spend today 0\.\d{2} USD/);
+  });
+
   it("alerts once on a trip, by webhook and by SMS from the parent account", async () => {
     setup();
     const { sid, token } = await subaccount(twilio, { limits: [{ window: "day", events: 2 }] });

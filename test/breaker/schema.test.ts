@@ -206,3 +206,49 @@ describe("the recent-events ring", () => {
     expect(rows).toBe(RECENT_EVENTS_KEPT);
   });
 });
+
+describe("schema 3: the usage history", () => {
+  it("upgrades a schema-2 database in place: usage_buckets starts from the hour and day totals, recent_events gains blocked", async () => {
+    const sid = uniqueSid();
+    const event = sms(sid);
+    await guard(sid).record(event, null);
+    const now = Date.now();
+    // Make it a schema-2 database again: no usage_buckets, no recent_events.blocked, schema '2'.
+    await runInDurableObject(guard(sid), (_instance, state) => {
+      const sql = state.storage.sql;
+      state.storage.transactionSync(() => {
+        sql.exec("DROP TABLE usage_buckets");
+        sql.exec("ALTER TABLE recent_events DROP COLUMN blocked");
+        sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', '2')");
+      });
+    });
+    const found = await runInDurableObject(guard(sid), (_instance, state) => state.storage.transactionSync(() => migrateAccountSchema(state.storage.sql)));
+    expect(found).toBe(2);
+    const after = await runInDurableObject(guard(sid), (_instance, state) => ({
+      version: state.storage.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'schema'").one().value,
+      buckets: state.storage.sql.exec<{ grain: string; start_ms: number; events: number }>("SELECT grain, start_ms, events FROM usage_buckets ORDER BY grain").toArray(),
+      blocked: state.storage.sql.exec<{ blocked: number }>("SELECT blocked FROM recent_events").toArray(),
+    }));
+    expect(after.version).toBe(String(ACCOUNT_SCHEMA_VERSION));
+    expect(ACCOUNT_SCHEMA_VERSION).toBe(3);
+    expect(after.buckets).toEqual([
+      { grain: "day", start_ms: windowStart("day", now), events: 1 },
+      { grain: "hour", start_ms: windowStart("hour", now), events: 1 },
+    ]);
+    expect(after.blocked).toEqual([{ blocked: 0 }]);
+  });
+
+  it("leaves schema 2's event-path statements working (rollback): recent_events without blocked", async () => {
+    const sid = uniqueSid();
+    await guard(sid).record(sms(sid), null);
+    const rolledBack = uniqueSid("SM");
+    await runInDurableObject(guard(sid), (_instance, state) => {
+      state.storage.sql.exec(
+        "INSERT OR REPLACE INTO recent_events (id, seq, at_ms, kind, sid, status, usd_micros, counted, duplicate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        7, 7, Date.now(), "inbound-message", rolledBack, "received", 7900, 1, 0,
+      );
+    });
+    const snapshot = await guard(sid).snapshot();
+    expect(snapshot.recentEvents.find((e) => e.sid === rolledBack)).toMatchObject({ counted: true, blocked: false });
+  });
+});

@@ -1,9 +1,15 @@
-// The operator dashboard in a real browser: the Worker in workerd (test/support/worker.ts) beside the
-// loopback Twilio stand-in, driven with headless Chromium through playwright-core (test/support/browser.ts:
-// the binary comes from the @sparticuz/chromium dev dependency, or CHROMIUM_PATH). An operator signs in,
-// sees an account the guard tripped (Twilio usage trigger → suspension), resets it with a TOTP code the
-// page asks for, and sees it closed and reactivated; the page then refreshes itself when another
-// operator trips an account. A screenshot is kept in .test-results/dashboard.png.
+// The operator console in a real browser, as an on-call engineer uses it: the Worker in workerd
+// (test/support/worker.ts) beside the loopback Twilio stand-in and a loopback origin, driven with headless
+// Chromium through playwright-core (test/support/browser.ts: the binary comes from the @sparticuz/chromium
+// dev dependency, or CHROMIUM_PATH). Real signed webhooks make one account trip, one warn and one stay
+// quiet; forged ones fill the refused-requests log. Then, at 1400 px: sign in, the overview and the
+// list (search, filter), an account's charts (spend and events per hour and per day against the limits,
+// blocked events and the trip marked), the wrong-account case (an unknown SID after an open account
+// must clear it), one elevation (one code) for a trip and a reset, the refused-requests page; at 390 px
+// the same views without horizontal overflow, and the list refreshing itself. Screenshots of each state
+// go to .test-results/dashboard-<width>-<state>.png.
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { mkdirSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import type { Browser, Page } from "playwright-core";
@@ -15,41 +21,45 @@ import { launchChromium } from "../support/browser.ts";
 import { startGuard, type StartedGuard } from "../support/worker.ts";
 import { startTwilioStandin, type TwilioStandin } from "../support/twilio-standin.ts";
 
-const SCREENSHOT = ".test-results/dashboard.png";
+const RESULTS = ".test-results";
 const PARENT_SID = `AC${"da5b0a2d".repeat(4)}`;
 const PARENT_TOKEN = `parent-token-${randomBytes(8).toString("hex")}`;
 const ADMIN_TOKEN = `admin-token-${randomBytes(12).toString("hex")}`;
 const TOTP_SECRET = generateSecretBase32();
-/** The page refreshes every 5 s; allow two rounds. */
-const REFRESH_WAIT_MS = 12_000;
+/** Five inbound messages an hour per account; warn at 60%. */
+const POLICY = JSON.stringify({ limits: [{ window: "hour", events: 5 }, { window: "day", usd: 1 }], warnAt: 0.6, action: "suspend" });
+/** Summaries reach the list within 5 s (trailing push), the page refreshes every 5 s. */
+const REFRESH_WAIT_MS = 15_000;
 
 let standin: TwilioStandin;
 let guard: StartedGuard;
+let plain: StartedGuard | null = null;
+let origin: Server;
 let browser: Browser | null = null;
 
 async function totpCode(atMs: number): Promise<string> {
   return totpAt(await importTotpKey(base32Decode(TOTP_SECRET)), atMs / 1000);
 }
 
-/** Twilio calling /usage-trigger for the account, signed with the account's own token. */
-async function fireUsageTrigger(sid: string, token: string): Promise<void> {
-  const url = `${guard.url}/usage-trigger`;
+let messageCounter = 0;
+/** An inbound SMS as Twilio sends it, signed with `token` (the account's own, or a wrong one). */
+async function inboundSms(sid: string, token: string): Promise<Response> {
+  const url = `${guard.url}/webhooks/sms`;
+  messageCounter += 1;
   const params = {
     AccountSid: sid,
-    UsageTriggerSid: `UT${randomBytes(16).toString("hex")}`,
-    UsageCategory: "totalprice",
-    CurrentValue: "51.20",
-    TriggerValue: "50.00",
-    IdempotencyToken: `dashboard-${randomBytes(8).toString("hex")}`,
-    DateFired: new Date().toUTCString(),
+    MessageSid: `SM${randomBytes(16).toString("hex")}`,
+    From: "+15005550100",
+    To: "+15005550199",
+    Body: `hello ${messageCounter}`,
+    NumSegments: "1",
+    SmsStatus: "received",
   };
-  const response = await fetch(url, {
+  return fetch(url, {
     method: "POST",
     headers: { "content-type": "application/x-www-form-urlencoded", "x-twilio-signature": twilio.getExpectedTwilioSignature(token, url, params) },
     body: new URLSearchParams(params).toString(),
   });
-  expect(response.status).toBe(200);
-  expect(await response.json()).toMatchObject({ tripped: true });
 }
 
 async function eventually(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
@@ -60,93 +70,285 @@ async function eventually(check: () => boolean | Promise<boolean>, timeoutMs: nu
   }
 }
 
-describe("operator dashboard in Chromium", () => {
+function watch(page: Page): { problems: string[]; offsite: string[] } {
+  const problems: string[] = [];
+  const offsite: string[] = [];
+  page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+  page.on("console", (message) => {
+    // The browser logs every non-2xx answer; the unknown account's 404 is one the page handles.
+    if (message.type() === "error" && !message.text().includes("status of 404")) problems.push(`console: ${message.text()}`);
+  });
+  page.on("request", (request) => {
+    if (!request.url().startsWith(guard.url) && !request.url().startsWith("data:")) offsite.push(request.url());
+  });
+  return { problems, offsite };
+}
+
+async function shot(page: Page, width: number, state: string): Promise<void> {
+  await page.screenshot({ path: `${RESULTS}/dashboard-${width}-${state}.png`, fullPage: true });
+}
+
+async function signIn(page: Page): Promise<void> {
+  const navigation = await page.goto(`${guard.url}/admin`);
+  expect(navigation?.status()).toBe(200);
+  expect(navigation?.headers()["content-security-policy"]).toContain("default-src 'none'");
+  await page.locator("#signin").waitFor({ state: "visible" });
+  await page.fill("#token-input", ADMIN_TOKEN);
+  await page.click("#signin-button");
+  await page.locator("#list").waitFor({ state: "visible" });
+}
+
+/** The page is no wider than the viewport: nothing overflows sideways (tables scroll inside their box). */
+async function expectNoOverflow(page: Page, width: number, view: string): Promise<void> {
+  const scrollWidth = await page.evaluate(() => document.documentElement.scrollWidth);
+  expect(scrollWidth, `${view} at ${width} px`).toBeLessThanOrEqual(width);
+}
+
+const shortSid = (sid: string) => `${sid.slice(0, 6)}…${sid.slice(-4)}`;
+
+describe("operator console in Chromium", () => {
+  let tripped: { sid: string; authToken: string };
+  let warned: { sid: string; authToken: string };
+  let quiet: { sid: string; authToken: string };
+
   beforeAll(async () => {
+    origin = createServer((_req, res) => {
+      res.writeHead(200, { "content-type": "text/xml" });
+      res.end("<Response/>");
+    });
+    await new Promise<void>((resolve) => origin.listen(0, "127.0.0.1", resolve));
     standin = await startTwilioStandin({ parentSid: PARENT_SID, parentToken: PARENT_TOKEN });
     guard = await startGuard({
-      vars: { TWILIO_ACCOUNT_SID: PARENT_SID, TWILIO_API_BASE: standin.url, RECONCILE_INTERVAL_S: "0" },
+      vars: {
+        TWILIO_ACCOUNT_SID: PARENT_SID,
+        TWILIO_API_BASE: standin.url,
+        RECONCILE_INTERVAL_S: "0",
+        GUARD_POLICY: POLICY,
+        ORIGIN_URL: `http://127.0.0.1:${(origin.address() as AddressInfo).port}`,
+      },
       secrets: { TWILIO_AUTH_TOKEN: PARENT_TOKEN, ADMIN_TOKEN, ADMIN_TOTP_SECRET: TOTP_SECRET },
     });
-  }, 60_000);
+    tripped = standin.addSubaccount({ friendlyName: "Acme Pizza (tenant 17)" });
+    warned = standin.addSubaccount({ friendlyName: "Blue Dental" });
+    quiet = standin.addSubaccount({ friendlyName: "Quiet Co" });
+    // Seven messages against five an hour: the sixth trips the breaker (suspension), the seventh is blocked.
+    for (let i = 0; i < 7; i++) expect((await inboundSms(tripped.sid, tripped.authToken)).status).toBe(200);
+    for (let i = 0; i < 3; i++) expect((await inboundSms(warned.sid, warned.authToken)).status).toBe(200);
+    expect((await inboundSms(quiet.sid, quiet.authToken)).status).toBe(200);
+    // What an attacker (or a misconfigured URL) looks like: forged signatures and junk admin tokens.
+    for (let i = 0; i < 3; i++) expect((await inboundSms(tripped.sid, "not-the-auth-token")).status).toBe(403);
+    for (let i = 0; i < 2; i++) expect((await fetch(`${guard.url}/admin/accounts`, { headers: { authorization: "Bearer junk" } })).status).toBe(401);
+    await eventually(() => standin.accounts.get(tripped.sid)!.status === "suspended", 15_000, "the suspension");
+    mkdirSync(RESULTS, { recursive: true });
+  }, 90_000);
 
   afterAll(async () => {
     await browser?.close();
+    await plain?.stop();
     await guard?.stop();
     await standin?.close();
+    await new Promise((resolve) => origin?.close(resolve));
   });
 
-  it("signs in, shows a tripped account, resets it with a TOTP code, and refreshes itself", { timeout: 90_000 }, async () => {
-    const sub = standin.addSubaccount();
-    await fireUsageTrigger(sub.sid, sub.authToken);
-    await eventually(() => standin.accounts.get(sub.sid)!.status === "suspended", 15_000, "the suspension");
-
+  it("at 1400 px: overview, search, charts, the wrong-account case, one elevation for a trip and a reset, refused requests", { timeout: 120_000 }, async () => {
     browser = await launchChromium();
-    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-    const page: Page = await context.newPage();
-    const problems: string[] = [];
-    page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
-    page.on("console", (message) => {
-      if (message.type() === "error") problems.push(`console: ${message.text()}`);
-    });
-    const offsite: string[] = [];
-    page.on("request", (request) => {
-      if (!request.url().startsWith(guard.url) && !request.url().startsWith("data:")) offsite.push(request.url());
-    });
-
-    const navigation = await page.goto(`${guard.url}/admin`);
-    expect(navigation?.status()).toBe(200);
-    expect(navigation?.headers()["content-security-policy"]).toContain("default-src 'none'");
-    await page.locator("#signin").waitFor({ state: "visible" });
-
-    // Sign in: the token goes to sessionStorage only.
-    await page.fill("#token-input", ADMIN_TOKEN);
-    await page.click("#signin-button");
-    const row = page.locator(`tr[data-sid="${sub.sid}"]`);
-    await row.waitFor({ state: "visible" });
-    expect(await row.locator('[data-field="state"]').textContent()).toBe("open");
-    expect(await row.textContent()).toContain("suspension done");
+    const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+    const page = await context.newPage();
+    const { problems, offsite } = watch(page);
+    await signIn(page);
     expect(await page.evaluate(() => [sessionStorage.length, localStorage.length, document.cookie])).toEqual([1, 0, ""]);
 
-    // The account page: the trip is there, with its history.
-    await row.locator("a").click();
-    await page.locator("#account-state").waitFor({ state: "visible" });
-    expect(await page.locator("#account-state").textContent()).toBe("open");
-    expect(await page.locator("#trips-body").textContent()).toContain("usage-trigger");
+    // The list and the overview: one open, one warned, the top spender first.
+    const row = (sid: string) => page.locator(`tr[data-sid="${sid}"]`);
+    await eventually(async () => (await page.locator("#ov-open").textContent()) === "1" && (await page.locator("#ov-warned").textContent()) === "1", REFRESH_WAIT_MS, "the overview");
+    await row(tripped.sid).waitFor({ state: "visible" });
+    expect(await row(tripped.sid).locator('[data-field="state"]').textContent()).toBe("open");
+    expect(await row(tripped.sid).textContent()).toContain("Twilio account suspended");
+    expect(await row(warned.sid).locator('[data-field="state"]').textContent()).toBe("closed · warned");
+    expect(await page.locator("#accounts-body tr").first().getAttribute("data-sid")).toBe(tripped.sid);
+    expect(await page.locator("#ov-top").textContent()).toContain(shortSid(tripped.sid));
+    await shot(page, 1400, "accounts");
 
-    // Reset: the page asks for a TOTP code before calling (the server requires one).
-    await page.click("#reset-button");
+    // Search by SID, then filter to the open breakers.
+    await page.fill("#search", warned.sid.slice(0, 14));
+    await eventually(async () => (await page.locator("#accounts-body tr").count()) === 1, 5_000, "the search");
+    expect(await page.locator("#accounts-body tr").getAttribute("data-sid")).toBe(warned.sid);
+    await page.fill("#search", "");
+    await page.selectOption("#filter", "open");
+    await eventually(
+      async () => (await page.locator("#accounts-body tr").count()) === 1 && (await page.locator("#accounts-body tr").getAttribute("data-sid")) === tripped.sid,
+      5_000,
+      "the open filter",
+    );
+    await shot(page, 1400, "accounts-filter-open");
+    await page.selectOption("#filter", "all");
+
+    // The tripped account: charts against the limit, the blocked event and the trip marked.
+    await page.goto(`${guard.url}/admin#/account/${tripped.sid}`);
+    await page.locator('svg[data-chart="events-hour"]').waitFor({ state: "visible" });
+    expect(await page.locator("#account-state").textContent()).toBe("open");
+    expect(await page.locator("#account-suspension").textContent()).toBe("Twilio account suspended");
+    expect(await page.locator('svg[data-chart="events-hour"] line.limit[data-limit="5"]').count()).toBe(1);
+    expect(await page.locator('svg[data-chart="events-hour"] path.trip').count()).toBe(1);
+    expect(await page.locator('svg[data-chart="events-hour"] rect.blocked').count()).toBe(1);
+    expect(await page.locator('#events-body tr[data-blocked="1"]').count()).toBe(2);
+    expect(await page.locator('#events-body tr[data-blocked="1"]').first().textContent()).toContain("blocked at the edge");
+    expect(await page.locator("#account-warnings").textContent()).toContain("reached 60%");
+    expect(await page.locator("#trip-button").isDisabled()).toBe(true);
+    expect(await page.locator("#reset-button").isDisabled()).toBe(false);
+    expect(await page.locator("#reset-button").textContent()).toBe(`Reset ${shortSid(tripped.sid)}`);
+    await shot(page, 1400, "account-open-hourly");
+    await page.click("#by-day");
+    await page.locator('svg[data-chart="usd-day"]').waitFor({ state: "visible" });
+    expect(await page.locator('svg[data-chart="usd-day"] line.limit[data-limit="1"]').count()).toBe(1);
+    await shot(page, 1400, "account-open-daily");
+
+    // The wrong-account case: an unknown SID after an open account shows only "not found", no buttons.
+    const unknown = `AC${randomBytes(16).toString("hex")}`;
+    await page.evaluate((sid) => { location.hash = `#/account/${sid}`; }, unknown);
+    await page.locator("#missing").waitFor({ state: "visible" });
+    expect(await page.locator("#account").isHidden()).toBe(true);
+    expect(await page.locator("#missing-text").textContent()).toContain(unknown);
+    expect(await page.locator("#account-sid").textContent()).toBe("");
+    expect(await page.locator("#trip-button").isDisabled()).toBe(true);
+    expect(await page.locator("#trip-button").getAttribute("data-sid")).toBeNull();
+    await shot(page, 1400, "unknown-account");
+
+    // Trip the warned account: the page asks for a code once, and elevates for ten minutes.
+    await page.evaluate((sid) => { location.hash = `#/account/${sid}`; }, warned.sid);
+    await eventually(async () => (await page.locator("#account-sid").textContent()) === warned.sid, 5_000, "the warned account");
+    expect(await page.locator("#trip-button").textContent()).toBe(`Trip ${shortSid(warned.sid)}`);
+    expect(await page.locator("#reset-button").isDisabled()).toBe(true);
+    await page.fill("#trip-reason", "pumping suspected");
+    await page.click("#trip-button");
     await page.locator("#totp-dialog").waitFor({ state: "visible" });
+    expect(await page.locator("#totp-title").textContent()).toContain(shortSid(warned.sid));
+    await shot(page, 1400, "elevation-dialog");
     await page.fill("#totp-code", await totpCode(Date.now()));
     await page.click("#totp-submit");
+    await page.waitForFunction(() => document.getElementById("account-state")?.textContent === "open");
+    expect(await page.locator("#message").textContent()).toBe(`Breaker of ${warned.sid} opened.`);
+    expect(await page.locator("#message").getAttribute("class")).toBe("ok");
+    expect(await page.locator("#elevation-status").textContent()).toMatch(/^changes unlocked until \d\d:\d\d:\d\d UTC$/);
+    await shot(page, 1400, "after-trip");
+
+    // Reset the tripped account: no second code (the elevation is still good); the account is reactivated.
+    let dialogs = 0;
+    await page.locator("#totp-dialog").evaluate((d) => new MutationObserver(() => d.setAttribute("data-opened", "1")).observe(d, { attributes: true, attributeFilter: ["open"] }));
+    await page.evaluate((sid) => { location.hash = `#/account/${sid}`; }, tripped.sid);
+    await eventually(async () => (await page.locator("#account-sid").textContent()) === tripped.sid, 5_000, "the tripped account");
+    await page.click("#reset-button");
     await page.waitForFunction(() => document.getElementById("account-state")?.textContent === "closed");
-    await page.locator("#message").waitFor({ state: "visible" });
-    expect(await page.locator("#message").textContent()).toBe("Breaker closed; reactivation: done.");
-    expect(standin.accounts.get(sub.sid)!.status).toBe("active");
+    if ((await page.locator("#totp-dialog").getAttribute("data-opened")) === "1") dialogs += 1;
+    expect(dialogs).toBe(0);
+    expect(await page.locator("#message").textContent()).toBe(`Breaker of ${tripped.sid} closed; Twilio account reactivated.`);
+    expect(standin.accounts.get(tripped.sid)!.status).toBe("active");
     const audit = page.locator('#audit-body tr[data-action="reset"]');
     await audit.waitFor({ state: "visible" });
     expect(await audit.textContent()).toContain("yes");
-    mkdirSync(".test-results", { recursive: true });
-    await page.screenshot({ path: SCREENSHOT, fullPage: true });
+    await shot(page, 1400, "after-reset");
 
-    // Another operator trips a second account through the API: the list refreshes by itself.
-    await page.click("#back-link");
-    await row.waitFor({ state: "visible" });
-    expect(await row.locator('[data-field="state"]').textContent()).toBe("closed");
-    const other = standin.addSubaccount();
-    const trip = await fetch(`${guard.url}/admin/accounts/${other.sid}/trip`, {
-      method: "POST",
-      // The reset consumed this step's code: the next step's code is the next valid one (±1 step).
-      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "x-guard-totp": await totpCode(Date.now() + 30_000), "content-type": "application/json" },
-      body: JSON.stringify({ reason: "second operator" }),
-    });
-    expect(trip.status).toBe(200);
-    const otherRow = page.locator(`tr[data-sid="${other.sid}"]`);
-    await otherRow.waitFor({ state: "visible", timeout: REFRESH_WAIT_MS });
-    expect(await otherRow.locator('[data-field="state"]').textContent()).toBe("open");
+    // The refused requests: forged signatures with the account they claimed, junk admin tokens.
+    await page.click("#nav-rejections");
+    await page.locator("#rejections-body tr").first().waitFor({ state: "visible" });
+    const text = (await page.locator("#rejections-body").textContent()) ?? "";
+    expect(text).toContain("token-invalid");
+    expect(text).toContain("/webhooks/sms");
+    expect(text).toContain(tripped.sid);
+    expect(text).not.toContain("not-the-auth-token");
+    await shot(page, 1400, "rejections");
 
     expect(problems).toEqual([]);
     expect(offsite).toEqual([]);
+    await context.close();
+  });
+
+  it("at 768 px in dark mode, without TOTP: a change asks for a confirmation; Cancel changes nothing", { timeout: 90_000 }, async () => {
+    plain = await startGuard({
+      vars: {
+        TWILIO_ACCOUNT_SID: PARENT_SID,
+        TWILIO_API_BASE: standin.url,
+        RECONCILE_INTERVAL_S: "0",
+        GUARD_POLICY: POLICY,
+        ORIGIN_URL: `http://127.0.0.1:${(origin.address() as AddressInfo).port}`,
+      },
+      secrets: { TWILIO_AUTH_TOKEN: PARENT_TOKEN, ADMIN_TOKEN },
+    });
+    const sub = standin.addSubaccount();
+    const url = `${plain.url}/webhooks/sms`;
+    const params = { AccountSid: sub.sid, MessageSid: `SM${randomBytes(16).toString("hex")}`, From: "+15005550100", To: "+15005550199", Body: "hi", NumSegments: "1", SmsStatus: "received" };
+    const sent = await fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded", "x-twilio-signature": twilio.getExpectedTwilioSignature(sub.authToken, url, params) },
+      body: new URLSearchParams(params).toString(),
+    });
+    expect(sent.status).toBe(200);
+    browser ??= await launchChromium();
+    const context = await browser.newContext({ viewport: { width: 768, height: 1000 }, colorScheme: "dark" });
+    const page = await context.newPage();
+    const { problems } = watch(page);
+    await page.goto(`${plain.url}/admin`);
+    await page.fill("#token-input", ADMIN_TOKEN);
+    await page.click("#signin-button");
+    await page.locator(`tr[data-sid="${sub.sid}"]`).waitFor({ state: "visible" });
+    await expectNoOverflow(page, 768, "accounts");
+    await shot(page, 768, "dark-accounts");
+    await page.evaluate((sid) => { location.hash = `#/account/${sid}`; }, sub.sid);
+    await page.locator('svg[data-chart="usd-hour"]').waitFor({ state: "visible" });
+    await expectNoOverflow(page, 768, "account");
+    // Dark mode really is dark: the page background, and no light track behind the bars.
+    const colours = await page.evaluate(() => [getComputedStyle(document.body).backgroundColor, getComputedStyle(document.querySelector(".bar")!).backgroundColor]);
+    expect(colours).toEqual(["rgb(13, 17, 23)", "rgb(33, 38, 45)"]);
+
+    await page.click("#trip-button");
+    await page.locator("#confirm-dialog").waitFor({ state: "visible" });
+    expect(await page.locator("#confirm-text").textContent()).toContain(sub.sid);
+    await shot(page, 768, "dark-confirm-trip");
+    await page.click("#confirm-cancel");
+    await page.locator("#confirm-dialog").waitFor({ state: "hidden" });
+    expect(await page.locator("#account-state").textContent()).toBe("closed");
+    await page.click("#trip-button");
+    await page.click("#confirm-ok");
+    await page.waitForFunction(() => document.getElementById("account-state")?.textContent === "open");
+    expect(await page.locator("#totp-dialog").isHidden()).toBe(true);
+    await shot(page, 768, "dark-after-trip");
+    expect(problems).toEqual([]);
+    await context.close();
+  });
+
+  it("at 390 px: the same views fit the screen, and the list refreshes itself", { timeout: 90_000 }, async () => {
+    browser ??= await launchChromium();
+    const context = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 1 });
+    const page = await context.newPage();
+    const { problems } = watch(page);
+    await signIn(page);
+    await page.locator(`tr[data-sid="${tripped.sid}"]`).waitFor({ state: "visible" });
+    await expectNoOverflow(page, 390, "accounts");
+    await shot(page, 390, "accounts");
+
+    // Another quiet account's traffic takes it past its warning: the open page shows it by itself.
+    for (let i = 0; i < 3; i++) await inboundSms(quiet.sid, quiet.authToken);
+    const state = page.locator(`tr[data-sid="${quiet.sid}"] [data-field="state"]`);
+    await eventually(async () => (await state.textContent()) === "closed · warned", REFRESH_WAIT_MS, "the list to refresh");
+
+    await page.evaluate((sid) => { location.hash = `#/account/${sid}`; }, warned.sid);
+    await page.locator('svg[data-chart="usd-hour"]').waitFor({ state: "visible" });
+    await expectNoOverflow(page, 390, "account");
+    await shot(page, 390, "account-open-hourly");
+
+    await page.evaluate(() => { location.hash = `#/account/AC${"0".repeat(32)}`; });
+    await page.locator("#missing").waitFor({ state: "visible" });
+    await expectNoOverflow(page, 390, "unknown account");
+    await shot(page, 390, "unknown-account");
+
+    await page.evaluate(() => { location.hash = "#/rejections"; });
+    await page.locator("#rejections-body tr").first().waitFor({ state: "visible" });
+    await expectNoOverflow(page, 390, "rejections");
+    await shot(page, 390, "rejections");
+
+    expect(problems).toEqual([]);
     const html = await (await fetch(`${guard.url}/admin`)).text();
     expect(html).not.toContain(ADMIN_TOKEN);
+    await context.close();
   });
 });
