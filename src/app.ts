@@ -9,6 +9,7 @@ import { GuardError, toErrorResponse } from "./http/errors.ts";
 import { Logger } from "./http/log.ts";
 import { metrics } from "./admin/metrics.ts";
 import { handleAdmin } from "./admin/routes.ts";
+import { recordAtLeastOnce, type LedgerWrite } from "./breaker/ledger-queue.ts";
 import { handleUsageTrigger } from "./breaker/usage-trigger.ts";
 import { handleWebhook, type LedgerPort, type WebhookTrace } from "./webhooks/handler.ts";
 
@@ -39,9 +40,11 @@ export function accountGuard(env: GuardEnv, sid: string) {
   return env.ACCOUNT_GUARD.getByName(sid);
 }
 
-function durableLedger(env: GuardEnv, now: () => number): LedgerPort {
+function durableLedger(env: GuardEnv, now: () => number, logger: Logger): LedgerPort {
+  const record = (write: LedgerWrite) => accountGuard(env, write.event.accountSid).record(write.event, write.idempotencyToken, write.atMs);
   return {
-    record: (event, idempotencyToken) => accountGuard(env, event.accountSid).record(event, idempotencyToken, now()),
+    record: (event, idempotencyToken) => record({ event, idempotencyToken, atMs: now() }),
+    recordStatus: (event, idempotencyToken) => recordAtLeastOnce({ event, idempotencyToken, atMs: now() }, { record, queue: env.LEDGER_RETRY, logger }),
   };
 }
 
@@ -101,7 +104,7 @@ export function createApp(overrides: Partial<AppDeps> = {}) {
         config,
         logger: state.logger,
         resolveTokens: tokenResolver(env, config, deps.tokenCache),
-        ledger: durableLedger(env, deps.now),
+        ledger: durableLedger(env, deps.now, state.logger),
         waitUntil: (promise) => ctx.waitUntil(promise),
         ...(deps.originTimeoutMs !== undefined ? { originTimeoutMs: deps.originTimeoutMs } : {}),
         ...(deps.fetch !== undefined ? { fetch: deps.fetch } : {}),

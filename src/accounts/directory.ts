@@ -4,10 +4,9 @@
 //     make the guard hammer Twilio's API);
 //   - which accounts the guard has seen (each AccountGuard registers itself once), for the admin listing.
 // It is called only on an isolate's token-cache miss and once per account, never per event.
-import { DurableObject } from "cloudflare:workers";
 import { getConfig } from "../config/config.ts";
 import type { GuardEnv } from "../config/env.ts";
-import { Logger } from "../http/log.ts";
+import { GuardObject, versionedSchema } from "../durable/base.ts";
 import { createTwilioClient, TwilioRestError } from "../twilio/rest.ts";
 import { metrics, restCallObserver } from "../admin/metrics.ts";
 
@@ -32,20 +31,28 @@ export interface AccountListing {
   isParent: boolean;
 }
 
-export class GuardDirectory extends DurableObject<GuardEnv> {
-  readonly #sql: SqlStorage;
-  readonly #logger: Logger;
+/**
+ * The directory's storage. 1: the first release's tables (idempotent, so it adopts a database written
+ * before versioning); 2: an index of the negative rows by expiry, so expired ones are pruned cheaply.
+ */
+export const DIRECTORY_SCHEMA = versionedSchema([
+  {
+    version: 1,
+    up: (sql) =>
+      sql.exec(`
+        CREATE TABLE IF NOT EXISTS tokens (sid TEXT PRIMARY KEY, token TEXT, fetched_at INTEGER NOT NULL, negative_until INTEGER NOT NULL DEFAULT 0);
+        CREATE TABLE IF NOT EXISTS lookups (minute INTEGER PRIMARY KEY, count INTEGER NOT NULL);
+        CREATE TABLE IF NOT EXISTS accounts (sid TEXT PRIMARY KEY, first_seen_at INTEGER NOT NULL, is_parent INTEGER NOT NULL);
+      `),
+  },
+  { version: 2, up: (sql) => sql.exec("CREATE INDEX IF NOT EXISTS tokens_negative ON tokens (negative_until) WHERE token IS NULL") },
+]);
+
+export class GuardDirectory extends GuardObject {
   readonly #pending = new Map<string, Promise<TokenLookup>>();
 
   constructor(ctx: DurableObjectState, env: GuardEnv) {
-    super(ctx, env);
-    this.#sql = ctx.storage.sql;
-    this.#logger = new Logger(getConfigSecrets(env));
-    this.#sql.exec(`
-      CREATE TABLE IF NOT EXISTS tokens (sid TEXT PRIMARY KEY, token TEXT, fetched_at INTEGER NOT NULL, negative_until INTEGER NOT NULL DEFAULT 0);
-      CREATE TABLE IF NOT EXISTS lookups (minute INTEGER PRIMARY KEY, count INTEGER NOT NULL);
-      CREATE TABLE IF NOT EXISTS accounts (sid TEXT PRIMARY KEY, first_seen_at INTEGER NOT NULL, is_parent INTEGER NOT NULL);
-    `);
+    super(ctx, env, DIRECTORY_SCHEMA);
   }
 
   /**
@@ -72,7 +79,7 @@ export class GuardDirectory extends DurableObject<GuardEnv> {
 
   async #lookup(sid: string, options: { refresh?: boolean }): Promise<string | null | { status: "unavailable" }> {
     const now = Date.now();
-    const row = this.#sql
+    const row = this.sql
       .exec<{ token: string | null; fetched_at: number; negative_until: number }>(
         "SELECT token, fetched_at, negative_until FROM tokens WHERE sid = ?",
         sid,
@@ -85,7 +92,7 @@ export class GuardDirectory extends DurableObject<GuardEnv> {
       if (row.token !== null && fresh) return row.token;
     }
     if (!this.#takeLookupBudget(now)) {
-      this.#logger.warn("account-lookup-capped", { sid });
+      this.logger.warn("account-lookup-capped", { sid });
       // Over the cap: a known token is still good. An SID never seen cannot be judged without asking
       // Twilio, so it is "unavailable" (503, not cached), never "unknown": forged SIDs spending the
       // budget must not get a real new subaccount refused and negative-cached.
@@ -97,12 +104,12 @@ export class GuardDirectory extends DurableObject<GuardEnv> {
     try {
       account = await client.fetchAccount(sid);
     } catch (error) {
-      this.#logger.error("account-lookup-failed", error, { sid });
+      this.logger.error("account-lookup-failed", error, { sid });
       if (row?.token) return row.token;
       return error instanceof TwilioRestError && !error.retryable ? null : { status: "unavailable" };
     }
     if (account === null || account.ownerAccountSid !== config.accountSid || account.status === "closed" || account.authToken === "") {
-      this.#sql.exec(
+      this.sql.exec(
         "INSERT OR REPLACE INTO tokens (sid, token, fetched_at, negative_until) VALUES (?, NULL, ?, ?)",
         sid,
         now,
@@ -110,28 +117,32 @@ export class GuardDirectory extends DurableObject<GuardEnv> {
       );
       return null;
     }
-    this.#sql.exec("INSERT OR REPLACE INTO tokens (sid, token, fetched_at, negative_until) VALUES (?, ?, ?, 0)", sid, account.authToken, now);
+    this.sql.exec("INSERT OR REPLACE INTO tokens (sid, token, fetched_at, negative_until) VALUES (?, ?, ?, 0)", sid, account.authToken, now);
     return account.authToken;
   }
 
   #takeLookupBudget(now: number): boolean {
     const minute = Math.floor(now / 60_000);
-    this.#sql.exec("DELETE FROM lookups WHERE minute < ?", minute);
-    const used = this.#sql.exec<{ count: number }>("SELECT count FROM lookups WHERE minute = ?", minute).toArray()[0]?.count ?? 0;
+    // Once a minute (when the previous minute's row goes), expired negative rows go too: forged SIDs
+    // each leave one, and nothing else would ever remove them.
+    if (this.sql.exec("DELETE FROM lookups WHERE minute < ?", minute).rowsWritten > 0) {
+      this.sql.exec("DELETE FROM tokens WHERE token IS NULL AND negative_until < ?", now);
+    }
+    const used = this.sql.exec<{ count: number }>("SELECT count FROM lookups WHERE minute = ?", minute).toArray()[0]?.count ?? 0;
     if (used >= DIRECTORY_LOOKUPS_PER_MINUTE) return false;
-    this.#sql.exec("INSERT OR REPLACE INTO lookups (minute, count) VALUES (?, ?)", minute, used + 1);
+    this.sql.exec("INSERT OR REPLACE INTO lookups (minute, count) VALUES (?, ?)", minute, used + 1);
     return true;
   }
 
   /** Called once by each AccountGuard when it first records anything. Idempotent. */
   register(sid: string, isParent: boolean, atMs: number): void {
-    this.#sql.exec("INSERT OR IGNORE INTO accounts (sid, first_seen_at, is_parent) VALUES (?, ?, ?)", sid, atMs, isParent ? 1 : 0);
+    this.sql.exec("INSERT OR IGNORE INTO accounts (sid, first_seen_at, is_parent) VALUES (?, ?, ?)", sid, atMs, isParent ? 1 : 0);
   }
 
   /** Accounts in SID order, a page at a time (keyset pagination: fast at any depth). */
   listAccounts(options: { after?: string; limit: number }): { accounts: AccountListing[]; next: string | null } {
     const limit = Math.max(1, Math.min(options.limit, 500));
-    const rows = this.#sql
+    const rows = this.sql
       .exec<{ sid: string; first_seen_at: number; is_parent: number }>(
         "SELECT sid, first_seen_at, is_parent FROM accounts WHERE sid > ? ORDER BY sid LIMIT ?",
         options.after ?? "",
@@ -143,14 +154,6 @@ export class GuardDirectory extends DurableObject<GuardEnv> {
   }
 
   countAccounts(): number {
-    return this.#sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM accounts").one().n;
-  }
-}
-
-function getConfigSecrets(env: GuardEnv): readonly string[] {
-  try {
-    return getConfig(env).secrets;
-  } catch {
-    return [];
+    return this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM accounts").one().n;
   }
 }

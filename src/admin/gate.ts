@@ -7,8 +7,8 @@
 // A thin shell: the decisions are in auth.ts and metrics.ts. Every method is synchronous, so each runs
 // alone from start to end (a Durable Object interleaves calls only at awaits): checking and consuming
 // a TOTP step, or checking and counting a failure, is atomic across every isolate of the guard.
-import { DurableObject } from "cloudflare:workers";
 import type { GuardEnv } from "../config/env.ts";
+import { GuardObject, versionedSchema } from "../durable/base.ts";
 import { minuteOf, rateLimit, type RateLimit } from "./auth.ts";
 import type { AggregatedMetrics, MetricsBatch } from "./metrics.ts";
 
@@ -55,30 +55,35 @@ function cappedJson(text: string): string {
   return text.length <= MAX_AUDIT_JSON_CHARS ? text : JSON.stringify({ truncated: true, chars: text.length });
 }
 
-export class AdminGate extends DurableObject<GuardEnv> {
-  readonly #sql: SqlStorage;
+/** AdminGate's storage. 1: the first release's tables (idempotent, so it adopts a database written before versioning). */
+export const ADMIN_GATE_SCHEMA = versionedSchema([
+  {
+    version: 1,
+    up: (sql) =>
+      sql.exec(`
+        CREATE TABLE IF NOT EXISTS failures (minute INTEGER PRIMARY KEY, count INTEGER NOT NULL);
+        CREATE TABLE IF NOT EXISTS totp_steps (secret_id TEXT PRIMARY KEY, last_step INTEGER NOT NULL, at_ms INTEGER NOT NULL);
+        CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, call TEXT NOT NULL,
+          action TEXT NOT NULL, account TEXT NOT NULL, token_fp TEXT NOT NULL, totp INTEGER NOT NULL, before_json TEXT NOT NULL,
+          after_json TEXT NOT NULL, outcome TEXT NOT NULL, detail TEXT NOT NULL);
+        CREATE INDEX IF NOT EXISTS audit_by_account ON audit (account, id);
+        CREATE TABLE IF NOT EXISTS counters (name TEXT NOT NULL, labels TEXT NOT NULL, value INTEGER NOT NULL, PRIMARY KEY (name, labels));
+        CREATE TABLE IF NOT EXISTS breakers (sid TEXT PRIMARY KEY, open INTEGER NOT NULL, at_ms INTEGER NOT NULL);
+        CREATE INDEX IF NOT EXISTS breakers_open ON breakers (open);
+        CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+      `),
+  },
+]);
 
+export class AdminGate extends GuardObject {
   constructor(ctx: DurableObjectState, env: GuardEnv) {
-    super(ctx, env);
-    this.#sql = ctx.storage.sql;
-    this.#sql.exec(`
-      CREATE TABLE IF NOT EXISTS failures (minute INTEGER PRIMARY KEY, count INTEGER NOT NULL);
-      CREATE TABLE IF NOT EXISTS totp_steps (secret_id TEXT PRIMARY KEY, last_step INTEGER NOT NULL, at_ms INTEGER NOT NULL);
-      CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, call TEXT NOT NULL,
-        action TEXT NOT NULL, account TEXT NOT NULL, token_fp TEXT NOT NULL, totp INTEGER NOT NULL, before_json TEXT NOT NULL,
-        after_json TEXT NOT NULL, outcome TEXT NOT NULL, detail TEXT NOT NULL);
-      CREATE INDEX IF NOT EXISTS audit_by_account ON audit (account, id);
-      CREATE TABLE IF NOT EXISTS counters (name TEXT NOT NULL, labels TEXT NOT NULL, value INTEGER NOT NULL, PRIMARY KEY (name, labels));
-      CREATE TABLE IF NOT EXISTS breakers (sid TEXT PRIMARY KEY, open INTEGER NOT NULL, at_ms INTEGER NOT NULL);
-      CREATE INDEX IF NOT EXISTS breakers_open ON breakers (open);
-      CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    `);
+    super(ctx, env, ADMIN_GATE_SCHEMA);
   }
 
   // ---------------------------------------------------------------- rate limit and TOTP ("admin")
 
   #failures(nowMs: number): number {
-    return this.#sql.exec<{ count: number }>("SELECT count FROM failures WHERE minute = ?", minuteOf(nowMs)).toArray()[0]?.count ?? 0;
+    return this.sql.exec<{ count: number }>("SELECT count FROM failures WHERE minute = ?", minuteOf(nowMs)).toArray()[0]?.count ?? 0;
   }
 
   /** Whether admin calls are refused right now (too many failures this UTC minute). Changes nothing. */
@@ -94,8 +99,8 @@ export class AdminGate extends DurableObject<GuardEnv> {
     const before = this.check(nowMs);
     if (before.limited) return before;
     const minute = minuteOf(nowMs);
-    this.#sql.exec("DELETE FROM failures WHERE minute < ?", minute);
-    this.#sql.exec(
+    this.sql.exec("DELETE FROM failures WHERE minute < ?", minute);
+    this.sql.exec(
       "INSERT INTO failures (minute, count) VALUES (?, 1) ON CONFLICT (minute) DO UPDATE SET count = count + 1",
       minute,
     );
@@ -110,19 +115,19 @@ export class AdminGate extends DurableObject<GuardEnv> {
   consumeTotp(secretId: string, step: number, nowMs: number): TotpConsumption {
     const limit = this.check(nowMs);
     if (limit.limited) return { status: "limited", retryAfterS: limit.retryAfterS };
-    const last = this.#sql.exec<{ last_step: number }>("SELECT last_step FROM totp_steps WHERE secret_id = ?", secretId).toArray()[0]?.last_step;
+    const last = this.sql.exec<{ last_step: number }>("SELECT last_step FROM totp_steps WHERE secret_id = ?", secretId).toArray()[0]?.last_step;
     if (last !== undefined && step <= last) {
       this.fail(nowMs);
       return { status: "reused" };
     }
-    this.#sql.exec("INSERT OR REPLACE INTO totp_steps (secret_id, last_step, at_ms) VALUES (?, ?, ?)", secretId, step, nowMs);
+    this.sql.exec("INSERT OR REPLACE INTO totp_steps (secret_id, last_step, at_ms) VALUES (?, ?, ?)", secretId, step, nowMs);
     return { status: "ok" };
   }
 
   // ---------------------------------------------------------------- audit trail ("admin")
 
   appendAudit(entry: AuditEntry): number {
-    const id = this.#sql
+    const id = this.sql
       .exec<{ id: number }>(
         `INSERT INTO audit (at_ms, call, action, account, token_fp, totp, before_json, after_json, outcome, detail)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
@@ -130,7 +135,7 @@ export class AdminGate extends DurableObject<GuardEnv> {
         cappedJson(entry.beforeJson), cappedJson(entry.afterJson), entry.outcome, entry.detail,
       )
       .one().id;
-    if (id % AUDIT_PRUNE_EVERY === 0) this.#sql.exec("DELETE FROM audit WHERE id <= ?", id - AUDIT_KEPT);
+    if (id % AUDIT_PRUNE_EVERY === 0) this.sql.exec("DELETE FROM audit WHERE id <= ?", id - AUDIT_KEPT);
     return id;
   }
 
@@ -140,8 +145,8 @@ export class AdminGate extends DurableObject<GuardEnv> {
     type Row = { id: number; at_ms: number; call: string; action: string; account: string; token_fp: string; totp: number; before_json: string; after_json: string; outcome: string; detail: string };
     const rows =
       options.account === undefined
-        ? this.#sql.exec<Row>("SELECT * FROM audit ORDER BY id DESC LIMIT ?", limit).toArray()
-        : this.#sql.exec<Row>("SELECT * FROM audit WHERE account = ? ORDER BY id DESC LIMIT ?", options.account, limit).toArray();
+        ? this.sql.exec<Row>("SELECT * FROM audit ORDER BY id DESC LIMIT ?", limit).toArray()
+        : this.sql.exec<Row>("SELECT * FROM audit WHERE account = ? ORDER BY id DESC LIMIT ?", options.account, limit).toArray();
     return rows.map((r) => ({
       id: r.id,
       atMs: r.at_ms,
@@ -161,46 +166,38 @@ export class AdminGate extends DurableObject<GuardEnv> {
 
   /** Adds one isolate's deltas and breaker reports, in one transaction. */
   addMetrics(batch: MetricsBatch): void {
-    this.ctx.storage.transactionSync(() => {
-      let series = this.#sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM counters").one().n;
+    this.transaction(() => {
+      let series = this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM counters").one().n;
       for (const c of batch.counters ?? []) {
         if (typeof c.name !== "string" || typeof c.labels !== "string" || !Number.isFinite(c.n) || c.n <= 0) continue;
-        const updated = this.#sql.exec("UPDATE counters SET value = value + ? WHERE name = ? AND labels = ?", Math.round(c.n), c.name, c.labels).rowsWritten;
+        const updated = this.sql.exec("UPDATE counters SET value = value + ? WHERE name = ? AND labels = ?", Math.round(c.n), c.name, c.labels).rowsWritten;
         if (updated === 0 && series < MAX_SERIES) {
-          this.#sql.exec("INSERT INTO counters (name, labels, value) VALUES (?, ?, ?)", c.name, c.labels, Math.round(c.n));
+          this.sql.exec("INSERT INTO counters (name, labels, value) VALUES (?, ?, ?)", c.name, c.labels, Math.round(c.n));
           series += 1;
         }
       }
       for (const b of batch.breakers ?? []) {
         if (typeof b.sid !== "string" || !Number.isFinite(b.atMs)) continue;
         // The latest report wins: a late batch from another isolate cannot reopen a breaker closed since.
-        this.#sql.exec(
+        this.sql.exec(
           `INSERT INTO breakers (sid, open, at_ms) VALUES (?, ?, ?)
            ON CONFLICT (sid) DO UPDATE SET open = excluded.open, at_ms = excluded.at_ms WHERE excluded.at_ms >= breakers.at_ms`,
           b.sid, b.open ? 1 : 0, b.atMs,
         );
       }
-      const batches = Number(this.#meta("batches") ?? "0") + 1;
-      this.#setMeta("batches", String(batches));
-      this.#setMeta("last_batch_at", String(Date.now()));
+      const batches = Number(this.meta("batches") ?? "0") + 1;
+      this.setMeta("batches", String(batches));
+      this.setMeta("last_batch_at", String(Date.now()));
     });
   }
 
   readMetrics(): AggregatedMetrics {
-    const lastBatch = this.#meta("last_batch_at");
+    const lastBatch = this.meta("last_batch_at");
     return {
-      counters: this.#sql.exec<{ name: string; labels: string; value: number }>("SELECT name, labels, value FROM counters ORDER BY name, labels").toArray(),
-      openBreakers: this.#sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM breakers WHERE open = 1").one().n,
-      batches: Number(this.#meta("batches") ?? "0"),
+      counters: this.sql.exec<{ name: string; labels: string; value: number }>("SELECT name, labels, value FROM counters ORDER BY name, labels").toArray(),
+      openBreakers: this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM breakers WHERE open = 1").one().n,
+      batches: Number(this.meta("batches") ?? "0"),
       lastBatchAtMs: lastBatch === null ? null : Number(lastBatch),
     };
-  }
-
-  #meta(key: string): string | null {
-    return this.#sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = ?", key).toArray()[0]?.value ?? null;
-  }
-
-  #setMeta(key: string, value: string): void {
-    this.#sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", key, value);
   }
 }

@@ -9,12 +9,23 @@
 //   - recent_events is a ring of RECENT_EVENTS_KEPT slots (`id` = seq modulo the ring), replaced in
 //     place: no AUTOINCREMENT (whose sqlite_sequence row is one more write per insert) and no delete per
 //     insert.
+// Schema 3 (this release) adds two nullable columns to totals: counted_micros (what the guard's own
+// events add up to; NULL in older rows means usd_micros) and twilio_micros (Twilio's Usage Records
+// figure for a day row; NULL before the first reconciliation). See src/ledger/reconcile.ts.
+// Rolling back: schema 2's statements work on schema 3 (new columns are nullable, no column renamed),
+// but schema 2's code refuses a newer version number; from schema 3 on, the check reads `schema_min`,
+// the oldest version whose code can run on the layout, so the next version can be rolled back to this one.
+//
 // Rolling back is safe: the first release's statements still work on schema 2 (the same column names,
 // WITHOUT ROWID changes no statement, `seq` has a default), and what it appends to recent_events outside
 // the ring is pruned once the new release runs again (AccountGuard's alarm).
 
-/** Schema generations. 1: the first release (rowid tables, recent_events appended and trimmed). */
-export const ACCOUNT_SCHEMA_VERSION = 2;
+import type { Schema } from "../durable/base.ts";
+
+/** Schema generations. 1: the first release (rowid tables, recent_events appended and trimmed); 2: WITHOUT ROWID, the ring; 3: reconciled totals. */
+export const ACCOUNT_SCHEMA_VERSION = 3;
+/** The oldest version whose code can run on this layout (kept in meta('schema_min')). */
+export const ACCOUNT_SCHEMA_MIN = 3;
 
 /** The account page shows this many recent events; the ring has exactly this many slots. */
 export const RECENT_EVENTS_KEPT = 50;
@@ -49,7 +60,13 @@ const REBUILT_IN_V2: ReadonlyArray<readonly [table: string, columns: string]> = 
   ["trigger_firings", "token, at_ms"],
 ];
 
-function schemaVersion(sql: SqlStorage): number {
+/** Schema 3: both figures of a reconciled day (src/ledger/reconcile.ts). */
+function migrateToV3(sql: SqlStorage): void {
+  sql.exec("ALTER TABLE totals ADD COLUMN counted_micros INTEGER");
+  sql.exec("ALTER TABLE totals ADD COLUMN twilio_micros INTEGER");
+}
+
+export function accountSchemaVersion(sql: SqlStorage): number {
   const meta = sql.exec("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'meta'").toArray();
   if (meta.length === 0) return 0;
   const row = sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'schema'").toArray()[0];
@@ -63,11 +80,29 @@ function schemaVersion(sql: SqlStorage): number {
  * Returns the version found.
  */
 export function migrateAccountSchema(sql: SqlStorage): number {
-  const found = schemaVersion(sql);
+  const found = accountSchemaVersion(sql);
   if (found === ACCOUNT_SCHEMA_VERSION) return found;
   if (found > ACCOUNT_SCHEMA_VERSION) {
+    const min = Number(sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'schema_min'").toArray()[0]?.value ?? found);
+    if (min <= ACCOUNT_SCHEMA_VERSION) return found;
     throw new Error(`account storage is schema ${found}, newer than this code (${ACCOUNT_SCHEMA_VERSION})`);
   }
+  if (found < 2) migrateToV2(sql, found);
+  migrateToV3(sql);
+  sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?), ('schema_min', ?)", String(ACCOUNT_SCHEMA_VERSION), String(ACCOUNT_SCHEMA_MIN));
+  return found;
+}
+
+/** The AccountGuard's schema for GuardObject: lazy, so reading an account never written creates nothing. */
+export const ACCOUNT_SCHEMA: Schema = {
+  version: ACCOUNT_SCHEMA_VERSION,
+  lazy: true,
+  found: accountSchemaVersion,
+  migrate: migrateAccountSchema,
+};
+
+/** Schema 0 (empty) or 1 to schema 2. */
+function migrateToV2(sql: SqlStorage, found: number): void {
   if (found === 1) {
     for (const [table] of REBUILT_IN_V2) sql.exec(`ALTER TABLE ${table} RENAME TO ${table}_v1`);
     sql.exec("ALTER TABLE recent_events RENAME TO recent_events_v1");
@@ -88,6 +123,4 @@ export function migrateAccountSchema(sql: SqlStorage): number {
     );
     sql.exec("DROP TABLE recent_events_v1");
   }
-  sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)", String(ACCOUNT_SCHEMA_VERSION));
-  return found;
 }

@@ -20,6 +20,8 @@ export interface RecordVerdict {
 /** The spend ledger as the webhook path sees it: one call per event, to the account's Durable Object. */
 export interface LedgerPort {
   record(event: BillableEvent, idempotencyToken: string | null): Promise<RecordVerdict>;
+  /** Records a status callback at least once (the answer does not wait): retried durably if the write fails. */
+  recordStatus(event: BillableEvent, idempotencyToken: string | null): Promise<void>;
 }
 
 export interface WebhookDeps {
@@ -110,8 +112,8 @@ export async function handleWebhook(request: Request, deps: WebhookDeps, trace: 
       // Status callbacks are forwarded whatever the breaker says; their bookkeeping runs after the answer.
       // Exact de-duplication happens in the ledger; the header is what this isolate has seen.
       deps.waitUntil(
-        deps.ledger.record(event, idempotencyToken).catch((error: unknown) => {
-          deps.logger.error("ledger-record-failed", error, { account: event.accountSid, event: event.kind });
+        deps.ledger.recordStatus(event, idempotencyToken).catch((error: unknown) => {
+          deps.logger.error("ledger-write-lost", error, { account: event.accountSid, event: event.kind });
         }),
       );
       const seenEvent = recentStatusKeys.seen(event.dedupeKey);

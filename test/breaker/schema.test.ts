@@ -81,9 +81,10 @@ describe("migrateAccountSchema", () => {
 
   it("declares the key/value tables WITHOUT ROWID and the recent events as a ring", async () => {
     const sid = uniqueSid();
-    const ddl = await runInDurableObject(guard(sid), (_instance, state) =>
-      Object.fromEntries(state.storage.sql.exec<{ name: string; sql: string }>("SELECT name, sql FROM sqlite_master WHERE type = 'table'").toArray().map((r) => [r.name, r.sql])),
-    );
+    const ddl = await runInDurableObject(guard(sid), (_instance, state): Record<string, string> => {
+      state.storage.transactionSync(() => migrateAccountSchema(state.storage.sql));
+      return Object.fromEntries(state.storage.sql.exec<{ name: string; sql: string }>("SELECT name, sql FROM sqlite_master WHERE type = 'table'").toArray().map((r) => [r.name, r.sql]));
+    });
     for (const table of ["meta", "totals", "seen", "counted", "warned", "trigger_firings"]) expect(ddl[table]).toMatch(/WITHOUT ROWID\s*$/);
     expect(ddl["recent_events"]).toContain("id INTEGER PRIMARY KEY");
     expect(ddl["recent_events"]).not.toContain("AUTOINCREMENT");
@@ -92,17 +93,93 @@ describe("migrateAccountSchema", () => {
   it("refuses a database written by a newer version", async () => {
     const sid = uniqueSid();
     const message = await runInDurableObject(guard(sid), (_instance, state) => {
-      state.storage.sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', '99')");
+      state.storage.transactionSync(() => migrateAccountSchema(state.storage.sql));
+      state.storage.sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', '99'), ('schema_min', '99')");
       try {
         state.storage.transactionSync(() => migrateAccountSchema(state.storage.sql));
         return "migrated";
       } catch (error) {
         return (error as Error).message;
       } finally {
-        state.storage.sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)", String(ACCOUNT_SCHEMA_VERSION));
+        state.storage.sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?), ('schema_min', ?)", String(ACCOUNT_SCHEMA_VERSION), String(ACCOUNT_SCHEMA_VERSION));
       }
     });
     expect(message).toMatch(/schema 99, newer than this code/);
+  });
+
+  it("runs on a newer version whose schema_min says this code can use it", async () => {
+    const sid = uniqueSid();
+    const found = await runInDurableObject(guard(sid), (_instance, state) => {
+      const sql = state.storage.sql;
+      state.storage.transactionSync(() => migrateAccountSchema(sql));
+      sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?), ('schema_min', ?)", String(ACCOUNT_SCHEMA_VERSION + 1), String(ACCOUNT_SCHEMA_VERSION));
+      try {
+        return state.storage.transactionSync(() => migrateAccountSchema(sql));
+      } finally {
+        sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)", String(ACCOUNT_SCHEMA_VERSION));
+      }
+    });
+    expect(found).toBe(ACCOUNT_SCHEMA_VERSION + 1);
+  });
+
+  it("creates nothing for an account only read: the schema waits for the first write", async () => {
+    const sid = uniqueSid();
+    expect((await guard(sid).snapshot()).sid).toBe("");
+    const tables = await runInDurableObject(guard(sid), (_instance, state) =>
+      state.storage.sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_cf%' ESCAPE '\\' AND name NOT LIKE 'sqlite%'").toArray().map((r) => r.name),
+    );
+    expect(tables).toEqual([]);
+  });
+});
+
+/** Schema 2's tables, exactly as the previous release created them. */
+const SCHEMA_V2 = `
+  CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+  CREATE TABLE totals (window TEXT NOT NULL, window_id TEXT NOT NULL, start_ms INTEGER NOT NULL,
+    usd_micros INTEGER NOT NULL, events INTEGER NOT NULL, PRIMARY KEY (window, window_id)) WITHOUT ROWID;
+  CREATE TABLE seen (key TEXT PRIMARY KEY, at_ms INTEGER NOT NULL) WITHOUT ROWID;
+  CREATE TABLE counted (count_key TEXT PRIMARY KEY, at_ms INTEGER NOT NULL, usd_micros INTEGER NOT NULL, settled INTEGER NOT NULL) WITHOUT ROWID;
+  CREATE TABLE recent_events (id INTEGER PRIMARY KEY, seq INTEGER NOT NULL DEFAULT 0, at_ms INTEGER NOT NULL, kind TEXT NOT NULL,
+    sid TEXT NOT NULL, status TEXT NOT NULL, usd_micros INTEGER NOT NULL, counted INTEGER NOT NULL, duplicate INTEGER NOT NULL);
+  CREATE TABLE warned (key TEXT PRIMARY KEY, at_ms INTEGER NOT NULL) WITHOUT ROWID;
+  CREATE TABLE trips (trip_id TEXT PRIMARY KEY, opened_at INTEGER NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL, closed_at INTEGER);
+  CREATE TABLE history (id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, trip_id TEXT, kind TEXT NOT NULL, outcome TEXT NOT NULL, detail TEXT NOT NULL);
+  CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, trip_id TEXT NOT NULL, kind TEXT NOT NULL,
+    payload TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_at_ms INTEGER NOT NULL, state TEXT NOT NULL);
+  CREATE INDEX outbox_due ON outbox (state, next_at_ms);
+  CREATE TABLE trigger_firings (token TEXT PRIMARY KEY, at_ms INTEGER NOT NULL) WITHOUT ROWID;
+`;
+
+describe("an AccountGuard written by schema 2", () => {
+  it("keeps its totals as the guard's own count, and reconciles on top of them once", async () => {
+    const sid = uniqueSid();
+    const now = Date.now();
+    const messageSid = uniqueSid("SM");
+    await runInDurableObject(guard(sid), (_instance, state) => {
+      const sql = state.storage.sql;
+      for (const table of OWN_TABLES) sql.exec(`DROP TABLE IF EXISTS ${table}`);
+      sql.exec(SCHEMA_V2);
+      sql.exec("INSERT INTO meta (key, value) VALUES ('schema', '2'), ('sid', ?), ('registered', ?), ('policy', ?)", sid, String(now),
+        JSON.stringify({ limits: [{ window: "day", usd: 100 }], warnAt: 0.8, action: "suspend" }));
+      for (const window of ALL_WINDOWS) sql.exec("INSERT INTO totals VALUES (?, ?, ?, ?, ?)", window, windowId(window, now), windowStart(window, now), 10_000_000, 1);
+      sql.exec("INSERT INTO seen (key, at_ms) VALUES (?, ?)", `${messageSid}:delivered`, now);
+      sql.exec("INSERT INTO counted VALUES (?, ?, 10000000, 1)", `msg:${messageSid}`, now);
+    });
+    await evictDurableObject(guard(sid));
+
+    const before = (await guard(sid).snapshot()).windows.find((w) => w.window === "day")!;
+    expect(before).toMatchObject({ usd: 10, countedUsd: 10, twilioUsd: null, events: 1 });
+    const layout = await runInDurableObject(guard(sid), (_instance, state) => ({
+      version: state.storage.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'schema'").one().value,
+      columns: state.storage.sql.exec<{ name: string }>("SELECT name FROM pragma_table_info('totals')").toArray().map((c) => c.name),
+    }));
+    expect(layout.version).toBe(String(ACCOUNT_SCHEMA_VERSION));
+    expect(layout.columns).toEqual(expect.arrayContaining(["counted_micros", "twilio_micros"]));
+    // A late status of the message counted under schema 2 is still recognised (per-Sid pricing kept).
+    const late = classifyWebhook(new Map([["AccountSid", sid], ["MessageSid", messageSid], ["MessageStatus", "read"], ["Price", "-10.0"], ["PriceUnit", "USD"]]));
+    if (late.kind === "not-billable") throw new Error(late.reason);
+    await guard(sid).record(late, null);
+    expect((await guard(sid).snapshot()).windows.find((w) => w.window === "day")).toMatchObject({ usd: 10, events: 1 });
   });
 });
 

@@ -5,10 +5,8 @@ import {
   breakerBlocks,
   limitLabel,
   reset,
-  resetBreaker,
   suspensionResult,
   trip,
-  tripBreaker,
   warnThreshold,
   warningAlert,
   warningKey,
@@ -241,9 +239,6 @@ describe("trip", () => {
     expect(trip(done, TRIP).effects).toEqual([]);
   });
 
-  it("is also exported as tripBreaker", () => {
-    expect(tripBreaker).toBe(trip);
-  });
 });
 
 describe("reset", () => {
@@ -270,9 +265,6 @@ describe("reset", () => {
     expect(trip(closed, { ...TRIP, tripId: "t2" }).effects[0]).toEqual({ type: "suspend" });
   });
 
-  it("is also exported as resetBreaker", () => {
-    expect(resetBreaker).toBe(reset);
-  });
 });
 
 describe("suspensionResult", () => {
