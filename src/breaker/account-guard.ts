@@ -16,7 +16,7 @@ import type { GuardEnv } from "../config/env.ts";
 import { GuardObject } from "../durable/base.ts";
 import { metrics, restCallObserver } from "../admin/metrics.ts";
 import type { BillableEvent } from "../ledger/classify.ts";
-import { applyBillableEvent, type LedgerEntry } from "../ledger/entries.ts";
+import { applyBillableEvent, bind, cancel, reserve, type LedgerEntry } from "../ledger/entries.ts";
 import {
   applyEvent,
   breakerBlocks,
@@ -77,6 +77,22 @@ export interface AccountSnapshot {
 }
 
 export type Reactivation = "done" | "retrying" | "failed" | "not-needed";
+
+/** The egress gate's answer from the ledger: reserved, or refused with why (nothing counted). */
+export type SendReservation = { ok: true } | { ok: false; reason: "breaker-open" | "limit"; limit?: string };
+
+/** How a reserved send ended: Twilio created it (`countKey`: `msg:<MessageSid>` or `call:<CallSid>`), or it never happened. */
+export type SendOutcome = { countKey: string } | { failed: true };
+
+/** A countKey the gate may bind a reservation to (classify.ts's format). */
+const SEND_COUNT_KEY = /^(msg:(SM|MM)|call:CA)[0-9a-fA-F]{32}$/;
+/** A reservation id: the gate's own (a UUID, say). */
+const RESERVATION_ID = /^[A-Za-z0-9-]{8,64}$/;
+/**
+ * A reservation the gate has not settled after this long belongs to a request that died between
+ * reserve and settle (the gate waits at most its REST timeout for Twilio): it is cancelled by the prune.
+ */
+export const RESERVATION_TTL_MS = 3_600_000;
 
 export class AccountGuard extends GuardObject {
   readonly #outbox: Outbox;
@@ -307,6 +323,70 @@ export class AccountGuard extends GuardObject {
     return times.length === 0 ? null : Math.max(now, Math.min(...times));
   }
 
+  // ---------------------------------------------------------------- the egress gate: reserve, then settle
+
+  /**
+   * Reserves a send's estimate before the gate forwards it, in one transaction, so racing sends can never
+   * overshoot a limit. Refused, with nothing counted, while the breaker blocks, or when the send would
+   * take a window above a limit (unless the policy's action is `alert`: then it is counted, and trips).
+   * Reserving the same id again is a no-op answered ok.
+   */
+  async reserveSend(accountSid: string, reservationId: string, estimateMicros: number, atMs?: number): Promise<SendReservation> {
+    if (!RESERVATION_ID.test(reservationId)) throw new RangeError("reservation id: 8 to 64 letters, digits or dashes");
+    const now = atMs ?? Date.now();
+    this.#identify(accountSid, now);
+    const { policy } = this.#policy();
+    const result = this.transaction((): { answer: SendReservation; queued: boolean } => {
+      if (breakerBlocks(this.#breaker())) return { answer: { ok: false, reason: "breaker-open" }, queued: false };
+      const key = `res:${reservationId}`;
+      const change = reserve(this.#entry(key), estimateMicros);
+      if (change.entry === null) return { answer: { ok: true }, queued: false };
+      const rows = readTotals(this.sql, ALL_WINDOWS, now);
+      const day = rows.find((r) => r.window === "day")!;
+      const crossed = applyEvent(policy, rows, now, change.add, countEvent({ countedMicros: day.countedMicros, twilioMicros: day.twilioMicros }, change.add).perWindow).crossed;
+      if (crossed !== null && policy.action !== "alert") return { answer: { ok: false, reason: "limit", limit: limitLabel(crossed) }, queued: false };
+      this.#setEntry(key, change.entry, now);
+      let queued = this.#count(policy, now, change.add);
+      if (this.meta("prune_at") === null) {
+        this.setMeta("prune_at", String(now + PRUNE_INTERVAL_MS));
+        queued = true;
+      }
+      return { answer: { ok: true }, queued };
+    });
+    await this.#afterWrite(result.queued, now);
+    metrics.flush(this.env, (promise) => this.ctx.waitUntil(promise));
+    return result.answer;
+  }
+
+  /**
+   * Settles a reservation with Twilio's answer: a created send binds it to its Sid (whose status
+   * callbacks then settle it at the real price, and do not count it again); a send that never happened
+   * takes it back. Unknown or already settled reservations are a no-op.
+   */
+  async settleSend(accountSid: string, reservationId: string, outcome: SendOutcome, atMs?: number): Promise<void> {
+    if ("countKey" in outcome && !SEND_COUNT_KEY.test(outcome.countKey)) throw new RangeError("countKey: msg:<MessageSid> or call:<CallSid>");
+    const now = atMs ?? Date.now();
+    this.#identify(accountSid, now);
+    const { policy } = this.#policy();
+    const queued = this.transaction(() => this.#settleReservation(`res:${reservationId}`, outcome, policy, now));
+    await this.#afterWrite(queued, now);
+  }
+
+  #settleReservation(key: string, outcome: SendOutcome, policy: Policy, now: number): boolean {
+    const reservation = this.#entry(key);
+    if (reservation === undefined) return false;
+    this.sql.exec("DELETE FROM counted WHERE count_key = ?", key);
+    let add: Addition;
+    if ("countKey" in outcome) {
+      const change = bind(reservation, this.#entry(outcome.countKey));
+      if (change.entry !== null) this.#setEntry(outcome.countKey, change.entry, now);
+      add = change.add;
+    } else {
+      add = cancel(reservation).add;
+    }
+    return add.usdMicros !== 0 || add.events !== 0 ? this.#count(policy, now, add) : false;
+  }
+
   // ---------------------------------------------------------------- usage triggers, admin actions
 
   /** Twilio's Usage Trigger fired for this account: trip (once per IdempotencyToken). */
@@ -443,6 +523,12 @@ export class AccountGuard extends GuardObject {
     const due = this.meta("prune_at");
     if (due === null || Number(due) > now) return;
     this.transaction(() => {
+      // Reservations the gate never settled: taken back in the windows they were counted in.
+      const stale = this.sql
+        .exec<{ count_key: string; at_ms: number }>("SELECT count_key, at_ms FROM counted WHERE count_key LIKE 'res:%' AND at_ms < ?", now - RESERVATION_TTL_MS)
+        .toArray();
+      const { policy } = this.#policy();
+      for (const r of stale) this.#settleReservation(r.count_key, { failed: true }, policy, r.at_ms);
       const { more } = pruneAccount(this.sql, now);
       if (more) this.setMeta("prune_at", String(now + PRUNE_INTERVAL_MS));
       else this.deleteMeta("prune_at");

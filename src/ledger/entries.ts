@@ -4,7 +4,9 @@
 //            counted now, so racing sends cannot overshoot a limit;
 //   settle   its real outcome: the final price replaces the reservation (the difference is added, a
 //            refund when it cost less); a Sid never reserved is counted at its final price;
-//   release  an outcome that costs nothing (busy, no-answer, canceled, failed): settle at zero.
+//   release  an outcome that costs nothing (busy, no-answer, canceled, failed): settle at zero;
+//   bind     a send's reservation to the Sid Twilio answered with (its callbacks then settle it);
+//   cancel   a send that never happened: its estimate and its event taken back.
 // Each returns the entry to store and what to add to the windows; a repeat is a no-op, so every Sid is
 // counted once however its statuses arrive. Integer micro-dollars throughout.
 import type { BillableEvent } from "./classify.ts";
@@ -76,4 +78,27 @@ export function applyBillableEvent(entry: LedgerEntry | undefined, event: Billab
       if (event.billable) return settle(entry, priceMicros);
       return UNBILLED_FINAL_MESSAGE_STATUSES.has(event.status) ? release(entry) : UNCHANGED;
   }
+}
+
+export interface BindChange {
+  /** The entry to store under the Sid's countKey; null when it keeps what it has. */
+  entry: LedgerEntry | null;
+  add: Addition;
+}
+
+/**
+ * Binds a send's reservation to the Sid Twilio gave it (the reservation row is then removed). When the
+ * Sid is already in the ledger (its status callback overtook the gate's answer and counted it), the
+ * reservation is taken back, its event and its estimate, so the send is counted once.
+ */
+export function bind(reservation: LedgerEntry | undefined, existing: LedgerEntry | undefined): BindChange {
+  if (reservation === undefined) return UNCHANGED;
+  if (existing === undefined) return { entry: reservation, add: { usdMicros: 0, events: 0 } };
+  return { entry: null, add: { usdMicros: -reservation.usdMicros, events: -1 } };
+}
+
+/** Takes back a reservation whose send never happened (Twilio refused it, or it never got an answer in time): its estimate and its event. */
+export function cancel(reservation: LedgerEntry | undefined): EntryChange {
+  if (reservation === undefined || reservation.settled) return UNCHANGED;
+  return { entry: { usdMicros: 0, settled: true }, add: { usdMicros: -reservation.usdMicros, events: -1 } };
 }

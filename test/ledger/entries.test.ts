@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { classifyWebhook, type BillableEvent } from "../../src/ledger/classify.ts";
-import { applyBillableEvent, release, reserve, settle } from "../../src/ledger/entries.ts";
+import { applyBillableEvent, bind, cancel, release, reserve, settle } from "../../src/ledger/entries.ts";
 
 const AC = "AC" + "a".repeat(32);
 const CA = "CA" + "b".repeat(32);
@@ -64,5 +64,26 @@ describe("applyBillableEvent", () => {
   });
   it("settles a reserved message at its delivered price", () => {
     expect(applyBillableEvent({ usdMicros: 8_300, settled: false }, ev({ MessageSid: SM, MessageStatus: "delivered", Price: "-0.0079" }), 7_900).add).toEqual({ usdMicros: -400, events: 0 });
+  });
+});
+
+describe("bind", () => {
+  it("moves a reservation to the Sid Twilio gave the send", () => {
+    expect(bind({ usdMicros: 8_300, settled: false }, undefined)).toEqual({ entry: { usdMicros: 8_300, settled: false }, add: { usdMicros: 0, events: 0 } });
+  });
+  it("takes the reservation back when the Sid's status callback already counted it", () => {
+    expect(bind({ usdMicros: 8_300, settled: false }, { usdMicros: 7_900, settled: true })).toEqual({ entry: null, add: { usdMicros: -8_300, events: -1 } });
+  });
+  it("does nothing without a reservation", () => {
+    expect(bind(undefined, undefined).entry).toBeNull();
+  });
+});
+
+describe("cancel", () => {
+  it("takes back a reservation's estimate and its event", () => {
+    expect(cancel({ usdMicros: 8_300, settled: false }).add).toEqual({ usdMicros: -8_300, events: -1 });
+  });
+  it("leaves a settled entry alone", () => {
+    expect(cancel({ usdMicros: 8_300, settled: true }).entry).toBeNull();
   });
 });
