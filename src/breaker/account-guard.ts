@@ -79,7 +79,10 @@ export interface AccountSnapshot {
 export type Reactivation = "done" | "retrying" | "failed" | "not-needed";
 
 /** The egress gate's answer from the ledger: reserved, or refused with why (nothing counted). */
-export type SendReservation = { ok: true } | { ok: false; reason: "breaker-open" | "limit"; limit?: string };
+export type SendReservation = { ok: true } | { ok: false; reason: "breaker-open" | "limit" | "invalid-request"; limit?: string };
+
+/** What settleSend did: `settled` false when the reservation was unknown or already settled. A result, not an exception (errors lose their type across RPC). */
+export type SendSettlement = { ok: true; settled: boolean } | { ok: false; reason: "invalid-request" };
 
 /** How a reserved send ended: Twilio created it (`countKey`: `msg:<MessageSid>` or `call:<CallSid>`), or it never happened. */
 export type SendOutcome = { countKey: string } | { failed: true };
@@ -332,7 +335,7 @@ export class AccountGuard extends GuardObject {
    * Reserving the same id again is a no-op answered ok.
    */
   async reserveSend(accountSid: string, reservationId: string, estimateMicros: number, atMs?: number): Promise<SendReservation> {
-    if (!RESERVATION_ID.test(reservationId)) throw new RangeError("reservation id: 8 to 64 letters, digits or dashes");
+    if (!RESERVATION_ID.test(reservationId) || !Number.isSafeInteger(estimateMicros) || estimateMicros < 0) return { ok: false, reason: "invalid-request" };
     const now = atMs ?? Date.now();
     this.#identify(accountSid, now);
     const { policy } = this.#policy();
@@ -363,18 +366,19 @@ export class AccountGuard extends GuardObject {
    * callbacks then settle it at the real price, and do not count it again); a send that never happened
    * takes it back. Unknown or already settled reservations are a no-op.
    */
-  async settleSend(accountSid: string, reservationId: string, outcome: SendOutcome, atMs?: number): Promise<void> {
-    if ("countKey" in outcome && !SEND_COUNT_KEY.test(outcome.countKey)) throw new RangeError("countKey: msg:<MessageSid> or call:<CallSid>");
+  async settleSend(accountSid: string, reservationId: string, outcome: SendOutcome, atMs?: number): Promise<SendSettlement> {
+    if (!RESERVATION_ID.test(reservationId) || ("countKey" in outcome && !SEND_COUNT_KEY.test(outcome.countKey))) return { ok: false, reason: "invalid-request" };
     const now = atMs ?? Date.now();
     this.#identify(accountSid, now);
     const { policy } = this.#policy();
-    const queued = this.transaction(() => this.#settleReservation(`res:${reservationId}`, outcome, policy, now));
-    await this.#afterWrite(queued, now);
+    const result = this.transaction(() => this.#settleReservation(`res:${reservationId}`, outcome, policy, now));
+    await this.#afterWrite(result.queued, now);
+    return { ok: true, settled: result.settled };
   }
 
-  #settleReservation(key: string, outcome: SendOutcome, policy: Policy, now: number): boolean {
+  #settleReservation(key: string, outcome: SendOutcome, policy: Policy, now: number): { settled: boolean; queued: boolean } {
     const reservation = this.#entry(key);
-    if (reservation === undefined) return false;
+    if (reservation === undefined) return { settled: false, queued: false };
     this.sql.exec("DELETE FROM counted WHERE count_key = ?", key);
     let add: Addition;
     if ("countKey" in outcome) {
@@ -384,7 +388,7 @@ export class AccountGuard extends GuardObject {
     } else {
       add = cancel(reservation).add;
     }
-    return add.usdMicros !== 0 || add.events !== 0 ? this.#count(policy, now, add) : false;
+    return { settled: true, queued: add.usdMicros !== 0 || add.events !== 0 ? this.#count(policy, now, add) : false };
   }
 
   // ---------------------------------------------------------------- usage triggers, admin actions

@@ -86,8 +86,12 @@ describe("reserveSend and settleSend", () => {
     expect((await today(sid)).events).toBe(1);
   });
 
-  it("refuses a countKey that is not a message or call Sid", async () => {
+  it("refuses a countKey that is not a message or call Sid, and a malformed reservation id", async () => {
     const sid = await account();
-    await expect(guard(sid).settleSend(sid, "res-00000008", { countKey: "msg:../../x" })).rejects.toThrow(/countKey/);
+    await guard(sid).reserveSend(sid, "res-00000008", ESTIMATE);
+    expect(await guard(sid).settleSend(sid, "res-00000008", { countKey: "msg:../../x" })).toEqual({ ok: false, reason: "invalid-request" });
+    expect(await guard(sid).reserveSend(sid, "../x", ESTIMATE)).toEqual({ ok: false, reason: "invalid-request" });
+    expect(await guard(sid).settleSend(sid, "res-00000008", { failed: true })).toEqual({ ok: true, settled: true });
+    expect(await guard(sid).settleSend(sid, "res-00000008", { failed: true })).toEqual({ ok: true, settled: false });
   });
 });
