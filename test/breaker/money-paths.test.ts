@@ -50,6 +50,7 @@ function event(params: Params): BillableEvent {
   return classified;
 }
 
+const ADMIN_TOKEN = "test-admin-token-for-money-paths";
 const USD_POLICY = { limits: [{ window: "day" as const, usd: 100 }] };
 
 describe("effects fenced by their trip", () => {
@@ -190,6 +191,14 @@ describe("reconciliation counts no dollar twice", () => {
     expect(await today(sid)).toMatchObject({ usd: 15, twilioUsd: 15 });
     const month = (await guard(sid).snapshot()).windows.find((w) => w.window === "month")!;
     expect(month.usd).toBeCloseTo(15, 6);
+    // The operator's account view shows both figures.
+    const response = await createApp().fetch(
+      new Request(`${WORKER}/admin/accounts/${sid}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } }),
+      { ...(env as GuardEnv), ADMIN_TOKEN },
+      createExecutionContext(),
+    );
+    const view = (await response.json()) as { account: { windows: Array<{ window: string; usd: number; countedUsd: number; twilioUsd: number | null }> } };
+    expect(view.account.windows.find((w) => w.window === "day")).toMatchObject({ usd: 15, countedUsd: 15, twilioUsd: 15 });
   });
 
   it("spend beyond Twilio's figure still counts", async () => {
@@ -311,9 +320,9 @@ describe("storage bounds", () => {
   it("an admin read of an unknown SID answers 404 and leaves no Durable Object storage behind", async () => {
     setup();
     const sid = uniqueSid();
-    const adminEnv: GuardEnv = { ...(env as GuardEnv), ADMIN_TOKEN: "test-admin-token-for-money-paths" };
+    const adminEnv: GuardEnv = { ...(env as GuardEnv), ADMIN_TOKEN };
     const response = await createApp().fetch(
-      new Request(`${WORKER}/admin/accounts/${sid}`, { headers: { authorization: "Bearer test-admin-token-for-money-paths" } }),
+      new Request(`${WORKER}/admin/accounts/${sid}`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } }),
       adminEnv,
       createExecutionContext(),
     );
