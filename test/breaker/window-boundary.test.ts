@@ -11,6 +11,7 @@ import { createApp } from "../../src/app.ts";
 import type { AccountGuard } from "../../src/breaker/account-guard.ts";
 import type { GuardEnv } from "../../src/config/env.ts";
 import type { Policy } from "../../src/ledger/policy.ts";
+import { windowEnd, windowId } from "../../src/ledger/windows.ts";
 import { ORIGIN, TWILIO_API, fakeTwilio, mockOutbound, twiml, type FakeTwilio } from "../support/origin.ts";
 import { PARENT_SID, inboundSms, messageStatus, signedForm, uniqueSid, type Params } from "../support/twilio.ts";
 
@@ -20,9 +21,13 @@ const tokenCache = new TokenCache();
 
 // Future instants: alarms the ledger schedules relative to them never fire during the test, and no
 // pruning (which runs on the real clock) can touch their windows.
-const MONTH_END = Date.parse("2026-12-01T00:00:00.000Z");
-const YEAR_END = Date.parse("2027-01-01T00:00:00.000Z");
-const MID_MONTH = Date.parse("2026-12-16T00:00:00.000Z");
+// Derived from the clock, never written down: a fixed date would become a past one.
+const NOW = Date.now();
+const YEAR_END = Date.UTC(new Date(NOW).getUTCFullYear() + 1, 0, 1);
+/** The next month end that is not also the year end (so the two cases stay distinct). */
+const MONTH_END = windowEnd("month", NOW) === YEAR_END ? windowEnd("month", YEAR_END) : windowEnd("month", NOW);
+/** A day boundary that is no month end: the 16th of the month after MONTH_END. */
+const MID_MONTH = MONTH_END + 15 * 86_400_000;
 /** The last instant of the old window. */
 const LAST_MS = 1;
 
@@ -97,26 +102,26 @@ describe("UTC window boundaries under load", () => {
     const { sid, token } = await subaccount({ limits: [{ window: "day", events: PER_SIDE }] });
     const before = instants(MONTH_END, PER_SIDE, "before");
     const after = instants(MONTH_END, PER_SIDE, "after");
-    expect(new Date(before[0]!).toISOString()).toBe("2026-11-30T23:59:59.999Z");
-    expect(new Date(after[0]!).toISOString()).toBe("2026-12-01T00:00:00.000Z");
+    expect(new Date(before[0]!).toISOString()).toBe(new Date(MONTH_END - 1).toISOString());
+    expect(new Date(after[0]!).toISOString()).toBe(new Date(MONTH_END).toISOString());
     const answers = await Promise.all(interleave(before, after).map((t) => at(t, inboundSms(sid), token)));
     // A full day's limit on each side: nothing above it, so nothing blocked.
     expect(answers.filter((r) => r.headers.get("x-guard-breaker") !== null)).toHaveLength(0);
     expect(outbound.to(ORIGIN)).toHaveLength(2 * PER_SIDE);
     expect(eventsOf(await totals(sid))).toEqual({
-      "minute:2026-11-30T23:59": PER_SIDE,
-      "hour:2026-11-30T23": PER_SIDE,
-      "day:2026-11-30": PER_SIDE,
-      "month:2026-11": PER_SIDE,
-      "minute:2026-12-01T00:00": PER_SIDE,
-      "hour:2026-12-01T00": PER_SIDE,
-      "day:2026-12-01": PER_SIDE,
-      "month:2026-12": PER_SIDE,
+      [windowId("minute", MONTH_END - 1)]: PER_SIDE,
+      [windowId("hour", MONTH_END - 1)]: PER_SIDE,
+      [windowId("day", MONTH_END - 1)]: PER_SIDE,
+      [windowId("month", MONTH_END - 1)]: PER_SIDE,
+      [windowId("minute", MONTH_END)]: PER_SIDE,
+      [windowId("hour", MONTH_END)]: PER_SIDE,
+      [windowId("day", MONTH_END)]: PER_SIDE,
+      [windowId("month", MONTH_END)]: PER_SIDE,
     });
     // The new day is at its limit too: the next event takes it above and is blocked.
     const next = await at(MONTH_END + 100, inboundSms(sid), token);
     expect(next.headers.get("x-guard-breaker")).toBe("open");
-    expect((await totals(sid))["day:2026-12-01"]!.events).toBe(PER_SIDE + 1);
+    expect((await totals(sid))[windowId("day", MONTH_END)]!.events).toBe(PER_SIDE + 1);
   });
 
   it("year end: a per-minute limit resets at 00:00:00.000, and the event above it trips", async () => {
@@ -127,10 +132,10 @@ describe("UTC window boundaries under load", () => {
     );
     expect(answers.filter((r) => r.headers.get("x-guard-breaker") !== null)).toHaveLength(0);
     const t = eventsOf(await totals(sid));
-    expect(t["minute:2026-12-31T23:59"]).toBe(PER_MINUTE);
-    expect(t["minute:2027-01-01T00:00"]).toBe(PER_MINUTE);
-    expect(t["month:2026-12"]).toBe(PER_MINUTE);
-    expect(t["month:2027-01"]).toBe(PER_MINUTE);
+    expect(t[windowId("minute", YEAR_END - 1)]).toBe(PER_MINUTE);
+    expect(t[windowId("minute", YEAR_END)]).toBe(PER_MINUTE);
+    expect(t[windowId("month", YEAR_END - 1)]).toBe(PER_MINUTE);
+    expect(t[windowId("month", YEAR_END)]).toBe(PER_MINUTE);
     const over = await at(YEAR_END + 59_999, inboundSms(sid), token);
     expect(over.headers.get("x-guard-breaker")).toBe("open");
     expect(await over.text()).toBe("<Response/>");
@@ -146,8 +151,8 @@ describe("UTC window boundaries under load", () => {
     const duplicates = outbound.to(ORIGIN).filter((hit) => hit.headers.get("x-guard-duplicate") === "1");
     expect(duplicates).toHaveLength(60);
     const t = eventsOf(await totals(sid));
-    expect(t["day:2026-12-15"]).toBe(30);
-    expect(t["day:2026-12-16"] ?? 0).toBe(0);
+    expect(t[windowId("day", MID_MONTH - 1)]).toBe(30);
+    expect(t[windowId("day", MID_MONTH)] ?? 0).toBe(0);
   });
 
   it("status callbacks across midnight: a message is priced once, in the window of its first billable status", async () => {
@@ -156,7 +161,7 @@ describe("UTC window boundaries under load", () => {
     await Promise.all(messages.map((m, i) => at(MID_MONTH - LAST_MS - i, messageStatus(sid, m, "sent", { NumSegments: "2" }), token, "/webhooks/status")));
     await Promise.all(messages.map((m, i) => at(MID_MONTH + i, messageStatus(sid, m, "delivered", { NumSegments: "2" }), token, "/webhooks/status")));
     const t = await totals(sid);
-    expect(t["day:2026-12-15"]).toEqual({ events: 25, usdMicros: 25 * 2 * 8_300 });
-    expect(t["day:2026-12-16"] ?? { events: 0, usdMicros: 0 }).toEqual({ events: 0, usdMicros: 0 });
+    expect(t[windowId("day", MID_MONTH - 1)]).toEqual({ events: 25, usdMicros: 25 * 2 * 8_300 });
+    expect(t[windowId("day", MID_MONTH)] ?? { events: 0, usdMicros: 0 }).toEqual({ events: 0, usdMicros: 0 });
   });
 });
