@@ -24,6 +24,8 @@ export default defineConfig({
                 ALERT_WEBHOOK_URL: "https://alerts.test/hook",
                 ALERT_SMS_TO: "+15005550001",
                 ALERT_SMS_FROM: "+15005550006",
+                // test/breaker/storage.test.ts: how many events it writes (npm run storage: 100 000).
+                STORAGE_EVENTS: process.env.STORAGE_EVENTS ?? "2000",
               },
             },
           }),

@@ -11,6 +11,7 @@ import { metrics } from "./admin/metrics.ts";
 import { totpKeyFor } from "./admin/auth.ts";
 import { handleAdmin } from "./admin/routes.ts";
 import { isRefusal, rejections } from "./admin/rejections.ts";
+import { recordAtLeastOnce, type LedgerWrite } from "./breaker/ledger-queue.ts";
 import { handleUsageTrigger } from "./breaker/usage-trigger.ts";
 import { handleWebhook, type LedgerPort, type WebhookTrace } from "./webhooks/handler.ts";
 import { AuthLimiter } from "./egress/auth-limit.ts";
@@ -45,9 +46,13 @@ export function accountGuard(env: GuardEnv, sid: string) {
   return env.ACCOUNT_GUARD.getByName(sid);
 }
 
-function durableLedger(env: GuardEnv, now: () => number): LedgerPort {
+function durableLedger(env: GuardEnv, now: () => number, logger: Logger): LedgerPort {
+  const record = (write: LedgerWrite) =>
+    accountGuard(env, write.event.accountSid).record(write.event, write.idempotencyToken, write.atMs, write.reservationId);
   return {
-    record: (event, idempotencyToken, reservationId) => accountGuard(env, event.accountSid).record(event, idempotencyToken, now(), reservationId),
+    record: (event, idempotencyToken, reservationId) => record({ event, idempotencyToken, atMs: now(), ...(reservationId ? { reservationId } : {}) }),
+    recordStatus: (event, idempotencyToken, reservationId) =>
+      recordAtLeastOnce({ event, idempotencyToken, atMs: now(), ...(reservationId ? { reservationId } : {}) }, { record, queue: env.LEDGER_RETRY, logger }),
   };
 }
 
@@ -140,7 +145,7 @@ export function createApp(overrides: Partial<AppDeps> = {}) {
         config,
         logger: state.logger,
         resolveTokens: tokenResolver(env, config, deps.tokenCache),
-        ledger: durableLedger(env, deps.now),
+        ledger: durableLedger(env, deps.now, state.logger),
         waitUntil: (promise) => ctx.waitUntil(promise),
         ...(deps.originTimeoutMs !== undefined ? { originTimeoutMs: deps.originTimeoutMs } : {}),
         ...(deps.fetch !== undefined ? { fetch: deps.fetch } : {}),

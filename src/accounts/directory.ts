@@ -6,10 +6,9 @@
 //     is found by the first listing after it was created, within a minute;
 //   - which accounts the guard has seen (each AccountGuard registers itself once), for the admin listing.
 // It is called only on an isolate's token-cache miss and once per account, never per event.
-import { DurableObject } from "cloudflare:workers";
 import { getConfig } from "../config/config.ts";
 import type { GuardEnv } from "../config/env.ts";
-import { Logger } from "../http/log.ts";
+import { GuardObject, versionedSchema } from "../durable/base.ts";
 import { createTwilioClient, type TwilioAccount } from "../twilio/rest.ts";
 import { metrics, restCallObserver } from "../admin/metrics.ts";
 import { ensureSummaryTables, overviewOf, putFriendlyNames, putSummary, querySummaries, type AccountSummary, type Overview, type SummaryQuery } from "./summary.ts";
@@ -39,26 +38,42 @@ export interface AccountListing {
   isParent: boolean;
 }
 
-export class GuardDirectory extends DurableObject<GuardEnv> {
-  readonly #sql: SqlStorage;
-  readonly #logger: Logger;
+/**
+ * The directory's storage. 1: the first release's tables (idempotent, so it adopts a database written
+ * before versioning); 2: the subaccount listing replaces the per-SID lookups (`tokens`, with negative
+ * rows for forged SIDs, and `lookups`, their per-minute budget: dropped, so no forged SID's row outlives
+ * the release), and the console's light summaries (summary.ts).
+ */
+export const DIRECTORY_SCHEMA = versionedSchema([
+  {
+    version: 1,
+    up: (sql) =>
+      sql.exec(`
+        CREATE TABLE IF NOT EXISTS tokens (sid TEXT PRIMARY KEY, token TEXT, fetched_at INTEGER NOT NULL, negative_until INTEGER NOT NULL DEFAULT 0);
+        CREATE TABLE IF NOT EXISTS lookups (minute INTEGER PRIMARY KEY, count INTEGER NOT NULL);
+        CREATE TABLE IF NOT EXISTS accounts (sid TEXT PRIMARY KEY, first_seen_at INTEGER NOT NULL, is_parent INTEGER NOT NULL);
+      `),
+  },
+  {
+    version: 2,
+    up: (sql) => {
+      sql.exec(`
+        DROP TABLE IF EXISTS tokens;
+        DROP TABLE IF EXISTS lookups;
+        CREATE TABLE IF NOT EXISTS subaccounts (sid TEXT PRIMARY KEY, token TEXT NOT NULL, friendly_name TEXT NOT NULL, status TEXT NOT NULL) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS listing (id INTEGER PRIMARY KEY CHECK (id = 1), listed_at INTEGER NOT NULL, attempted_at INTEGER NOT NULL);
+      `);
+      ensureSummaryTables(sql);
+    },
+  },
+]);
+
+export class GuardDirectory extends GuardObject {
   /** The listing on its way: concurrent misses share one. */
   #listing: Promise<boolean> | null = null;
 
   constructor(ctx: DurableObjectState, env: GuardEnv) {
-    super(ctx, env);
-    this.#sql = ctx.storage.sql;
-    this.#logger = new Logger(getConfigSecrets(env));
-    // `tokens` (per-SID lookups, with negative rows for forged SIDs) and `lookups` (their per-minute
-    // budget) are replaced by the listing: dropped, so no forged SID's row outlives this release.
-    this.#sql.exec(`
-      DROP TABLE IF EXISTS tokens;
-      DROP TABLE IF EXISTS lookups;
-      CREATE TABLE IF NOT EXISTS subaccounts (sid TEXT PRIMARY KEY, token TEXT NOT NULL, friendly_name TEXT NOT NULL, status TEXT NOT NULL) WITHOUT ROWID;
-      CREATE TABLE IF NOT EXISTS listing (id INTEGER PRIMARY KEY CHECK (id = 1), listed_at INTEGER NOT NULL, attempted_at INTEGER NOT NULL);
-      CREATE TABLE IF NOT EXISTS accounts (sid TEXT PRIMARY KEY, first_seen_at INTEGER NOT NULL, is_parent INTEGER NOT NULL);
-    `);
-    ensureSummaryTables(this.#sql);
+    super(ctx, env, DIRECTORY_SCHEMA);
   }
 
   /**
@@ -93,18 +108,18 @@ export class GuardDirectory extends DurableObject<GuardEnv> {
 
   /** Friendly names of the parent's subaccounts as last listed (for the console), in SID order. */
   subaccountNames(): Array<{ sid: string; friendlyName: string; status: string }> {
-    return this.#sql
+    return this.sql
       .exec<{ sid: string; friendly_name: string; status: string }>("SELECT sid, friendly_name, status FROM subaccounts ORDER BY sid")
       .toArray()
       .map((r) => ({ sid: r.sid, friendlyName: r.friendly_name, status: r.status }));
   }
 
   #row(sid: string): { token: string; status: string } | undefined {
-    return this.#sql.exec<{ token: string; status: string }>("SELECT token, status FROM subaccounts WHERE sid = ?", sid).toArray()[0];
+    return this.sql.exec<{ token: string; status: string }>("SELECT token, status FROM subaccounts WHERE sid = ?", sid).toArray()[0];
   }
 
   #listingTimes(): { listedAt: number; attemptedAt: number } {
-    const row = this.#sql.exec<{ listed_at: number; attempted_at: number }>("SELECT listed_at, attempted_at FROM listing WHERE id = 1").toArray()[0];
+    const row = this.sql.exec<{ listed_at: number; attempted_at: number }>("SELECT listed_at, attempted_at FROM listing WHERE id = 1").toArray()[0];
     return { listedAt: row?.listed_at ?? 0, attemptedAt: row?.attempted_at ?? 0 };
   }
 
@@ -113,7 +128,7 @@ export class GuardDirectory extends DurableObject<GuardEnv> {
     if (this.#listing) return this.#listing;
     const { listedAt } = this.#listingTimes();
     // The attempt is recorded first: a failing Twilio is asked once a minute too.
-    this.#sql.exec("INSERT OR REPLACE INTO listing (id, listed_at, attempted_at) VALUES (1, ?, ?)", listedAt, now);
+    this.sql.exec("INSERT OR REPLACE INTO listing (id, listed_at, attempted_at) VALUES (1, ?, ?)", listedAt, now);
     const listing = (async () => {
       const config = getConfig(this.env);
       const client = createTwilioClient({ apiBase: config.apiBase, accountSid: config.accountSid, authToken: config.authTokens[0]!, onCall: restCallObserver() });
@@ -121,17 +136,19 @@ export class GuardDirectory extends DurableObject<GuardEnv> {
       try {
         accounts = await client.listAccounts();
       } catch (error) {
-        this.#logger.error("account-listing-failed", error);
-        this.#sql.exec("UPDATE listing SET attempted_at = ? WHERE id = 1", now - LISTING_MIN_INTERVAL_MS + LISTING_RETRY_AFTER_FAILURE_MS);
+        this.logger.error("account-listing-failed", error);
+        this.sql.exec("UPDATE listing SET attempted_at = ? WHERE id = 1", now - LISTING_MIN_INTERVAL_MS + LISTING_RETRY_AFTER_FAILURE_MS);
         return false;
       }
       const ours = accounts.filter((a) => a.sid !== config.accountSid && a.ownerAccountSid === config.accountSid);
       this.ctx.storage.transactionSync(() => {
-        this.#sql.exec("DELETE FROM subaccounts");
+        this.sql.exec("DELETE FROM subaccounts");
         for (const a of ours) {
-          this.#sql.exec("INSERT OR REPLACE INTO subaccounts (sid, token, friendly_name, status) VALUES (?, ?, ?, ?)", a.sid, a.authToken, a.friendlyName, a.status);
+          this.sql.exec("INSERT OR REPLACE INTO subaccounts (sid, token, friendly_name, status) VALUES (?, ?, ?, ?)", a.sid, a.authToken, a.friendlyName, a.status);
         }
-        this.#sql.exec("UPDATE listing SET listed_at = ? WHERE id = 1", now);
+        // The console's listing shows (and searches) the names Twilio has: learnt here, with the tokens.
+        putFriendlyNames(this.sql, ours.map((a) => ({ sid: a.sid, friendlyName: a.friendlyName })));
+        this.sql.exec("UPDATE listing SET listed_at = ? WHERE id = 1", now);
       });
       return true;
     })();
@@ -144,13 +161,13 @@ export class GuardDirectory extends DurableObject<GuardEnv> {
 
   /** Called once by each AccountGuard when it first records anything. Idempotent. */
   register(sid: string, isParent: boolean, atMs: number): void {
-    this.#sql.exec("INSERT OR IGNORE INTO accounts (sid, first_seen_at, is_parent) VALUES (?, ?, ?)", sid, atMs, isParent ? 1 : 0);
+    this.sql.exec("INSERT OR IGNORE INTO accounts (sid, first_seen_at, is_parent) VALUES (?, ?, ?)", sid, atMs, isParent ? 1 : 0);
   }
 
   /** Accounts in SID order, a page at a time (keyset pagination: fast at any depth). */
   listAccounts(options: { after?: string; limit: number }): { accounts: AccountListing[]; next: string | null } {
     const limit = Math.max(1, Math.min(options.limit, 500));
-    const rows = this.#sql
+    const rows = this.sql
       .exec<{ sid: string; first_seen_at: number; is_parent: number }>(
         "SELECT sid, first_seen_at, is_parent FROM accounts WHERE sid > ? ORDER BY sid LIMIT ?",
         options.after ?? "",
@@ -165,31 +182,23 @@ export class GuardDirectory extends DurableObject<GuardEnv> {
 
   /** An AccountGuard's latest figures; a late push never overwrites a newer one. */
   putSummary(summary: AccountSummary): void {
-    putSummary(this.#sql, summary);
+    putSummary(this.sql, summary);
   }
 
   /** Friendly names from Twilio's subaccount listing, for the listing's display and search. */
   putFriendlyNames(names: Array<{ sid: string; friendlyName: string }>): void {
-    this.ctx.storage.transactionSync(() => putFriendlyNames(this.#sql, names));
+    this.ctx.storage.transactionSync(() => putFriendlyNames(this.sql, names));
   }
 
   querySummaries(query: SummaryQuery, nowMs: number, dayStartMs: number) {
-    return querySummaries(this.#sql, query, nowMs, dayStartMs);
+    return querySummaries(this.sql, query, nowMs, dayStartMs);
   }
 
   overview(nowMs: number, dayStartMs: number): Overview {
-    return overviewOf(this.#sql, nowMs, dayStartMs);
+    return overviewOf(this.sql, nowMs, dayStartMs);
   }
 
   countAccounts(): number {
-    return this.#sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM accounts").one().n;
-  }
-}
-
-function getConfigSecrets(env: GuardEnv): readonly string[] {
-  try {
-    return getConfig(env).secrets;
-  } catch {
-    return [];
+    return this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM accounts").one().n;
   }
 }

@@ -10,8 +10,8 @@
 // A thin shell: the decisions are in auth.ts and metrics.ts. Every method is synchronous, so each runs
 // alone from start to end (a Durable Object interleaves calls only at awaits): checking and consuming
 // a TOTP step, or checking and counting a failure, is atomic across every isolate of the guard.
-import { DurableObject } from "cloudflare:workers";
 import type { GuardEnv } from "../config/env.ts";
+import { GuardObject, versionedSchema } from "../durable/base.ts";
 import { MAX_CLIENTS_PER_MINUTE, OVERFLOW_CLIENT, minuteOf, rateLimit, type RateLimit } from "./auth.ts";
 import type { AggregatedMetrics, MetricsBatch } from "./metrics.ts";
 import { REJECTIONS_KEPT, sanitizeRejection, type Rejection, type RejectionBatch } from "./rejections.ts";
@@ -59,39 +59,52 @@ function cappedJson(text: string): string {
   return text.length <= MAX_AUDIT_JSON_CHARS ? text : JSON.stringify({ truncated: true, chars: text.length });
 }
 
-export class AdminGate extends DurableObject<GuardEnv> {
-  readonly #sql: SqlStorage;
+/** AdminGate's storage. 1: the first release's tables (idempotent, so it adopts a database written before versioning); 2: below. */
+export const ADMIN_GATE_SCHEMA = versionedSchema([
+  {
+    version: 1,
+    up: (sql) =>
+      sql.exec(`
+        CREATE TABLE IF NOT EXISTS failures (minute INTEGER PRIMARY KEY, count INTEGER NOT NULL);
+        CREATE TABLE IF NOT EXISTS totp_steps (secret_id TEXT PRIMARY KEY, last_step INTEGER NOT NULL, at_ms INTEGER NOT NULL);
+        CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, call TEXT NOT NULL,
+          action TEXT NOT NULL, account TEXT NOT NULL, token_fp TEXT NOT NULL, totp INTEGER NOT NULL, before_json TEXT NOT NULL,
+          after_json TEXT NOT NULL, outcome TEXT NOT NULL, detail TEXT NOT NULL);
+        CREATE INDEX IF NOT EXISTS audit_by_account ON audit (account, id);
+        CREATE TABLE IF NOT EXISTS counters (name TEXT NOT NULL, labels TEXT NOT NULL, value INTEGER NOT NULL, PRIMARY KEY (name, labels));
+        CREATE TABLE IF NOT EXISTS breakers (sid TEXT PRIMARY KEY, open INTEGER NOT NULL, at_ms INTEGER NOT NULL);
+        CREATE INDEX IF NOT EXISTS breakers_open ON breakers (open);
+        CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+      `),
+  },
+  {
+    // 2: failures counted per client (one address cannot lock every operator out), and the rejections ring.
+    version: 2,
+    up: (sql) =>
+      sql.exec(`
+        DROP TABLE IF EXISTS failures;
+        CREATE TABLE IF NOT EXISTS client_failures (minute INTEGER NOT NULL, client TEXT NOT NULL, count INTEGER NOT NULL,
+          PRIMARY KEY (minute, client)) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS rejections (slot INTEGER PRIMARY KEY, seq INTEGER NOT NULL, at_ms INTEGER NOT NULL, route TEXT NOT NULL,
+          method TEXT NOT NULL, path TEXT NOT NULL, status INTEGER NOT NULL, reason TEXT NOT NULL, client TEXT NOT NULL, account TEXT);
+      `),
+  },
+]);
 
+export class AdminGate extends GuardObject {
   constructor(ctx: DurableObjectState, env: GuardEnv) {
-    super(ctx, env);
-    this.#sql = ctx.storage.sql;
-    this.#sql.exec(`
-      DROP TABLE IF EXISTS failures;
-      CREATE TABLE IF NOT EXISTS client_failures (minute INTEGER NOT NULL, client TEXT NOT NULL, count INTEGER NOT NULL,
-        PRIMARY KEY (minute, client)) WITHOUT ROWID;
-      CREATE TABLE IF NOT EXISTS rejections (slot INTEGER PRIMARY KEY, seq INTEGER NOT NULL, at_ms INTEGER NOT NULL, route TEXT NOT NULL,
-        method TEXT NOT NULL, path TEXT NOT NULL, status INTEGER NOT NULL, reason TEXT NOT NULL, client TEXT NOT NULL, account TEXT);
-      CREATE TABLE IF NOT EXISTS totp_steps (secret_id TEXT PRIMARY KEY, last_step INTEGER NOT NULL, at_ms INTEGER NOT NULL);
-      CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, call TEXT NOT NULL,
-        action TEXT NOT NULL, account TEXT NOT NULL, token_fp TEXT NOT NULL, totp INTEGER NOT NULL, before_json TEXT NOT NULL,
-        after_json TEXT NOT NULL, outcome TEXT NOT NULL, detail TEXT NOT NULL);
-      CREATE INDEX IF NOT EXISTS audit_by_account ON audit (account, id);
-      CREATE TABLE IF NOT EXISTS counters (name TEXT NOT NULL, labels TEXT NOT NULL, value INTEGER NOT NULL, PRIMARY KEY (name, labels));
-      CREATE TABLE IF NOT EXISTS breakers (sid TEXT PRIMARY KEY, open INTEGER NOT NULL, at_ms INTEGER NOT NULL);
-      CREATE INDEX IF NOT EXISTS breakers_open ON breakers (open);
-      CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    `);
+    super(ctx, env, ADMIN_GATE_SCHEMA);
   }
 
   // ---------------------------------------------------------------- rate limit and TOTP ("admin")
 
   /** The row a client's failures are counted in: its own, or the shared overflow row once the minute is full. */
   #failureRow(minute: number, client: string): { client: string; count: number } {
-    const own = this.#sql.exec<{ count: number }>("SELECT count FROM client_failures WHERE minute = ? AND client = ?", minute, client).toArray()[0];
+    const own = this.sql.exec<{ count: number }>("SELECT count FROM client_failures WHERE minute = ? AND client = ?", minute, client).toArray()[0];
     if (own !== undefined) return { client, count: own.count };
-    const tracked = this.#sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM client_failures WHERE minute = ?", minute).one().n;
+    const tracked = this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM client_failures WHERE minute = ?", minute).one().n;
     if (tracked < MAX_CLIENTS_PER_MINUTE) return { client, count: 0 };
-    const overflow = this.#sql.exec<{ count: number }>("SELECT count FROM client_failures WHERE minute = ? AND client = ?", minute, OVERFLOW_CLIENT).toArray()[0];
+    const overflow = this.sql.exec<{ count: number }>("SELECT count FROM client_failures WHERE minute = ? AND client = ?", minute, OVERFLOW_CLIENT).toArray()[0];
     return { client: OVERFLOW_CLIENT, count: overflow?.count ?? 0 };
   }
 
@@ -100,7 +113,7 @@ export class AdminGate extends DurableObject<GuardEnv> {
    * minute). Changes nothing. An address without failures of its own is never refused.
    */
   check(nowMs: number, client: string): RateLimit {
-    const own = this.#sql.exec<{ count: number }>("SELECT count FROM client_failures WHERE minute = ? AND client = ?", minuteOf(nowMs), client).toArray()[0];
+    const own = this.sql.exec<{ count: number }>("SELECT count FROM client_failures WHERE minute = ? AND client = ?", minuteOf(nowMs), client).toArray()[0];
     return rateLimit(own?.count ?? 0, nowMs);
   }
 
@@ -113,8 +126,8 @@ export class AdminGate extends DurableObject<GuardEnv> {
     const row = this.#failureRow(minute, client);
     const before = rateLimit(row.count, nowMs);
     if (before.limited) return before;
-    this.#sql.exec("DELETE FROM client_failures WHERE minute < ?", minute);
-    this.#sql.exec(
+    this.sql.exec("DELETE FROM client_failures WHERE minute < ?", minute);
+    this.sql.exec(
       "INSERT INTO client_failures (minute, client, count) VALUES (?, ?, 1) ON CONFLICT (minute, client) DO UPDATE SET count = count + 1",
       minute, row.client,
     );
@@ -129,19 +142,19 @@ export class AdminGate extends DurableObject<GuardEnv> {
   consumeTotp(secretId: string, step: number, nowMs: number, client: string): TotpConsumption {
     const limit = this.check(nowMs, client);
     if (limit.limited) return { status: "limited", retryAfterS: limit.retryAfterS };
-    const last = this.#sql.exec<{ last_step: number }>("SELECT last_step FROM totp_steps WHERE secret_id = ?", secretId).toArray()[0]?.last_step;
+    const last = this.sql.exec<{ last_step: number }>("SELECT last_step FROM totp_steps WHERE secret_id = ?", secretId).toArray()[0]?.last_step;
     if (last !== undefined && step <= last) {
       this.fail(nowMs, client);
       return { status: "reused" };
     }
-    this.#sql.exec("INSERT OR REPLACE INTO totp_steps (secret_id, last_step, at_ms) VALUES (?, ?, ?)", secretId, step, nowMs);
+    this.sql.exec("INSERT OR REPLACE INTO totp_steps (secret_id, last_step, at_ms) VALUES (?, ?, ?)", secretId, step, nowMs);
     return { status: "ok" };
   }
 
   // ---------------------------------------------------------------- audit trail ("admin")
 
   appendAudit(entry: AuditEntry): number {
-    const id = this.#sql
+    const id = this.sql
       .exec<{ id: number }>(
         `INSERT INTO audit (at_ms, call, action, account, token_fp, totp, before_json, after_json, outcome, detail)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
@@ -149,7 +162,7 @@ export class AdminGate extends DurableObject<GuardEnv> {
         cappedJson(entry.beforeJson), cappedJson(entry.afterJson), entry.outcome, entry.detail,
       )
       .one().id;
-    if (id % AUDIT_PRUNE_EVERY === 0) this.#sql.exec("DELETE FROM audit WHERE id <= ?", id - AUDIT_KEPT);
+    if (id % AUDIT_PRUNE_EVERY === 0) this.sql.exec("DELETE FROM audit WHERE id <= ?", id - AUDIT_KEPT);
     return id;
   }
 
@@ -159,8 +172,8 @@ export class AdminGate extends DurableObject<GuardEnv> {
     type Row = { id: number; at_ms: number; call: string; action: string; account: string; token_fp: string; totp: number; before_json: string; after_json: string; outcome: string; detail: string };
     const rows =
       options.account === undefined
-        ? this.#sql.exec<Row>("SELECT * FROM audit ORDER BY id DESC LIMIT ?", limit).toArray()
-        : this.#sql.exec<Row>("SELECT * FROM audit WHERE account = ? ORDER BY id DESC LIMIT ?", options.account, limit).toArray();
+        ? this.sql.exec<Row>("SELECT * FROM audit ORDER BY id DESC LIMIT ?", limit).toArray()
+        : this.sql.exec<Row>("SELECT * FROM audit WHERE account = ? ORDER BY id DESC LIMIT ?", options.account, limit).toArray();
     return rows.map((r) => ({
       id: r.id,
       atMs: r.at_ms,
@@ -181,27 +194,27 @@ export class AdminGate extends DurableObject<GuardEnv> {
   /** Adds one isolate's refused requests to the ring; the oldest are overwritten (REJECTIONS_KEPT). */
   addRejections(batch: RejectionBatch): void {
     this.ctx.storage.transactionSync(() => {
-      let seq = this.#sql.exec<{ seq: number | null }>("SELECT MAX(seq) AS seq FROM rejections").one().seq ?? 0;
+      let seq = this.sql.exec<{ seq: number | null }>("SELECT MAX(seq) AS seq FROM rejections").one().seq ?? 0;
       for (const raw of batch.entries.slice(-REJECTIONS_KEPT)) {
         const r = sanitizeRejection(raw);
         if (r === null) continue;
         seq += 1;
-        this.#sql.exec(
+        this.sql.exec(
           "INSERT OR REPLACE INTO rejections (slot, seq, at_ms, route, method, path, status, reason, client, account) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
           seq % REJECTIONS_KEPT, seq, r.atMs, r.route, r.method, r.path, r.status, r.reason, r.client, r.account,
         );
       }
-      if (batch.dropped > 0) this.#setMeta("rejections_dropped", String(Number(this.#meta("rejections_dropped") ?? "0") + batch.dropped));
+      if (batch.dropped > 0) this.setMeta("rejections_dropped", String(Number(this.meta("rejections_dropped") ?? "0") + batch.dropped));
     });
   }
 
   /** Newest first. `dropped`: entries isolates could not keep while the ring was being written. */
   rejections(limit: number): { rejections: Rejection[]; dropped: number } {
     type Row = { at_ms: number; route: string; method: string; path: string; status: number; reason: string; client: string; account: string | null };
-    const rows = this.#sql.exec<Row>("SELECT * FROM rejections ORDER BY seq DESC LIMIT ?", Math.max(1, Math.min(limit, REJECTIONS_KEPT))).toArray();
+    const rows = this.sql.exec<Row>("SELECT * FROM rejections ORDER BY seq DESC LIMIT ?", Math.max(1, Math.min(limit, REJECTIONS_KEPT))).toArray();
     return {
       rejections: rows.map((r) => ({ atMs: r.at_ms, route: r.route, method: r.method, path: r.path, status: r.status, reason: r.reason, client: r.client, account: r.account })),
-      dropped: Number(this.#meta("rejections_dropped") ?? "0"),
+      dropped: Number(this.meta("rejections_dropped") ?? "0"),
     };
   }
 
@@ -209,46 +222,38 @@ export class AdminGate extends DurableObject<GuardEnv> {
 
   /** Adds one isolate's deltas and breaker reports, in one transaction. */
   addMetrics(batch: MetricsBatch): void {
-    this.ctx.storage.transactionSync(() => {
-      let series = this.#sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM counters").one().n;
+    this.transaction(() => {
+      let series = this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM counters").one().n;
       for (const c of batch.counters ?? []) {
         if (typeof c.name !== "string" || typeof c.labels !== "string" || !Number.isFinite(c.n) || c.n <= 0) continue;
-        const updated = this.#sql.exec("UPDATE counters SET value = value + ? WHERE name = ? AND labels = ?", Math.round(c.n), c.name, c.labels).rowsWritten;
+        const updated = this.sql.exec("UPDATE counters SET value = value + ? WHERE name = ? AND labels = ?", Math.round(c.n), c.name, c.labels).rowsWritten;
         if (updated === 0 && series < MAX_SERIES) {
-          this.#sql.exec("INSERT INTO counters (name, labels, value) VALUES (?, ?, ?)", c.name, c.labels, Math.round(c.n));
+          this.sql.exec("INSERT INTO counters (name, labels, value) VALUES (?, ?, ?)", c.name, c.labels, Math.round(c.n));
           series += 1;
         }
       }
       for (const b of batch.breakers ?? []) {
         if (typeof b.sid !== "string" || !Number.isFinite(b.atMs)) continue;
         // The latest report wins: a late batch from another isolate cannot reopen a breaker closed since.
-        this.#sql.exec(
+        this.sql.exec(
           `INSERT INTO breakers (sid, open, at_ms) VALUES (?, ?, ?)
            ON CONFLICT (sid) DO UPDATE SET open = excluded.open, at_ms = excluded.at_ms WHERE excluded.at_ms >= breakers.at_ms`,
           b.sid, b.open ? 1 : 0, b.atMs,
         );
       }
-      const batches = Number(this.#meta("batches") ?? "0") + 1;
-      this.#setMeta("batches", String(batches));
-      this.#setMeta("last_batch_at", String(Date.now()));
+      const batches = Number(this.meta("batches") ?? "0") + 1;
+      this.setMeta("batches", String(batches));
+      this.setMeta("last_batch_at", String(Date.now()));
     });
   }
 
   readMetrics(): AggregatedMetrics {
-    const lastBatch = this.#meta("last_batch_at");
+    const lastBatch = this.meta("last_batch_at");
     return {
-      counters: this.#sql.exec<{ name: string; labels: string; value: number }>("SELECT name, labels, value FROM counters ORDER BY name, labels").toArray(),
-      openBreakers: this.#sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM breakers WHERE open = 1").one().n,
-      batches: Number(this.#meta("batches") ?? "0"),
+      counters: this.sql.exec<{ name: string; labels: string; value: number }>("SELECT name, labels, value FROM counters ORDER BY name, labels").toArray(),
+      openBreakers: this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM breakers WHERE open = 1").one().n,
+      batches: Number(this.meta("batches") ?? "0"),
       lastBatchAtMs: lastBatch === null ? null : Number(lastBatch),
     };
-  }
-
-  #meta(key: string): string | null {
-    return this.#sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = ?", key).toArray()[0]?.value ?? null;
-  }
-
-  #setMeta(key: string, value: string): void {
-    this.#sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", key, value);
   }
 }

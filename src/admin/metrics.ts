@@ -84,6 +84,14 @@ export const COUNTERS = {
     help: "Twilio REST requests that failed, by purpose and status (HTTP status, timeout, network).",
     labels: ["purpose", "status"],
   },
+  guard_effects_given_up_total: {
+    help: "Outbox effects given up after their last attempt, by kind (suspend, reactivate, end-calls, alert-webhook, alert-sms); each but alerts is alerted.",
+    labels: ["kind"],
+  },
+  guard_ledger_write_failures_total: {
+    help: "Status-callback ledger writes that failed, by stage: direct (the Durable Object call; retried through the queue), retry (a queued attempt; retried again), enqueue (the queue refused it; retried), lost (given up).",
+    labels: ["stage"],
+  },
   guard_admin_auth_failures_total: {
     help: "Refused admin calls, by reason (token-missing, token-invalid, totp-required, totp-invalid, totp-reused).",
     labels: ["reason"],

@@ -9,17 +9,29 @@
 //   - recent_events is a ring of RECENT_EVENTS_KEPT slots (`id` = seq modulo the ring), replaced in
 //     place: no AUTOINCREMENT (whose sqlite_sequence row is one more write per insert) and no delete per
 //     insert.
+// Schema 3 (this release; nothing was released past 2) only adds, in one step from 2: two nullable
+// columns to totals, counted_micros (what the guard's own events add up to; NULL in older rows means
+// usd_micros) and twilio_micros (Twilio's Usage Records figure for a day row; NULL before the first
+// reconciliation, src/ledger/reconcile.ts); usage_buckets (the hour/day history behind the usage charts,
+// src/ledger/buckets.ts) and recent_events.blocked; the REST egress gate's tables (EGRESS_TABLES).
+// Rolling back: schema 2's statements work on schema 3 (new columns are nullable or defaulted, no column renamed),
+// but schema 2's code refuses a newer version number; from schema 3 on, the check reads `schema_min`,
+// the oldest version whose code can run on the layout, so the next version can be rolled back to this one.
+//
 // Rolling back is safe: the first release's statements still work on schema 2 (the same column names,
 // WITHOUT ROWID changes no statement, `seq` has a default), and what it appends to recent_events outside
 // the ring is pruned once the new release runs again (AccountGuard's alarm).
 
+import type { Schema } from "../durable/base.ts";
+
 /**
- * Schema generations. 1: the first release (rowid tables, recent_events appended and trimmed).
- * 2: WITHOUT ROWID key/value tables, the recent_events ring. 3: usage_buckets (the hour/day history
- * behind the usage charts, src/ledger/buckets.ts), recent_events.blocked, and the REST egress gate's
- * tables (EGRESS_TABLES). Version 3 only adds: the statements of version 2 still work on it.
+ * Schema generations. 1: the first release (rowid tables, recent_events appended and trimmed);
+ * 2: WITHOUT ROWID key/value tables, the recent_events ring; 3: reconciled totals, the usage buckets,
+ * recent_events.blocked and the egress gate's tables.
  */
 export const ACCOUNT_SCHEMA_VERSION = 3;
+/** The oldest version whose code can run on this layout (kept in meta('schema_min')). */
+export const ACCOUNT_SCHEMA_MIN = 3;
 
 /**
  * The egress gate (src/egress/store.ts): reservations of sends (by id, and by the Sid Twilio gave),
@@ -59,13 +71,6 @@ const TABLES_V2 = `
   CREATE TABLE IF NOT EXISTS trigger_firings (token TEXT PRIMARY KEY, at_ms INTEGER NOT NULL) WITHOUT ROWID;
 `;
 
-/** Version 3's additions: the usage history (bounded by the prune: 48 hour rows, 90 day rows) and blocked events. */
-const ADDED_IN_V3 = `
-  CREATE TABLE IF NOT EXISTS usage_buckets (grain TEXT NOT NULL, start_ms INTEGER NOT NULL, usd_micros INTEGER NOT NULL,
-    events INTEGER NOT NULL, blocked INTEGER NOT NULL, PRIMARY KEY (grain, start_ms)) WITHOUT ROWID;
-  ALTER TABLE recent_events ADD COLUMN blocked INTEGER NOT NULL DEFAULT 0;
-`;
-
 /** Version 1 tables that version 2 rebuilds, with the columns copied across. */
 const REBUILT_IN_V2: ReadonlyArray<readonly [table: string, columns: string]> = [
   ["meta", "key, value"],
@@ -76,7 +81,28 @@ const REBUILT_IN_V2: ReadonlyArray<readonly [table: string, columns: string]> = 
   ["trigger_firings", "token, at_ms"],
 ];
 
-function schemaVersion(sql: SqlStorage): number {
+/** Version 3's additions: the usage history (bounded by the prune: 48 hour rows, 90 day rows) and blocked events. */
+const ADDED_IN_V3 = `
+  CREATE TABLE IF NOT EXISTS usage_buckets (grain TEXT NOT NULL, start_ms INTEGER NOT NULL, usd_micros INTEGER NOT NULL,
+    events INTEGER NOT NULL, blocked INTEGER NOT NULL, PRIMARY KEY (grain, start_ms)) WITHOUT ROWID;
+  ALTER TABLE recent_events ADD COLUMN blocked INTEGER NOT NULL DEFAULT 0;
+`;
+
+/** Schema 2 to 3, in place: only additions (see the top of this file). */
+function migrateToV3(sql: SqlStorage): void {
+  // Both figures of a reconciled day (src/ledger/reconcile.ts).
+  sql.exec("ALTER TABLE totals ADD COLUMN counted_micros INTEGER");
+  sql.exec("ALTER TABLE totals ADD COLUMN twilio_micros INTEGER");
+  sql.exec(ADDED_IN_V3);
+  // The history starts with what the ledger still holds: the current and previous hour and day totals.
+  sql.exec(
+    `INSERT OR IGNORE INTO usage_buckets (grain, start_ms, usd_micros, events, blocked)
+     SELECT window, start_ms, usd_micros, events, 0 FROM totals WHERE window IN ('hour', 'day')`,
+  );
+  sql.exec(EGRESS_TABLES);
+}
+
+export function accountSchemaVersion(sql: SqlStorage): number {
   const meta = sql.exec("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'meta'").toArray();
   if (meta.length === 0) return 0;
   const row = sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'schema'").toArray()[0];
@@ -90,18 +116,32 @@ function schemaVersion(sql: SqlStorage): number {
  * Returns the version found.
  */
 export function migrateAccountSchema(sql: SqlStorage): number {
-  const found = schemaVersion(sql);
+  const found = accountSchemaVersion(sql);
   if (found === ACCOUNT_SCHEMA_VERSION) return found;
   if (found > ACCOUNT_SCHEMA_VERSION) {
+    const min = Number(sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'schema_min'").toArray()[0]?.value ?? found);
+    if (min <= ACCOUNT_SCHEMA_VERSION) return found;
     throw new Error(`account storage is schema ${found}, newer than this code (${ACCOUNT_SCHEMA_VERSION})`);
   }
+  if (found < 2) migrateToV2(sql, found);
+  migrateToV3(sql);
+  sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?), ('schema_min', ?)", String(ACCOUNT_SCHEMA_VERSION), String(ACCOUNT_SCHEMA_MIN));
+  return found;
+}
+
+/** The AccountGuard's schema for GuardObject: lazy, so reading an account never written creates nothing. */
+export const ACCOUNT_SCHEMA: Schema = {
+  version: ACCOUNT_SCHEMA_VERSION,
+  lazy: true,
+  found: accountSchemaVersion,
+  migrate: migrateAccountSchema,
+};
+
+/** Schema 0 (empty) or 1 to schema 2. */
+function migrateToV2(sql: SqlStorage, found: number): void {
   if (found === 1) {
     for (const [table] of REBUILT_IN_V2) sql.exec(`ALTER TABLE ${table} RENAME TO ${table}_v1`);
     sql.exec("ALTER TABLE recent_events RENAME TO recent_events_v1");
-  }
-  if (found === 2) {
-    migrateV2toV3(sql);
-    return found;
   }
   // trips, history and outbox (with its index) have the same layout in both versions: kept as they are.
   sql.exec(TABLES_V2);
@@ -119,23 +159,4 @@ export function migrateAccountSchema(sql: SqlStorage): number {
     );
     sql.exec("DROP TABLE recent_events_v1");
   }
-  sql.exec(ADDED_IN_V3);
-  // The history starts with what the ledger still holds: the current and previous hour and day totals.
-  sql.exec(
-    `INSERT OR IGNORE INTO usage_buckets (grain, start_ms, usd_micros, events, blocked)
-     SELECT window, start_ms, usd_micros, events, 0 FROM totals WHERE window IN ('hour', 'day')`,
-  );
-  sql.exec(EGRESS_TABLES);
-  sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)", String(ACCOUNT_SCHEMA_VERSION));
-  return found;
-}
-
-function migrateV2toV3(sql: SqlStorage): void {
-  sql.exec(ADDED_IN_V3);
-  sql.exec(EGRESS_TABLES);
-  sql.exec(
-    `INSERT OR IGNORE INTO usage_buckets (grain, start_ms, usd_micros, events, blocked)
-     SELECT window, start_ms, usd_micros, events, 0 FROM totals WHERE window IN ('hour', 'day')`,
-  );
-  sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)", String(ACCOUNT_SCHEMA_VERSION));
 }

@@ -25,20 +25,3 @@ export function retryDelayMs(attempt: number, random: number): number {
   const r = Number.isFinite(random) ? Math.min(Math.max(random, 0), 1 - Number.EPSILON) : 0;
   return Math.max(RETRY_MIN_MS, Math.floor(r * ceiling));
 }
-
-/** Twilio's "Too Many Requests" (https://www.twilio.com/docs/errors/20429), whatever the HTTP status says. */
-export const TWILIO_TOO_MANY_REQUESTS = 20429;
-
-/**
- * Whether a failed REST call may succeed later. Retry: 5xx, 429 or Twilio code 20429, 408 (the request
- * timed out before the server acted, RFC 9110 §15.5.9), our own timeout, a network error. Fail: other
- * 4xx (bad credentials, 21477 "cannot suspend the parent", unknown account…), which repeating won't fix,
- * and anything else that is not an HTTP error status.
- */
-export function classifyRestFailure(status: number | "timeout" | "network", twilioCode?: number): "retry" | "failed" {
-  if (status === "timeout" || status === "network") return "retry";
-  if (twilioCode === TWILIO_TOO_MANY_REQUESTS) return "retry";
-  if (status === 429 || status === 408) return "retry";
-  if (status >= 500 && status <= 599) return "retry";
-  return "failed";
-}

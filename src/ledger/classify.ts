@@ -56,8 +56,15 @@ export const MAX_MEDIA = 10;
 export const MAX_SEGMENTS = 100;
 /** Twilio ends every call after 24 hours (https://www.twilio.com/docs/voice/api/call-resource): a longer one is not real. */
 export const MAX_CALL_MINUTES = 24 * 60;
-/** The voice request of an inbound call: Twilio asks the Voice URL while the call rings (or is already answered). */
-const INBOUND_CALL_STATUSES: ReadonlySet<string> = new Set(["ringing", "in-progress"]);
+/** The voice request of an inbound call: Twilio asks the Voice URL while the call rings. */
+const INBOUND_CALL_STATUSES: ReadonlySet<string> = new Set(["ringing"]);
+/**
+ * A request Twilio makes during a call already answered: a <Gather> or <Record> action, a <Redirect>, a
+ * <Dial> action (https://www.twilio.com/docs/voice/twiml#request-parameters). Part of the call already
+ * counted, not a new billable event: forwarded as it is, whatever the breaker says (a trip ends live
+ * calls through REST instead).
+ */
+const MID_CALL_STATUS = "in-progress";
 /** Terminal call statuses of a call never connected: Twilio bills nothing for them. */
 const UNANSWERED_CALL_STATUSES: ReadonlySet<string> = new Set(["busy", "no-answer", "failed", "canceled"]);
 /** Twilio's negative decimal prices ("-0.00750"); more than 6 integer digits is no single event's price. */
@@ -133,7 +140,8 @@ export function mixesEventKinds(params: WebhookParams): boolean {
  * MessageSid (or SmsSid) is a message. Rules:
  * - inbound message: MessageSid/SmsSid and status `received`, or no status but a Body;
  * - message status callback: a status in OUTBOUND_MESSAGE_STATUSES; billable in BILLED_MESSAGE_STATUSES;
- * - inbound call: Direction `inbound` and CallStatus ringing/in-progress (the Voice URL request); 1 minute reserved;
+ * - inbound call: Direction `inbound` and CallStatus ringing (the Voice URL request); 1 minute reserved;
+ * - a mid-call request (CallStatus in-progress: Gather actions, redirects) is not billable;
  * - call status callback: `completed` (billable) or busy/no-answer/failed/canceled (not billable, 0 minutes);
  *   other call requests (an outbound call's ringing/answered callbacks, its Voice URL) are not billable:
  *   the call is counted once, at completion.
@@ -160,6 +168,7 @@ export function classifyWebhook(params: WebhookParams): BillableEvent | NotBilla
       return { kind: "call-status", ...base, units: { minutes }, billable: true, ...withPrice };
     }
     if (UNANSWERED_CALL_STATUSES.has(status)) return { kind: "call-status", ...base, units: { minutes: 0 }, billable: false, ...withPrice };
+    if (status === MID_CALL_STATUS) return notBillable("mid-call request: part of a call already counted");
     if (direction === "inbound" && INBOUND_CALL_STATUSES.has(status)) {
       return { kind: "inbound-call", ...base, units: { minutes: 1 }, billable: true };
     }

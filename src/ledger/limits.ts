@@ -80,10 +80,21 @@ export function limitLabel(limit: Limit): string {
  *   above it, unless the same event crosses that limit (the trip alert says more). Callers dedupe by
  *   warningKey(limitIndex, windowId).
  * - Totals never go below zero (a settlement refund landing in a new window).
+ * - `perWindow` replaces `add` for the windows it names: reconciliation adds to the day and month only,
+ *   and an event adds to the day and month what it changes of the day's reconciled spend (reconcile.ts).
  */
-export function applyEvent(policy: Policy, current: readonly WindowTotals[], nowMs: number, add: Addition): Evaluation {
-  if (!Number.isSafeInteger(add.usdMicros) || !Number.isSafeInteger(add.events)) {
-    throw new RangeError("applyEvent adds integer micro-dollars and integer events");
+export function applyEvent(
+  policy: Policy,
+  current: readonly WindowTotals[],
+  nowMs: number,
+  add: Addition,
+  perWindow: Partial<Record<WindowKind, Addition>> = {},
+): Evaluation {
+  const additions = new Map<WindowKind, Addition>(ALL_WINDOWS.map((w) => [w, perWindow[w] ?? add]));
+  for (const a of additions.values()) {
+    if (!Number.isSafeInteger(a.usdMicros) || !Number.isSafeInteger(a.events)) {
+      throw new RangeError("applyEvent adds integer micro-dollars and integer events");
+    }
   }
   const before = new Map<WindowKind, WindowTotals>();
   const after = new Map<WindowKind, WindowTotals>();
@@ -92,7 +103,8 @@ export function applyEvent(policy: Policy, current: readonly WindowTotals[], now
     const row = current.find((c) => c.window === window && c.windowId === id);
     const b = { window, windowId: id, usdMicros: row?.usdMicros ?? 0, events: row?.events ?? 0 };
     before.set(window, b);
-    after.set(window, { window, windowId: id, usdMicros: Math.max(0, b.usdMicros + add.usdMicros), events: Math.max(0, b.events + add.events) });
+    const a = additions.get(window)!;
+    after.set(window, { window, windowId: id, usdMicros: Math.max(0, b.usdMicros + a.usdMicros), events: Math.max(0, b.events + a.events) });
   }
 
   let crossed: Limit | null = null;
@@ -102,7 +114,7 @@ export function applyEvent(policy: Policy, current: readonly WindowTotals[], now
     const limit = policy.limits[limitIndex]!;
     const b = used(limit, before.get(limit.window)!);
     const a = used(limit, after.get(limit.window)!);
-    if (used(limit, add) > 0 && a > limitValue(limit)) {
+    if (used(limit, additions.get(limit.window)!) > 0 && a > limitValue(limit)) {
       if (crossed === null) {
         crossed = limit;
         crossedIndex = limitIndex;
@@ -224,6 +236,38 @@ export function suspensionResult(breaker: Breaker, outcome: "done" | "failed" | 
   }
 }
 
+/**
+ * Records the outcome of a reactivation. A trip that opened the breaker (and wants the account
+ * suspended) while the reactivation was on its way to Twilio may have been suspended already: the
+ * reactivation undid it, so suspend again for the current trip. Otherwise nothing changes.
+ */
+export function reactivationResult(breaker: Breaker, outcome: "done" | "failed" | "retry"): Transition {
+  if (outcome !== "done" || breaker.state !== "open" || breaker.suspension !== "done") return { breaker, effects: [] };
+  return { breaker: { ...breaker, suspension: "pending" }, effects: [{ type: "suspend" }] };
+}
+
+export type AccountEffect = "suspend" | "end-calls" | "reactivate";
+
+/**
+ * The fence every account effect passes just before it is sent to Twilio: whether the effect, queued
+ * for trip `tripId`, still serves the breaker as it is now.
+ * - suspend: only for the breaker's current trip, while that trip's suspension is not yet done;
+ * - end-calls: only for the current trip (the calls of an account that is still suspended);
+ * - reactivate: unless the breaker is open again and wants the account suspended (a newer trip).
+ * A fenced-off effect is dropped: the account's Twilio status then follows the newest trip alone.
+ */
+export function effectCurrent(breaker: Breaker, effect: AccountEffect, tripId: string): boolean {
+  const open = breaker.state === "open";
+  switch (effect) {
+    case "suspend":
+      return open && breaker.tripId === tripId && (breaker.suspension === "pending" || breaker.suspension === "failed");
+    case "end-calls":
+      return open && breaker.tripId === tripId && breaker.suspension !== "none";
+    case "reactivate":
+      return !(open && breaker.suspension !== "none");
+  }
+}
+
 /** Whether the breaker blocks inbound traffic at the edge: open, and its action was not `alert`. */
 export function breakerBlocks(breaker: Breaker): boolean {
   return breaker.state === "open" && breaker.action !== "alert";
@@ -234,6 +278,3 @@ export function warningAlert(warning: LimitWarning, warnAt: number): Effect {
   return { type: "alert", level: "warn", reason: `${limitLabel(warning.limit)} reached ${Math.round(warnAt * 100)}% in ${warning.windowId}` };
 }
 
-/** Former names, kept for the Durable Object's existing imports. */
-export const tripBreaker = trip;
-export const resetBreaker = reset;

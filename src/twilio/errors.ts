@@ -1,6 +1,6 @@
 // Twilio REST failures as one error type. Twilio answers failed calls with a JSON body
 // `{code, message, more_info, status}` (https://www.twilio.com/docs/usage/twilios-response); we keep the
-// code and more_info for logs and decide retryability from the HTTP status. Web-standard APIs only.
+// code and more_info for logs and decide retryability from the HTTP status and Twilio's code. Web-standard APIs only.
 
 export type RestPurpose =
   | "suspend"
@@ -21,13 +21,22 @@ export type RestStatus = number | "timeout" | "network";
 // A Twilio error message is echoed into logs; cap it so a proxy's HTML error page cannot flood a log line.
 const MAX_ERROR_MESSAGE_CHARS = 200;
 
-// 429 is Twilio's rate limit (error 20429, "Too Many Requests"): the documented answer is to back off and retry.
-const HTTP_TOO_MANY_REQUESTS = 429;
+/** Twilio's "Too Many Requests" (https://www.twilio.com/docs/errors/20429), whatever the HTTP status says. */
+export const TWILIO_TOO_MANY_REQUESTS = 20429;
 
-/** Retry only what may succeed unchanged later: 5xx, 429 (Twilio 20429), timeouts and network failures. */
-export function isRetryableStatus(status: RestStatus): boolean {
-  if (status === "timeout" || status === "network") return true;
-  return status === HTTP_TOO_MANY_REQUESTS || (status >= 500 && status <= 599);
+/**
+ * The one retry classifier for Twilio REST failures (the outbox runner, the directory, the client's
+ * `retryable` all ask it). Retry what may succeed unchanged later: 5xx; 429 or Twilio code 20429 (the
+ * documented answer is to back off and retry); 408 (the request timed out before the server acted,
+ * RFC 9110 §15.5.9); our own timeout; a network error. Fail: other 4xx (bad credentials, 21477 "cannot
+ * suspend the parent", unknown account…), which repeating won't fix, and anything else.
+ */
+export function classifyRestFailure(status: RestStatus, twilioCode?: number): "retry" | "failed" {
+  if (status === "timeout" || status === "network") return "retry";
+  if (twilioCode === TWILIO_TOO_MANY_REQUESTS) return "retry";
+  if (status === 429 || status === 408) return "retry";
+  if (status >= 500 && status <= 599) return "retry";
+  return "failed";
 }
 
 export interface TwilioRestErrorInit {
@@ -47,6 +56,8 @@ export class TwilioRestError extends Error {
   readonly code?: number;
   readonly moreInfo?: string;
   readonly retryable: boolean;
+  /** A 2xx answer that could not be read: the effect may or may not have happened (callers that need it confirmed retry). */
+  readonly unconfirmed: boolean;
 
   constructor(init: TwilioRestErrorInit) {
     const code = init.code === undefined ? "" : ` (${init.code})`;
@@ -56,7 +67,9 @@ export class TwilioRestError extends Error {
     this.status = init.status;
     if (init.code !== undefined) this.code = init.code;
     if (init.moreInfo !== undefined) this.moreInfo = init.moreInfo;
-    this.retryable = isRetryableStatus(init.status);
+    this.retryable = classifyRestFailure(init.status, init.code) === "retry";
+    // A 2xx whose body could not be read: Twilio may well have acted, but nothing confirms it.
+    this.unconfirmed = typeof init.status === "number" && init.status >= 200 && init.status <= 299;
   }
 }
 

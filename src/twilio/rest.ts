@@ -9,7 +9,7 @@
 import { toBase64, utf8 } from "../util/encoding.ts";
 import { errorFromResponse, redact, TwilioRestError, type RestPurpose, type RestStatus } from "./errors.ts";
 
-export { isRetryableStatus, TwilioRestError } from "./errors.ts";
+export { classifyRestFailure, TwilioRestError } from "./errors.ts";
 export type { RestPurpose, RestStatus } from "./errors.ts";
 
 // Every resource we use lives under the 2010 API version; the `.json` suffix selects JSON answers

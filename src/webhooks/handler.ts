@@ -22,6 +22,8 @@ export interface RecordVerdict {
 export interface LedgerPort {
   /** `reservationId`: the egress gate's reservation a status callback of the guard's own status path names. */
   record(event: BillableEvent, idempotencyToken: string | null, reservationId?: string): Promise<RecordVerdict>;
+  /** Records a status callback at least once (the answer does not wait): retried durably if the write fails. */
+  recordStatus(event: BillableEvent, idempotencyToken: string | null, reservationId?: string): Promise<void>;
 }
 
 export interface WebhookDeps {
@@ -145,8 +147,8 @@ export async function handleWebhook(request: Request, deps: WebhookDeps, trace: 
       // Status callbacks are forwarded whatever the breaker says; their bookkeeping runs after the answer.
       // Exact de-duplication happens in the ledger; the header is what this isolate has seen.
       deps.waitUntil(
-        deps.ledger.record(event, idempotencyToken, guardReservation ?? undefined).catch((error: unknown) => {
-          deps.logger.error("ledger-record-failed", error, { account: event.accountSid, event: event.kind });
+        deps.ledger.recordStatus(event, idempotencyToken, guardReservation ?? undefined).catch((error: unknown) => {
+          deps.logger.error("ledger-write-lost", error, { account: event.accountSid, event: event.kind });
         }),
       );
       const seenEvent = recentStatusKeys.seen(event.dedupeKey);

@@ -69,6 +69,17 @@ describe("GuardDirectory: the account listing", () => {
     expect(names.some((n) => n.sid === PARENT_SID)).toBe(false);
   });
 
+  it("gives the console's listing the friendly names it learnt", async () => {
+    setup();
+    const { sid, token } = subaccount();
+    await aMinuteLater();
+    expect(await send(inboundSms(sid), token)).toBe(200);
+    const names = await runInDurableObject(directory(), (_i, state) =>
+      state.storage.sql.exec<{ friendly_name: string | null }>("SELECT friendly_name FROM account_summary WHERE sid = ?", sid).toArray(),
+    );
+    expect(names).toEqual([{ friendly_name: `name of ${sid}` }]);
+  });
+
   it("lets a flood of forged AccountSids cost at most one listing a minute, and store nothing", async () => {
     setup();
     await aMinuteLater();

@@ -3,8 +3,8 @@
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { WORKER, drainAlarms, guard, send, subaccount } from "../support/money.ts";
 import type { AccountGuard } from "../../src/breaker/account-guard.ts";
-import type { Policy } from "../../src/ledger/policy.ts";
 import { ALERTS, ORIGIN, TWILIO_API, fakeTwilio, mockOutbound, statusCalls, twiml, twilioError, type FakeTwilio } from "../support/origin.ts";
 import {
   PARENT_SID,
@@ -16,39 +16,6 @@ import {
   uniqueSid,
   type Params,
 } from "../support/twilio.ts";
-
-const WORKER = "https://guard.example.com";
-
-function guard(sid: string): DurableObjectStub<AccountGuard> {
-  return env.ACCOUNT_GUARD.getByName(sid);
-}
-
-/** A subaccount Twilio knows, with its own token, and a policy of `events` inbound events a day. */
-async function subaccount(twilio: FakeTwilio, policy: Partial<Policy> = {}): Promise<{ sid: string; token: string }> {
-  const sid = uniqueSid();
-  const token = `token-of-${sid}`;
-  twilio.subaccounts.set(sid, { token, status: "active", owner: PARENT_SID });
-  await guard(sid).setPolicy(sid, { limits: [{ window: "day", events: 5 }], warnAt: 0.8, action: "suspend", ...policy });
-  return { sid, token };
-}
-
-async function send(params: Params, token: string, path = "/webhooks/sms", headers: Record<string, string> = {}): Promise<Response> {
-  return exports.default.fetch(await signedForm(`${WORKER}${path}`, params, { token, headers }));
-}
-
-/** Runs the object's alarm until its outbox is empty (an alarm may also be firing on its own). */
-async function drainAlarms(sid: string, rounds = 20): Promise<void> {
-  for (let i = 0; i < rounds; i++) {
-    const pending = await runInDurableObject(guard(sid), (_instance, state) => {
-      state.storage.sql.exec("UPDATE outbox SET next_at_ms = 0 WHERE state = 'pending'");
-      return state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM outbox WHERE state = 'pending'").one().n;
-    });
-    if (pending === 0) return;
-    await runDurableObjectAlarm(guard(sid));
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-  throw new Error(`outbox of ${sid} not drained after ${rounds} alarms`);
-}
 
 let outbound: ReturnType<typeof mockOutbound>;
 let twilio: FakeTwilio;

@@ -81,9 +81,10 @@ describe("migrateAccountSchema", () => {
 
   it("declares the key/value tables WITHOUT ROWID and the recent events as a ring", async () => {
     const sid = uniqueSid();
-    const ddl = await runInDurableObject(guard(sid), (_instance, state) =>
-      Object.fromEntries(state.storage.sql.exec<{ name: string; sql: string }>("SELECT name, sql FROM sqlite_master WHERE type = 'table'").toArray().map((r) => [r.name, r.sql])),
-    );
+    const ddl = await runInDurableObject(guard(sid), (_instance, state): Record<string, string> => {
+      state.storage.transactionSync(() => migrateAccountSchema(state.storage.sql));
+      return Object.fromEntries(state.storage.sql.exec<{ name: string; sql: string }>("SELECT name, sql FROM sqlite_master WHERE type = 'table'").toArray().map((r) => [r.name, r.sql]));
+    });
     for (const table of ["meta", "totals", "seen", "counted", "warned", "trigger_firings"]) expect(ddl[table]).toMatch(/WITHOUT ROWID\s*$/);
     expect(ddl["recent_events"]).toContain("id INTEGER PRIMARY KEY");
     expect(ddl["recent_events"]).not.toContain("AUTOINCREMENT");
@@ -92,17 +93,93 @@ describe("migrateAccountSchema", () => {
   it("refuses a database written by a newer version", async () => {
     const sid = uniqueSid();
     const message = await runInDurableObject(guard(sid), (_instance, state) => {
-      state.storage.sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', '99')");
+      state.storage.transactionSync(() => migrateAccountSchema(state.storage.sql));
+      state.storage.sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', '99'), ('schema_min', '99')");
       try {
         state.storage.transactionSync(() => migrateAccountSchema(state.storage.sql));
         return "migrated";
       } catch (error) {
         return (error as Error).message;
       } finally {
-        state.storage.sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)", String(ACCOUNT_SCHEMA_VERSION));
+        state.storage.sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?), ('schema_min', ?)", String(ACCOUNT_SCHEMA_VERSION), String(ACCOUNT_SCHEMA_VERSION));
       }
     });
     expect(message).toMatch(/schema 99, newer than this code/);
+  });
+
+  it("runs on a newer version whose schema_min says this code can use it", async () => {
+    const sid = uniqueSid();
+    const found = await runInDurableObject(guard(sid), (_instance, state) => {
+      const sql = state.storage.sql;
+      state.storage.transactionSync(() => migrateAccountSchema(sql));
+      sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?), ('schema_min', ?)", String(ACCOUNT_SCHEMA_VERSION + 1), String(ACCOUNT_SCHEMA_VERSION));
+      try {
+        return state.storage.transactionSync(() => migrateAccountSchema(sql));
+      } finally {
+        sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)", String(ACCOUNT_SCHEMA_VERSION));
+      }
+    });
+    expect(found).toBe(ACCOUNT_SCHEMA_VERSION + 1);
+  });
+
+  it("creates nothing for an account only read: the schema waits for the first write", async () => {
+    const sid = uniqueSid();
+    expect((await guard(sid).snapshot()).sid).toBe("");
+    const tables = await runInDurableObject(guard(sid), (_instance, state) =>
+      state.storage.sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_cf%' ESCAPE '\\' AND name NOT LIKE 'sqlite%'").toArray().map((r) => r.name),
+    );
+    expect(tables).toEqual([]);
+  });
+});
+
+/** Schema 2's tables, exactly as the previous release created them. */
+const SCHEMA_V2 = `
+  CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+  CREATE TABLE totals (window TEXT NOT NULL, window_id TEXT NOT NULL, start_ms INTEGER NOT NULL,
+    usd_micros INTEGER NOT NULL, events INTEGER NOT NULL, PRIMARY KEY (window, window_id)) WITHOUT ROWID;
+  CREATE TABLE seen (key TEXT PRIMARY KEY, at_ms INTEGER NOT NULL) WITHOUT ROWID;
+  CREATE TABLE counted (count_key TEXT PRIMARY KEY, at_ms INTEGER NOT NULL, usd_micros INTEGER NOT NULL, settled INTEGER NOT NULL) WITHOUT ROWID;
+  CREATE TABLE recent_events (id INTEGER PRIMARY KEY, seq INTEGER NOT NULL DEFAULT 0, at_ms INTEGER NOT NULL, kind TEXT NOT NULL,
+    sid TEXT NOT NULL, status TEXT NOT NULL, usd_micros INTEGER NOT NULL, counted INTEGER NOT NULL, duplicate INTEGER NOT NULL);
+  CREATE TABLE warned (key TEXT PRIMARY KEY, at_ms INTEGER NOT NULL) WITHOUT ROWID;
+  CREATE TABLE trips (trip_id TEXT PRIMARY KEY, opened_at INTEGER NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL, closed_at INTEGER);
+  CREATE TABLE history (id INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, trip_id TEXT, kind TEXT NOT NULL, outcome TEXT NOT NULL, detail TEXT NOT NULL);
+  CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, trip_id TEXT NOT NULL, kind TEXT NOT NULL,
+    payload TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_at_ms INTEGER NOT NULL, state TEXT NOT NULL);
+  CREATE INDEX outbox_due ON outbox (state, next_at_ms);
+  CREATE TABLE trigger_firings (token TEXT PRIMARY KEY, at_ms INTEGER NOT NULL) WITHOUT ROWID;
+`;
+
+describe("an AccountGuard written by schema 2", () => {
+  it("keeps its totals as the guard's own count, and reconciles on top of them once", async () => {
+    const sid = uniqueSid();
+    const now = Date.now();
+    const messageSid = uniqueSid("SM");
+    await runInDurableObject(guard(sid), (_instance, state) => {
+      const sql = state.storage.sql;
+      for (const table of OWN_TABLES) sql.exec(`DROP TABLE IF EXISTS ${table}`);
+      sql.exec(SCHEMA_V2);
+      sql.exec("INSERT INTO meta (key, value) VALUES ('schema', '2'), ('sid', ?), ('registered', ?), ('policy', ?)", sid, String(now),
+        JSON.stringify({ limits: [{ window: "day", usd: 100 }], warnAt: 0.8, action: "suspend" }));
+      for (const window of ALL_WINDOWS) sql.exec("INSERT INTO totals VALUES (?, ?, ?, ?, ?)", window, windowId(window, now), windowStart(window, now), 10_000_000, 1);
+      sql.exec("INSERT INTO seen (key, at_ms) VALUES (?, ?)", `${messageSid}:delivered`, now);
+      sql.exec("INSERT INTO counted VALUES (?, ?, 10000000, 1)", `msg:${messageSid}`, now);
+    });
+    await evictDurableObject(guard(sid));
+
+    const before = (await guard(sid).snapshot()).windows.find((w) => w.window === "day")!;
+    expect(before).toMatchObject({ usd: 10, countedUsd: 10, twilioUsd: null, events: 1 });
+    const layout = await runInDurableObject(guard(sid), (_instance, state) => ({
+      version: state.storage.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'schema'").one().value,
+      columns: state.storage.sql.exec<{ name: string }>("SELECT name FROM pragma_table_info('totals')").toArray().map((c) => c.name),
+    }));
+    expect(layout.version).toBe(String(ACCOUNT_SCHEMA_VERSION));
+    expect(layout.columns).toEqual(expect.arrayContaining(["counted_micros", "twilio_micros"]));
+    // A late status of the message counted under schema 2 is still recognised (per-Sid pricing kept).
+    const late = classifyWebhook(new Map([["AccountSid", sid], ["MessageSid", messageSid], ["MessageStatus", "read"], ["Price", "-10.0"], ["PriceUnit", "USD"]]));
+    if (late.kind === "not-billable") throw new Error(late.reason);
+    await guard(sid).record(late, null);
+    expect((await guard(sid).snapshot()).windows.find((w) => w.window === "day")).toMatchObject({ usd: 10, events: 1 });
   });
 });
 
@@ -208,34 +285,48 @@ describe("the recent-events ring", () => {
 });
 
 describe("schema 3: the usage history", () => {
-  it("upgrades a schema-2 database in place: usage_buckets starts from the hour and day totals, recent_events gains blocked", async () => {
+  it("upgrades a schema-2 database in place, in one step: reconciled totals, usage_buckets from the hour and day totals, recent_events.blocked, the egress tables", async () => {
     const sid = uniqueSid();
-    const event = sms(sid);
-    await guard(sid).record(event, null);
     const now = Date.now();
-    // Make it a schema-2 database again: no usage_buckets, no recent_events.blocked, schema '2'.
+    const messageSid = uniqueSid("SM");
     await runInDurableObject(guard(sid), (_instance, state) => {
       const sql = state.storage.sql;
-      state.storage.transactionSync(() => {
-        sql.exec("DROP TABLE usage_buckets");
-        sql.exec("ALTER TABLE recent_events DROP COLUMN blocked");
-        sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', '2')");
-      });
+      for (const table of OWN_TABLES) sql.exec(`DROP TABLE IF EXISTS ${table}`);
+      sql.exec(SCHEMA_V2);
+      sql.exec("INSERT INTO meta (key, value) VALUES ('schema', '2'), ('sid', ?), ('registered', ?)", sid, String(now));
+      for (const window of ALL_WINDOWS) sql.exec("INSERT INTO totals VALUES (?, ?, ?, ?, ?)", window, windowId(window, now), windowStart(window, now), 7900, 1);
+      sql.exec(
+        "INSERT INTO recent_events (id, seq, at_ms, kind, sid, status, usd_micros, counted, duplicate) VALUES (1, 1, ?, 'inbound-message', ?, 'received', 7900, 1, 0)",
+        now, messageSid,
+      );
     });
     const found = await runInDurableObject(guard(sid), (_instance, state) => state.storage.transactionSync(() => migrateAccountSchema(state.storage.sql)));
     expect(found).toBe(2);
-    const after = await runInDurableObject(guard(sid), (_instance, state) => ({
-      version: state.storage.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'schema'").one().value,
-      buckets: state.storage.sql.exec<{ grain: string; start_ms: number; events: number }>("SELECT grain, start_ms, events FROM usage_buckets ORDER BY grain").toArray(),
-      blocked: state.storage.sql.exec<{ blocked: number }>("SELECT blocked FROM recent_events").toArray(),
-    }));
-    expect(after.version).toBe(String(ACCOUNT_SCHEMA_VERSION));
+    const after = await runInDurableObject(guard(sid), (_instance, state) => {
+      const sql = state.storage.sql;
+      return {
+        meta: sql.exec<{ key: string; value: string }>("SELECT key, value FROM meta WHERE key IN ('schema', 'schema_min') ORDER BY key").toArray(),
+        totals: sql.exec<{ name: string }>("SELECT name FROM pragma_table_info('totals')").toArray().map((c) => c.name),
+        buckets: sql.exec<{ grain: string; start_ms: number; events: number }>("SELECT grain, start_ms, events FROM usage_buckets ORDER BY grain").toArray(),
+        blocked: sql.exec<{ blocked: number }>("SELECT blocked FROM recent_events").toArray(),
+        egress: sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'egress_%' ORDER BY name").toArray().map((t) => t.name),
+      };
+    });
     expect(ACCOUNT_SCHEMA_VERSION).toBe(3);
+    expect(after.meta).toEqual([{ key: "schema", value: "3" }, { key: "schema_min", value: "3" }]);
+    expect(after.totals).toEqual(expect.arrayContaining(["counted_micros", "twilio_micros"]));
     expect(after.buckets).toEqual([
       { grain: "day", start_ms: windowStart("day", now), events: 1 },
       { grain: "hour", start_ms: windowStart("hour", now), events: 1 },
     ]);
     expect(after.blocked).toEqual([{ blocked: 0 }]);
+    expect(after.egress).toEqual(["egress_counters", "egress_countries", "egress_keys", "egress_reservations"]);
+    // The upgraded account works: its old event is shown, a new one is counted on top.
+    await evictDurableObject(guard(sid));
+    await guard(sid).record(sms(sid), null);
+    const snapshot = await guard(sid).snapshot();
+    expect(snapshot.windows.find((w) => w.window === "day")).toMatchObject({ events: 2 });
+    expect(snapshot.recentEvents.find((e) => e.sid === messageSid)).toMatchObject({ counted: true, blocked: false });
   });
 
   it("leaves schema 2's event-path statements working (rollback): recent_events without blocked", async () => {

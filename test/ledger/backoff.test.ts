@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { RETRY_BASE_MS, RETRY_CAP_MS, RETRY_MIN_MS, classifyRestFailure, retryDelayMs } from "../../src/ledger/backoff.ts";
+import { RETRY_BASE_MS, RETRY_CAP_MS, RETRY_MIN_MS, retryDelayMs } from "../../src/ledger/backoff.ts";
+import { classifyRestFailure } from "../../src/twilio/errors.ts";
 
 const ALMOST_ONE = 1 - Number.EPSILON;
 

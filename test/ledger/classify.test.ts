@@ -128,8 +128,8 @@ describe("classifyWebhook: calls", () => {
     });
   });
 
-  it("classifies an inbound call's in-progress voice request as the same call", () => {
-    expect(billable(inboundCall({ CallStatus: "in-progress" }))).toMatchObject({ kind: "inbound-call", countKey: `call:${CA}` });
+  it("does not count a mid-call request (a Gather action or redirect, CallStatus in-progress) as a new event", () => {
+    expect(classifyWebhook(inboundCall({ CallStatus: "in-progress" }))).toEqual({ kind: "not-billable", reason: "mid-call request: part of a call already counted" });
   });
 
   it("bills a completed call by Duration, Twilio's billed minutes", () => {

@@ -5,10 +5,10 @@ import {
   breakerBlocks,
   limitLabel,
   reset,
-  resetBreaker,
   suspensionResult,
+  reactivationResult,
+  effectCurrent,
   trip,
-  tripBreaker,
   warnThreshold,
   warningAlert,
   warningKey,
@@ -241,9 +241,6 @@ describe("trip", () => {
     expect(trip(done, TRIP).effects).toEqual([]);
   });
 
-  it("is also exported as tripBreaker", () => {
-    expect(tripBreaker).toBe(trip);
-  });
 });
 
 describe("reset", () => {
@@ -270,9 +267,6 @@ describe("reset", () => {
     expect(trip(closed, { ...TRIP, tripId: "t2" }).effects[0]).toEqual({ type: "suspend" });
   });
 
-  it("is also exported as resetBreaker", () => {
-    expect(resetBreaker).toBe(reset);
-  });
 });
 
 describe("suspensionResult", () => {
@@ -335,5 +329,40 @@ describe("warningAlert", () => {
   it("is a warn-level alert naming the limit, the share and the window", () => {
     const warning = run(policy([{ window: "day", usd: 50 }]), 1, { usdMicros: 40_000_000, events: 1 })[0]!.warnings[0]!;
     expect(warningAlert(warning, 0.8)).toEqual({ type: "alert", level: "warn", reason: `day 50 USD reached 80% in ${windowId("day", NOW)}` });
+  });
+});
+
+describe("effectCurrent", () => {
+  const open = (suspension: "pending" | "done" | "failed" | "none", tripId = "t2") => ({ state: "open" as const, suspension, tripId, action: "suspend" as const });
+  const closed = { state: "closed" as const, suspension: "none" as const };
+  it("lets a suspension through for the current trip only, until it is done", () => {
+    expect(effectCurrent(open("pending"), "suspend", "t2")).toBe(true);
+    expect(effectCurrent(open("failed"), "suspend", "t2")).toBe(true);
+    expect(effectCurrent(open("pending"), "suspend", "t1")).toBe(false);
+    expect(effectCurrent(open("done"), "suspend", "t2")).toBe(false);
+    expect(effectCurrent(closed, "suspend", "t2")).toBe(false);
+  });
+  it("drops a reactivation overtaken by a trip that suspends", () => {
+    expect(effectCurrent(closed, "reactivate", "t1")).toBe(true);
+    expect(effectCurrent(open("pending"), "reactivate", "t1")).toBe(false);
+    expect(effectCurrent(open("none"), "reactivate", "t1")).toBe(true);
+  });
+  it("ends calls for the current suspending trip only", () => {
+    expect(effectCurrent(open("done"), "end-calls", "t2")).toBe(true);
+    expect(effectCurrent(open("done"), "end-calls", "t1")).toBe(false);
+    expect(effectCurrent(closed, "end-calls", "t2")).toBe(false);
+  });
+});
+
+describe("reactivationResult", () => {
+  it("suspends again when a trip's suspension was done before the reactivation landed", () => {
+    const breaker = { state: "open" as const, suspension: "done" as const, tripId: "t2", action: "suspend" as const };
+    expect(reactivationResult(breaker, "done")).toEqual({ breaker: { ...breaker, suspension: "pending" }, effects: [{ type: "suspend" }] });
+  });
+  it("changes nothing for a closed breaker, or a failed reactivation", () => {
+    const closed = { state: "closed" as const, suspension: "none" as const };
+    expect(reactivationResult(closed, "done")).toEqual({ breaker: closed, effects: [] });
+    const breaker = { state: "open" as const, suspension: "done" as const, tripId: "t2" };
+    expect(reactivationResult(breaker, "failed").effects).toEqual([]);
   });
 });

@@ -635,12 +635,26 @@ describe("TwilioRestError", () => {
     expect(err.message).toBe("Twilio REST end-call failed: network connection refused");
   });
 
-  it("makes an unusable 2xx body a permanent error", async () => {
+  it("makes an unusable 2xx body a permanent error, marked unconfirmed (the call may have acted)", async () => {
     const f = fakeFetch(new Response("<html>captive portal</html>", { status: 200 }));
     const err = (await rejection(client(f).fetchAccount(SUB))) as TwilioRestError;
     expect(err.status).toBe(200);
     expect(err.retryable).toBe(false);
+    expect(err.unconfirmed).toBe(true);
     expect(err.message).toMatch(/not JSON/);
+  });
+
+  it("makes a 408 retryable, as the outbox's classifier does", async () => {
+    const f = fakeFetch(json(408, { code: 20408, message: "Request Timeout", status: 408 }));
+    const err = (await rejection(client(f).setAccountStatus(SUB, "suspended"))) as TwilioRestError;
+    expect(err.retryable).toBe(true);
+    expect(err.unconfirmed).toBe(false);
+  });
+
+  it("makes Twilio code 20429 retryable whatever the HTTP status", async () => {
+    const f = fakeFetch(json(400, { code: 20429, message: "Too Many Requests", status: 400 }));
+    const err = (await rejection(client(f).setAccountStatus(SUB, "suspended"))) as TwilioRestError;
+    expect(err.retryable).toBe(true);
   });
 
   it("never puts the token or the Authorization header in messages, even when a server echoes them", async () => {
