@@ -495,6 +495,8 @@ export class AccountGuard extends GuardObject {
   usage(by: Grain, atMs?: number): UsageSeries {
     const now = atMs ?? Date.now();
     const from = oldestKept(by, now);
+    // An account never written has no storage (the schema is lazy): an empty series, and nothing created.
+    if (!this.ready) return buildSeries(by, now, [], [], this.#policy().policy);
     const rows = this.sql
       .exec<{ start_ms: number; usd_micros: number; events: number; blocked: number }>(
         "SELECT start_ms, usd_micros, events, blocked FROM usage_buckets WHERE grain = ? AND start_ms >= ? ORDER BY start_ms", by, from,
@@ -671,7 +673,7 @@ export class AccountGuard extends GuardObject {
   }
 
   listEgressKeys(): EgressKeyView[] {
-    return this.#egress.listKeys();
+    return this.ready ? this.#egress.listKeys() : [];
   }
 
   revokeEgressKey(sid: string, keyId: string, atMs?: number): boolean {

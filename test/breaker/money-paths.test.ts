@@ -329,6 +329,18 @@ describe("storage bounds", () => {
     expect(tables.schema).toBe("2");
   });
 
+  it("the usage series and egress keys of an account never written are empty, and create no storage", async () => {
+    setup();
+    const sid = uniqueSid();
+    const series = await guard(sid).usage("hour");
+    expect(series.totals).toEqual({ usd: 0, events: 0, blocked: 0, trips: 0 });
+    expect(await guard(sid).listEgressKeys()).toEqual([]);
+    const tables = await runInDurableObject(guard(sid), (_i, state) =>
+      state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM sqlite_master WHERE name IN ('meta', 'usage_buckets', 'egress_keys')").one().n,
+    );
+    expect(tables).toBe(0);
+  });
+
   it("an admin read of an unknown SID answers 404 and leaves no Durable Object storage behind", async () => {
     setup();
     const sid = uniqueSid();
