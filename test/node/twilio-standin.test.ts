@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import twilio from "twilio";
 import { createTwilioClient, TwilioRestError, type TwilioClient } from "../../src/twilio/rest.ts";
-import { startTwilioStandin, type TwilioStandin } from "../support/twilio-standin.ts";
+import { startTwilioStandin, type TwilioStandin } from "../../dev/twilio-standin.ts";
 
 // Obviously fake credentials.
 const PARENT = "AC00000000000000000000000000000001";

@@ -12,7 +12,7 @@
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import type { RestPurpose } from "../../src/twilio/rest.ts";
+import type { RestPurpose } from "../src/twilio/rest.ts";
 
 // ---- Shapes from the OpenAPI description (twilio_api_v2010.json) -------------------------------------
 
