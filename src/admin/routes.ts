@@ -34,6 +34,7 @@ import { isGrain } from "../ledger/buckets.ts";
 import { windowId, windowStart, type WindowKind } from "../ledger/windows.ts";
 import type { AccountSnapshot } from "../breaker/account-guard.ts";
 import type { GuardEnv } from "../config/env.ts";
+import { readCappedBody } from "../http/body.ts";
 import { GuardError } from "../http/errors.ts";
 import type { Logger } from "../http/log.ts";
 import { PolicyError, parsePolicy, type Policy } from "../ledger/policy.ts";
@@ -205,10 +206,7 @@ function resolveEgressKeys(method: string, sid: string, keyId: string | undefine
 }
 
 async function readJsonBody(request: Request, optional: boolean): Promise<unknown> {
-  const declared = Number(request.headers.get("content-length") ?? "0");
-  if (declared > MAX_BODY_BYTES) throw adminError(413, "body-too-large", `body over ${MAX_BODY_BYTES} bytes`);
-  const bytes = new Uint8Array(await request.arrayBuffer());
-  if (bytes.length > MAX_BODY_BYTES) throw adminError(413, "body-too-large", `body over ${MAX_BODY_BYTES} bytes`);
+  const bytes = await readCappedBody(request, MAX_BODY_BYTES, () => adminError(413, "body-too-large", `body over ${MAX_BODY_BYTES} bytes`));
   const body = new TextDecoder().decode(bytes);
   if (body.trim() === "") {
     if (optional) return undefined;

@@ -254,6 +254,32 @@ describe("PUT /admin/accounts/:sid/policy", () => {
     const response = await adminApp()("PUT", `/admin/accounts/${uniqueSid()}/policy`, { body: JSON.stringify({ limits: [], pad: "x".repeat(70_000) }) });
     expect(response.status).toBe(413);
   });
+
+  it("refuses a chunked body over 64 KiB without a content-length with 413, reading no further than the cap, and stores nothing", async () => {
+    const sid = uniqueSid();
+    const chunk = new TextEncoder().encode(" ".repeat(1024));
+    let pulled = 0;
+    const endless = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        pulled += chunk.byteLength;
+        if (pulled > 1024 * 1024) controller.close();
+        else controller.enqueue(chunk);
+      },
+    });
+    const app = createApp();
+    const request = new Request(`${WORKER}/admin/accounts/${sid}/policy`, {
+      method: "PUT",
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },
+      body: endless,
+    });
+    expect(request.headers.get("content-length")).toBeNull();
+    const response = await app.fetch(request, { ...(env as GuardEnv), ADMIN_TOKEN }, createExecutionContext());
+    expect(response.status).toBe(413);
+    expect(await response.json()).toMatchObject({ error: "body-too-large" });
+    expect(pulled).toBeLessThan(64 * 1024 + 8 * 1024);
+    // Nothing recorded: the account the refused call named is still unknown to the guard.
+    expect((await adminApp()("GET", `/admin/accounts/${sid}`)).status).toBe(404);
+  });
 });
 
 describe("POST /admin/accounts/:sid/trip and /reset", () => {
