@@ -28,7 +28,7 @@
 //   4. mutating call with ADMIN_TOTP_SECRET set: an elevation token checked here, or a code checked here
 //      and consumed at the gate (once) → 403/429; a missing code is 403 but no failure;
 //   5. the call itself; a mutation appends one audit entry.
-import { getConfig, ACCOUNT_SID_PATTERN, type Config } from "../config/config.ts";
+import { getConfig, type Config } from "../config/config.ts";
 import { FILTERS, MAX_SEARCH_CHARS, SORTS, type ListedAccount, type SummaryFilter, type SummarySort } from "../accounts/summary.ts";
 import { isGrain } from "../ledger/buckets.ts";
 import { windowId, windowStart, type WindowKind } from "../ledger/windows.ts";
@@ -61,6 +61,7 @@ import { METRICS_AGGREGATOR_NAME, PROMETHEUS_CONTENT_TYPE, metrics, renderPromet
 import { REJECTIONS_KEPT, REJECTIONS_NAME } from "./rejections.ts";
 import { ProvisioningError, provisionUsageTriggers, triggerCallbackUrl } from "./usage-triggers.ts";
 import { issueEgressKey } from "../egress/keys.ts";
+import { ACCOUNT_SID } from "../twilio/sids.ts";
 
 export interface AdminContext {
   env: GuardEnv;
@@ -180,7 +181,7 @@ function resolve(method: string, path: string): Operation | GuardError {
       if (ROUTE_METHODS[kind] !== method) {
         return adminError(405, "method-not-allowed", `method not allowed: use ${ROUTE_METHODS[kind]}`, {}, { allow: ROUTE_METHODS[kind] });
       }
-      if (!ACCOUNT_SID_PATTERN.test(sid)) return badField("sid", "sid: must be AC followed by 32 lowercase hex characters", "invalid-sid");
+      if (!ACCOUNT_SID.test(sid)) return badField("sid", "sid: must be AC followed by 32 lowercase hex characters", "invalid-sid");
       return { kind, sid } as Operation;
     }
   }
@@ -197,7 +198,7 @@ function resolveEgressKeys(method: string, sid: string, keyId: string | undefine
   if (!allowed.split(", ").includes(method)) {
     return adminError(405, "method-not-allowed", `method not allowed: use ${allowed}`, {}, { allow: allowed });
   }
-  if (!ACCOUNT_SID_PATTERN.test(sid)) return badField("sid", "sid: must be AC followed by 32 lowercase hex characters", "invalid-sid");
+  if (!ACCOUNT_SID.test(sid)) return badField("sid", "sid: must be AC followed by 32 lowercase hex characters", "invalid-sid");
   if (keyId !== undefined) {
     if (!EGRESS_KEY_ID.test(keyId)) return badField("id", "id: must be an egress key id (16 hex characters)");
     return { kind: "egress-key-revoke", sid, keyId };
@@ -490,7 +491,7 @@ function currentWindows(row: ListedAccount, now: number): ListedAccount["windows
 async function listAccounts(env: GuardEnv, config: Config, url: URL, now: number): Promise<Response> {
   const limit = parsePageSize(url.searchParams.get("limit"));
   const after = url.searchParams.get("after") ?? "";
-  if (after !== "" && !ACCOUNT_SID_PATTERN.test(after)) throw badField("after", "after: must be an Account SID (the `next` of the previous page)");
+  if (after !== "" && !ACCOUNT_SID.test(after)) throw badField("after", "after: must be an Account SID (the `next` of the previous page)");
   const q = (url.searchParams.get("q") ?? "").trim();
   if (q.length > MAX_SEARCH_CHARS) throw badField("q", `q: at most ${MAX_SEARCH_CHARS} characters`);
   const sort = oneOf<SummarySort>(url, "sort", SORTS, "sid");

@@ -8,6 +8,7 @@
 
 import { toBase64, utf8 } from "../util/encoding.ts";
 import { errorFromResponse, redact, TwilioRestError, type RestPurpose, type RestStatus } from "./errors.ts";
+import { ACCOUNT_SID, CALL_SID, USAGE_TRIGGER_SID } from "./sids.ts";
 
 export { isRetryableStatus, TwilioRestError } from "./errors.ts";
 export type { RestPurpose, RestStatus } from "./errors.ts";
@@ -42,11 +43,8 @@ export const MAX_TRIGGER_FRIENDLY_NAME_CHARS = 64;
 // Twilio refuses message bodies over 1600 characters (error 21617); an alert is truncated rather than lost.
 export const MAX_SMS_BODY_CHARS = 1600;
 
-// SID shapes from the OpenAPI path parameter patterns (^AC|CA|UT[0-9a-fA-F]{32}$). Checked before a SID
-// goes into a path, so a forged value can never add path segments, queries or another host.
-const ACCOUNT_SID = /^AC[0-9a-fA-F]{32}$/;
-const CALL_SID = /^CA[0-9a-fA-F]{32}$/;
-const USAGE_TRIGGER_SID = /^UT[0-9a-fA-F]{32}$/;
+// SID shapes (sids.ts) are checked before a SID goes into a path, so a forged value can never add path
+// segments, queries or another host.
 
 // account_enum_status in the OpenAPI.
 const ACCOUNT_STATUSES = ["active", "suspended", "closed"] as const;
