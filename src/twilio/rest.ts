@@ -7,7 +7,7 @@
 // ListUsageTrigger/CreateUsageTrigger/DeleteUsageTrigger, ListUsageRecordToday, CreateMessage.
 
 import { toBase64, utf8 } from "../util/encoding.ts";
-import { errorFromResponse, redact, TwilioRestError, type RestPurpose, type RestStatus } from "./errors.ts";
+import { errorFromResponse, redactedDetail, TwilioRestError, type RestPurpose, type RestStatus } from "./errors.ts";
 import { ACCOUNT_SID, CALL_SID, USAGE_TRIGGER_SID } from "./sids.ts";
 
 export { isRetryableStatus, TwilioRestError } from "./errors.ts";
@@ -303,7 +303,7 @@ export function createTwilioClient(cfg: TwilioRestConfig): TwilioClient {
         throw new TwilioRestError({ purpose, status: "timeout", detail: `no answer within ${timeoutMs} ms` });
       }
       report(purpose, "error", "network");
-      const detail = err instanceof Error ? redact(err.message, secrets) : "";
+      const detail = err instanceof Error ? redactedDetail(err.message, secrets) : "";
       throw new TwilioRestError({ purpose, status: "network", detail: detail || "network error" });
     } finally {
       if (timer !== undefined) clearTimeout(timer);
