@@ -38,7 +38,8 @@ import { readCappedBody } from "../http/body.ts";
 import { GuardError } from "../http/errors.ts";
 import type { Logger } from "../http/log.ts";
 import { PolicyError, parsePolicy, type Policy } from "../ledger/policy.ts";
-import { createTwilioClient, TwilioRestError } from "../twilio/rest.ts";
+import { TwilioRestError } from "../twilio/rest.ts";
+import { twilioClientFor } from "../twilio/client.ts";
 import type { WebhookTrace } from "../webhooks/handler.ts";
 import {
   BEARER_CHALLENGE,
@@ -57,7 +58,7 @@ import {
 } from "./auth.ts";
 import { dashboardResponse } from "./dashboard.ts";
 import { ADMIN_GATE_NAME, type AdminCall, type AuditEntry } from "./gate.ts";
-import { METRICS_AGGREGATOR_NAME, PROMETHEUS_CONTENT_TYPE, metrics, renderPrometheus, restCallObserver } from "./metrics.ts";
+import { METRICS_AGGREGATOR_NAME, PROMETHEUS_CONTENT_TYPE, metrics, renderPrometheus } from "./metrics.ts";
 import { REJECTIONS_KEPT, REJECTIONS_NAME } from "./rejections.ts";
 import { ProvisioningError, provisionUsageTriggers, triggerCallbackUrl } from "./usage-triggers.ts";
 import { issueEgressKey } from "../egress/keys.ts";
@@ -688,12 +689,7 @@ async function execute(op: Mutation, input: MutationInput, m: MutationContext): 
     }
     case "usage-triggers": {
       const snapshot = await stub.snapshot();
-      const client = createTwilioClient({
-        apiBase: m.config.apiBase,
-        accountSid: m.config.accountSid,
-        authToken: m.config.authTokens[0]!,
-        onCall: restCallObserver(),
-      });
+      const client = twilioClientFor(m.config);
       const callbackUrl = triggerCallbackUrl(m.config.publicUrl, m.url.href);
       try {
         const report = await provisionUsageTriggers(client, op.sid, snapshot.policy, callbackUrl);
