@@ -27,22 +27,12 @@ import { encodeForm, parseForm, type FormPairs } from "../../src/verification/fo
 import { computeSignature, signedPayload, verifySignature, type SignatureCheck } from "../../src/verification/signature.ts";
 import { legacyQuerystring, splitUrl, urlCandidates } from "../../src/verification/url-candidates.ts";
 import { utf8 } from "../../src/util/encoding.ts";
+import { mulberry32 } from "../support/seeded.ts";
 
 const SEED = process.env.DIFF_SEED ? Number(process.env.DIFF_SEED) >>> 0 : (Date.now() ^ (Math.random() * 2 ** 32)) >>> 0;
 const TOTAL_CASES = Math.max(Number(process.env.DIFF_CASES ?? 3000) || 3000, 1);
 console.log(`signature differential: DIFF_SEED=${SEED} DIFF_CASES=${TOTAL_CASES}`);
 
-/** mulberry32: small, fast, good enough to spread test inputs. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 class Gen {
   private readonly next: () => number;

@@ -24,6 +24,7 @@ import {
   type Pairs,
   type RequestIsh,
 } from "./harness.ts";
+import { mulberry32 } from "../../support/seeded.ts";
 
 export type WorkerKind = "signature" | "basic" | "both" | "report-only";
 export type AccountRole = "victim" | "other" | "parent";
@@ -1072,17 +1073,6 @@ function bothRows(): CorpusRow[] {
 
 // ---- The heavy variant: seeded random one-character mutations ------------------------------------------------------------
 
-/** mulberry32: small and good enough to spread inputs; the seed is printed so a run can be replayed. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 
