@@ -8,7 +8,7 @@
 import { randomBytes } from "node:crypto";
 import { resolve } from "node:path";
 import { driverSource } from "./sections/breaker.ts";
-import { startTwilioStandin } from "../test/support/twilio-standin.ts";
+import { startTwilioStandin } from "../dev/twilio-standin.ts";
 import { startChild } from "./lib/child.ts";
 import { inboundSms, messageStatus, sid, signedFormRequest } from "./lib/events.ts";
 import { startGuard, type RunningGuard } from "./lib/guard.ts";

@@ -11,7 +11,7 @@
 import { writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startTwilioStandin } from "../test/support/twilio-standin.ts";
+import { startTwilioStandin } from "../dev/twilio-standin.ts";
 import { startChild } from "./lib/child.ts";
 import { inboundSms, messageStatus, sid, signedFormRequest } from "./lib/events.ts";
 import { buildBundle, startGuard } from "./lib/guard.ts";

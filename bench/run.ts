@@ -103,8 +103,8 @@ if (needWorld) {
   try {
     if (only.includes("harness")) {
       const r = await benchHarness(world, NO_TRIP_POLICY, HARNESS_REQUESTS);
-      rows.push({ section: "0 harness", what: "one signed SMS at a time: test/support/worker.ts (wrangler dev proxy + Miniflare entry) vs direct socket", measured: `p50 ${ms(r.harnessP50)} vs ${ms(r.directP50)}`, goal: "(why 1–5 use the direct socket)", result: "" });
-      log(`harness: p50 via test/support/worker.ts ${ms(r.harnessP50)}, direct ${ms(r.directP50)}`);
+      rows.push({ section: "0 harness", what: "one signed SMS at a time: dev/worker.ts (wrangler dev proxy + Miniflare entry) vs direct socket", measured: `p50 ${ms(r.harnessP50)} vs ${ms(r.directP50)}`, goal: "(why 1–5 use the direct socket)", result: "" });
+      log(`harness: p50 via dev/worker.ts ${ms(r.harnessP50)}, direct ${ms(r.directP50)}`);
     }
     if (only.includes("latency") || only.includes("many")) {
       const guard = await world.startGuard({ GUARD_POLICY: NO_TRIP_POLICY });

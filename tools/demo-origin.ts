@@ -4,7 +4,7 @@
 //     suspension call, alerts and usage polls are printed instead of reaching Twilio.
 // Ports and the demo account match .dev.vars.example.
 import http from "node:http";
-import { startTwilioStandin } from "../test/support/twilio-standin.ts";
+import { startTwilioStandin } from "../dev/twilio-standin.ts";
 
 const ORIGIN_PORT = Number(process.env.ORIGIN_PORT ?? 8788);
 const TWILIO_PORT = Number(process.env.TWILIO_PORT ?? 8789);

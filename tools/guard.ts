@@ -8,9 +8,9 @@
 // terminal. Exit status: 0 done, 1 the guard refused or failed, 2 usage error.
 import { createInterface } from "node:readline/promises";
 import { parseArgs } from "node:util";
+import { ACCOUNT_SID } from "../src/twilio/sids.ts";
 
 const DEFAULT_URL = "http://127.0.0.1:8787";
-const SID = /^AC[0-9a-f]{32}$/;
 
 const USAGE = `Usage:
   npm run guard -- accounts [--sort spend|state|activity|sid] [--filter all|open|warned] [--search TEXT] [--limit N] [--json]
@@ -131,7 +131,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (command === "trip" || command === "reset") {
-    if (sid === undefined || !SID.test(sid)) throw new UsageError(`${command} needs an Account SID (AC followed by 32 lowercase hex characters)`);
+    if (sid === undefined || !ACCOUNT_SID.test(sid)) throw new UsageError(`${command} needs an Account SID (AC followed by 32 lowercase hex characters)`);
     if (extra.length > 0) throw new UsageError(`unexpected argument: ${extra[0]}`);
     const body = command === "trip" && values.reason ? { reason: values.reason } : undefined;
     const answer = await mutate(base, token, `/admin/accounts/${sid}/${command}`, `${command} ${sid}`, values.code, body);

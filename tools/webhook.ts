@@ -10,6 +10,7 @@ import { encodeForm, type FormPairs } from "../src/verification/form.ts";
 import { computeSignature, sha256Hex } from "../src/verification/signature.ts";
 import { splitUrl } from "../src/verification/url-candidates.ts";
 import { toBase64, utf8 } from "../src/util/encoding.ts";
+import { redactSecrets } from "../src/util/redact.ts";
 
 const USAGE = `Usage: npm run webhook -- <url> [options]
 
@@ -51,11 +52,6 @@ function knownSecrets(argv: readonly string[]): string[] {
   return secrets.filter((s) => s.length > 0);
 }
 
-function redact(text: string, secrets: readonly string[]): string {
-  let out = text;
-  for (const secret of secrets) out = out.replaceAll(secret, "[redacted]");
-  return out;
-}
 
 function splitOnce(text: string, separator: string, what: string): [string, string] {
   const at = text.indexOf(separator);
@@ -144,7 +140,7 @@ function parse(argv: string[]) {
 async function main(argv: string[]): Promise<number> {
   const secrets = knownSecrets(argv);
   const fail = (message: string, status: number) => {
-    process.stderr.write(`webhook: ${redact(message, secrets)}\n`);
+    process.stderr.write(`webhook: ${redactSecrets(message, secrets)}\n`);
     return status;
   };
   let args: ReturnType<typeof parse>;
@@ -187,7 +183,7 @@ async function main(argv: string[]): Promise<number> {
     out += `${name}: ${value}\n`;
   });
   out += `\n${await response.text()}\n`;
-  process.stdout.write(redact(out, secrets));
+  process.stdout.write(redactSecrets(out, secrets));
   return response.ok ? EXIT_OK : EXIT_FAILED;
 }
 

@@ -1,9 +1,9 @@
-// Everything the scenario benchmarks share: the Twilio REST stand-in (test/support/twilio-standin.ts)
+// Everything the scenario benchmarks share: the Twilio REST stand-in (dev/twilio-standin.ts)
 // with the parent account and its subaccounts, the origin and Express child processes, and a prepared
 // guard state in which the GuardDirectory already knows every subaccount's token.
 import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { startTwilioStandin, type RecordedRequest, type TwilioStandin } from "../../test/support/twilio-standin.ts";
+import { startTwilioStandin, type RecordedRequest, type TwilioStandin } from "../../dev/twilio-standin.ts";
 import { startChild, type Child } from "./child.ts";
 import { inboundSms, sid, signedFormRequest } from "./events.ts";
 import { clonePersist, seedDirectoryTokens, startGuard, STATE_DIR, type GuardSettings, type RunningGuard } from "./guard.ts";

@@ -1,9 +1,9 @@
 // 0. The harness: why the benchmarks talk to the Worker on a direct socket. The same Worker, started
-// by the shared test harness (test/support/worker.ts: wrangler's unstable_startWorker, i.e. `wrangler
+// by the shared test harness (dev/worker.ts: wrangler's unstable_startWorker, i.e. `wrangler
 // dev`'s reload proxy plus Miniflare's entry worker in front) and by bench/lib/guard.ts (a direct
 // socket to the Worker), answers the same signed inbound SMS one at a time; the difference is the
 // local-development plumbing, which does not exist in production.
-import { startGuard as startHarnessGuard } from "../../test/support/worker.ts";
+import { startGuard as startHarnessGuard } from "../../dev/worker.ts";
 import { inboundSms, signedFormRequest } from "../lib/events.ts";
 import { runLoad, summary } from "../lib/load.ts";
 import type { World } from "../lib/world.ts";

@@ -15,6 +15,8 @@
 // view at once, an answer that arrives for a view no longer shown is dropped, and every button names the
 // account it acts on.
 
+import { ACCOUNT_SID } from "../twilio/sids.ts";
+
 /** CSP nonces: 128 random bits (CSP3 §7.1 asks for at least 128), fresh per response. */
 const NONCE_BYTES = 16;
 
@@ -737,7 +739,7 @@ async function route(keep) {
   const m = /^#\/account\/(.*)$/.exec(hash);
   if (m) {
     const sid = decodeURIComponent(m[1]);
-    if (!/^AC[0-9a-f]{32}$/.test(sid)) {
+    if (!/${ACCOUNT_SID.source}/.test(sid)) {
       $("missing-text").textContent = "“" + sid + "” is not an Account SID (AC followed by 32 lowercase hex characters).";
       show("missing");
     } else {

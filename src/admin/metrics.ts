@@ -23,7 +23,7 @@
 //   metrics.inc("guard_requests_rejected_total", { reason: error.reason });
 //   metrics.inc("guard_breaker_trips_total", { reason: "limit" });
 //   metrics.breaker(sid, "open", nowMs);
-//   createTwilioClient({ ..., onCall: restCallObserver() });
+//   createTwilioClient({ ..., onCall: restCallObserver() });   (src/twilio/client.ts does this)
 //   metrics.flush(env, (p) => ctx.waitUntil(p));   // once per request / after a Durable Object's work
 // Counter names and their labels are typed: a typo or a missing label fails the typecheck.
 import type { GuardEnv } from "../config/env.ts";

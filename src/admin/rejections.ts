@@ -8,7 +8,7 @@
 // and the gate keeps a ring of REJECTIONS_KEPT. A flood of junk therefore costs a bounded number of
 // Durable Object writes, whatever its rate, and what is dropped is counted.
 import type { GuardEnv } from "../config/env.ts";
-import { ACCOUNT_SID_PATTERN } from "../config/config.ts";
+import { ACCOUNT_SID } from "../twilio/sids.ts";
 
 export const REJECTIONS_NAME = "rejections";
 /** The ring's size: enough for the last few minutes of a noisy incident, small enough to scan. */
@@ -54,7 +54,7 @@ export function sanitizeRejection(raw: Rejection): Rejection | null {
     status: raw.status,
     reason: String(raw.reason ?? "").slice(0, MAX_REASON_CHARS) || `http-${raw.status}`,
     client: String(raw.client ?? "").slice(0, MAX_CLIENT_CHARS),
-    account: typeof raw.account === "string" && ACCOUNT_SID_PATTERN.test(raw.account) ? raw.account : null,
+    account: typeof raw.account === "string" && ACCOUNT_SID.test(raw.account) ? raw.account : null,
   };
 }
 

@@ -28,16 +28,18 @@
 //   4. mutating call with ADMIN_TOTP_SECRET set: an elevation token checked here, or a code checked here
 //      and consumed at the gate (once) → 403/429; a missing code is 403 but no failure;
 //   5. the call itself; a mutation appends one audit entry.
-import { getConfig, ACCOUNT_SID_PATTERN, type Config } from "../config/config.ts";
+import { getConfig, type Config } from "../config/config.ts";
 import { FILTERS, MAX_SEARCH_CHARS, SORTS, type ListedAccount, type SummaryFilter, type SummarySort } from "../accounts/summary.ts";
 import { isGrain } from "../ledger/buckets.ts";
 import { windowId, windowStart, type WindowKind } from "../ledger/windows.ts";
 import type { AccountSnapshot } from "../breaker/account-guard.ts";
 import type { GuardEnv } from "../config/env.ts";
+import { readCappedBody } from "../http/body.ts";
 import { GuardError } from "../http/errors.ts";
 import type { Logger } from "../http/log.ts";
 import { PolicyError, parsePolicy, type Policy } from "../ledger/policy.ts";
-import { createTwilioClient, TwilioRestError } from "../twilio/rest.ts";
+import { TwilioRestError } from "../twilio/rest.ts";
+import { twilioClientFor } from "../twilio/client.ts";
 import type { WebhookTrace } from "../webhooks/handler.ts";
 import {
   BEARER_CHALLENGE,
@@ -56,10 +58,11 @@ import {
 } from "./auth.ts";
 import { dashboardResponse } from "./dashboard.ts";
 import { ADMIN_GATE_NAME, type AdminCall, type AuditEntry } from "./gate.ts";
-import { METRICS_AGGREGATOR_NAME, PROMETHEUS_CONTENT_TYPE, metrics, renderPrometheus, restCallObserver } from "./metrics.ts";
+import { METRICS_AGGREGATOR_NAME, PROMETHEUS_CONTENT_TYPE, metrics, renderPrometheus } from "./metrics.ts";
 import { REJECTIONS_KEPT, REJECTIONS_NAME } from "./rejections.ts";
 import { ProvisioningError, provisionUsageTriggers, triggerCallbackUrl } from "./usage-triggers.ts";
 import { issueEgressKey } from "../egress/keys.ts";
+import { ACCOUNT_SID } from "../twilio/sids.ts";
 
 export interface AdminContext {
   env: GuardEnv;
@@ -179,7 +182,7 @@ function resolve(method: string, path: string): Operation | GuardError {
       if (ROUTE_METHODS[kind] !== method) {
         return adminError(405, "method-not-allowed", `method not allowed: use ${ROUTE_METHODS[kind]}`, {}, { allow: ROUTE_METHODS[kind] });
       }
-      if (!ACCOUNT_SID_PATTERN.test(sid)) return badField("sid", "sid: must be AC followed by 32 lowercase hex characters", "invalid-sid");
+      if (!ACCOUNT_SID.test(sid)) return badField("sid", "sid: must be AC followed by 32 lowercase hex characters", "invalid-sid");
       return { kind, sid } as Operation;
     }
   }
@@ -196,7 +199,7 @@ function resolveEgressKeys(method: string, sid: string, keyId: string | undefine
   if (!allowed.split(", ").includes(method)) {
     return adminError(405, "method-not-allowed", `method not allowed: use ${allowed}`, {}, { allow: allowed });
   }
-  if (!ACCOUNT_SID_PATTERN.test(sid)) return badField("sid", "sid: must be AC followed by 32 lowercase hex characters", "invalid-sid");
+  if (!ACCOUNT_SID.test(sid)) return badField("sid", "sid: must be AC followed by 32 lowercase hex characters", "invalid-sid");
   if (keyId !== undefined) {
     if (!EGRESS_KEY_ID.test(keyId)) return badField("id", "id: must be an egress key id (16 hex characters)");
     return { kind: "egress-key-revoke", sid, keyId };
@@ -205,10 +208,7 @@ function resolveEgressKeys(method: string, sid: string, keyId: string | undefine
 }
 
 async function readJsonBody(request: Request, optional: boolean): Promise<unknown> {
-  const declared = Number(request.headers.get("content-length") ?? "0");
-  if (declared > MAX_BODY_BYTES) throw adminError(413, "body-too-large", `body over ${MAX_BODY_BYTES} bytes`);
-  const bytes = new Uint8Array(await request.arrayBuffer());
-  if (bytes.length > MAX_BODY_BYTES) throw adminError(413, "body-too-large", `body over ${MAX_BODY_BYTES} bytes`);
+  const bytes = await readCappedBody(request, MAX_BODY_BYTES, () => adminError(413, "body-too-large", `body over ${MAX_BODY_BYTES} bytes`));
   const body = new TextDecoder().decode(bytes);
   if (body.trim() === "") {
     if (optional) return undefined;
@@ -492,7 +492,7 @@ function currentWindows(row: ListedAccount, now: number): ListedAccount["windows
 async function listAccounts(env: GuardEnv, config: Config, url: URL, now: number): Promise<Response> {
   const limit = parsePageSize(url.searchParams.get("limit"));
   const after = url.searchParams.get("after") ?? "";
-  if (after !== "" && !ACCOUNT_SID_PATTERN.test(after)) throw badField("after", "after: must be an Account SID (the `next` of the previous page)");
+  if (after !== "" && !ACCOUNT_SID.test(after)) throw badField("after", "after: must be an Account SID (the `next` of the previous page)");
   const q = (url.searchParams.get("q") ?? "").trim();
   if (q.length > MAX_SEARCH_CHARS) throw badField("q", `q: at most ${MAX_SEARCH_CHARS} characters`);
   const sort = oneOf<SummarySort>(url, "sort", SORTS, "sid");
@@ -689,12 +689,7 @@ async function execute(op: Mutation, input: MutationInput, m: MutationContext): 
     }
     case "usage-triggers": {
       const snapshot = await stub.snapshot();
-      const client = createTwilioClient({
-        apiBase: m.config.apiBase,
-        accountSid: m.config.accountSid,
-        authToken: m.config.authTokens[0]!,
-        onCall: restCallObserver(),
-      });
+      const client = twilioClientFor(m.config);
       const callbackUrl = triggerCallbackUrl(m.config.publicUrl, m.url.href);
       try {
         const report = await provisionUsageTriggers(client, op.sid, snapshot.policy, callbackUrl);

@@ -14,6 +14,7 @@ import { authenticateWebhook, type TokenResolver } from "../webhooks/authenticat
 import type { WebhookTrace } from "../webhooks/handler.ts";
 import { parseWebhook, readBody } from "../webhooks/read.ts";
 import type { UsageTriggerFiring } from "./account-guard.ts";
+import { USAGE_TRIGGER_SID } from "../twilio/sids.ts";
 
 export interface UsageTriggerDeps {
   config: Config;
@@ -33,8 +34,6 @@ const DECIMAL = /^-?[0-9]+(\.[0-9]+)?$/;
 export const TRIGGER_MAX_AGE_MS = 24 * 3_600_000;
 /** Clock skew allowed for a DateFired slightly ahead of ours. */
 export const TRIGGER_MAX_SKEW_MS = 5 * 60_000;
-/** A UsageTrigger Sid (https://www.twilio.com/docs/usage/api/usage-trigger): UT + 32 hex. */
-const USAGE_TRIGGER_SID = /^UT[0-9a-fA-F]{32}$/;
 /** Twilio's IdempotencyToken values are short; a longer one is not Twilio's, and is never stored. */
 const MAX_IDEMPOTENCY_TOKEN = 256;
 

@@ -4,6 +4,7 @@
 import { ConfigError } from "../http/errors.ts";
 import { DEFAULT_POLICY, PolicyError, parsePolicyJson, type Policy } from "../ledger/policy.ts";
 import type { GuardEnv } from "./env.ts";
+import { ACCOUNT_SID } from "../twilio/sids.ts";
 
 export type WebhookAuth = "signature" | "basic" | "both";
 export type GuardMode = "enforce" | "report-only";
@@ -41,7 +42,6 @@ export interface Config {
   secrets: readonly string[];
 }
 
-export const ACCOUNT_SID_PATTERN = /^AC[0-9a-f]{32}$/;
 const DEFAULT_API_BASE = "https://api.twilio.com";
 /** Contract default: poll Twilio's Usage Records every 5 minutes while an account is active today. */
 const DEFAULT_RECONCILE_INTERVAL_S = 300;
@@ -113,7 +113,7 @@ function sharedKeyMap(value: string | null): Map<string, string> {
 export function parseConfig(env: GuardEnv): Config {
   const accountSid = text(env.TWILIO_ACCOUNT_SID);
   if (accountSid === null) throw new ConfigError("TWILIO_ACCOUNT_SID", "is required");
-  if (!ACCOUNT_SID_PATTERN.test(accountSid)) {
+  if (!ACCOUNT_SID.test(accountSid)) {
     throw new ConfigError("TWILIO_ACCOUNT_SID", "must be AC followed by 32 lowercase hex characters");
   }
   const primary = text(env.TWILIO_AUTH_TOKEN);

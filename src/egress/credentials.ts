@@ -4,10 +4,8 @@
 import { parseBasicAuthorization } from "../verification/basic-auth.ts";
 import { timingSafeEqualString } from "../util/constant-time.ts";
 import { egressKeyId } from "./keys.ts";
+import { ACCOUNT_SID, API_KEY_SID } from "../twilio/sids.ts";
 
-const ACCOUNT_SID = /^AC[0-9a-f]{32}$/;
-/** Twilio API key SIDs (https://www.twilio.com/docs/iam/api-keys): SK + 32 hex. */
-const API_KEY_SID = /^SK[0-9a-fA-F]{32}$/;
 
 export type Presented =
   | { kind: "egress-key"; accountSid: string; keyId: string; key: string }

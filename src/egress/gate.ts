@@ -25,6 +25,7 @@ import type { GateRefusal, ReserveAnswer, ReserveRequest } from "./protocol.ts";
 import { refusal } from "./refusals.ts";
 import { requestScope } from "./scope.ts";
 import { SendError, sendFacts } from "./send.ts";
+import { SEND_SID } from "../twilio/sids.ts";
 
 /** The guard's own status path: a status callback the gate added, naming its reservation. */
 export const GUARD_STATUS_PATH = "/webhooks/_guard/status/";
@@ -256,7 +257,7 @@ export function settlementOf(status: number, text: string): Settlement {
   if (status < 200 || status > 299) return { type: "rejected" };
   try {
     const body = JSON.parse(text) as { sid?: unknown; price?: unknown };
-    if (typeof body.sid === "string" && /^(SM|MM|CA)[0-9a-fA-F]{32}$/.test(body.sid)) {
+    if (typeof body.sid === "string" && SEND_SID.test(body.sid)) {
       const price = typeof body.price === "string" && body.price.trim() !== "" && Number.isFinite(Number(body.price)) ? Number(body.price) : null;
       return { type: "accepted", sid: body.sid, priceUsd: price };
     }

@@ -5,6 +5,7 @@
 // it sent: created since the reservation, with the same body. Found: the reservation is bound to its Sid;
 // not found: nothing was created, the reservation is released. Pure except for the one fetch it is given.
 import type { Settlement } from "../ledger/reservations.ts";
+import { MESSAGE_SID } from "../twilio/sids.ts";
 
 /** Newest first (Twilio's order): the send is among the last few messages to that number. */
 export const LOOKUP_PAGE_SIZE = 20;
@@ -45,7 +46,7 @@ export function settlementFromList(sent: SentMessage, pageText: string): Settlem
   }
   if (!Array.isArray(page.messages)) return null;
   for (const m of page.messages as MessageRow[]) {
-    if (typeof m.sid !== "string" || !/^(SM|MM)[0-9a-fA-F]{32}$/.test(m.sid)) continue;
+    if (typeof m.sid !== "string" || !MESSAGE_SID.test(m.sid)) continue;
     const created = typeof m.date_created === "string" ? Date.parse(m.date_created) : Number.NaN;
     if (!Number.isFinite(created) || created < sent.reservedAtMs - CLOCK_SLACK_MS) continue;
     if (sent.body !== null && m.body !== sent.body) continue;

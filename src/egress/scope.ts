@@ -7,9 +7,10 @@
 // suspended subaccount reactivating itself; Keys, Tokens, SigningKeys, subaccounts, another account's
 // path, another product's host whose path names no account) is refused with 403 / 20403.
 import type { GatePath } from "./hosts.ts";
+import { SID_SOURCE } from "../twilio/sids.ts";
 
 /** Paths of the 2010-04-01 API (twilio_api_v2010.json). */
-const ACCOUNT_PATH = /^\/2010-04-01\/Accounts\/(AC[0-9a-f]{32})(\.json|\/.*)?$/;
+const ACCOUNT_PATH = new RegExp(`^/2010-04-01/Accounts/(${SID_SOURCE.account})(\\.json|/.*)?$`);
 
 export type SendKind = "message" | "call";
 
@@ -22,8 +23,8 @@ export interface RequestScope {
   egressKeyAllowed: boolean;
 }
 
-const MESSAGE_SID = "(?:SM|MM)[0-9a-fA-F]{32}";
-const CALL_SID = "CA[0-9a-fA-F]{32}";
+const MESSAGE_SID = SID_SOURCE.message;
+const CALL_SID = SID_SOURCE.call;
 
 /** Resources under /Accounts/{Sid} an egress key may reach, and with which methods. */
 const EGRESS_KEY_RESOURCES: ReadonlyArray<{ pattern: RegExp; methods: readonly string[] }> = [
@@ -31,7 +32,7 @@ const EGRESS_KEY_RESOURCES: ReadonlyArray<{ pattern: RegExp; methods: readonly s
   { pattern: /^\/Messages\.json$/, methods: ["GET", "POST"] },
   // Fetch one; redact its body or cancel a scheduled one (POST); delete it.
   { pattern: new RegExp(`^/Messages/${MESSAGE_SID}\\.json$`), methods: ["GET", "POST", "DELETE"] },
-  { pattern: new RegExp(`^/Messages/${MESSAGE_SID}/(Media|Feedback)(\\.json|/ME[0-9a-fA-F]{32}\\.json)$`), methods: ["GET"] },
+  { pattern: new RegExp(`^/Messages/${MESSAGE_SID}/(Media|Feedback)(\\.json|/${SID_SOURCE.media}\\.json)$`), methods: ["GET"] },
   // Make a call; list the account's calls.
   { pattern: /^\/Calls\.json$/, methods: ["GET", "POST"] },
   // Fetch one; modify a live call (redirect, hang up: POST); delete its record.

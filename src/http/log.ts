@@ -2,6 +2,8 @@
 // Defence in depth: every line passes through a redactor that knows the configured secret values, so a
 // secret that slipped into a field (an echoed header, an upstream error text) is masked, never printed.
 
+import { redactSecrets } from "../util/redact.ts";
+
 export interface RequestLogLine {
   route: string;
   method: string;
@@ -14,7 +16,6 @@ export interface RequestLogLine {
   [extra: string]: unknown;
 }
 
-const REDACTED = "[redacted]";
 // Short values would mask innocent text ("1", "a"); a real secret is never this short.
 const MIN_REDACTABLE_LENGTH = 6;
 
@@ -25,9 +26,7 @@ export class Logger {
   }
 
   redact(text: string): string {
-    let out = text;
-    for (const secret of this.#secrets) out = out.split(secret).join(REDACTED);
-    return out;
+    return redactSecrets(text, this.#secrets);
   }
 
   request(line: RequestLogLine): void {

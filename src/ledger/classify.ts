@@ -6,6 +6,8 @@
 // Pure: the payload is data that passed signature verification, but every count in it is still bounded
 // so that no value can blow up the ledger's arithmetic.
 
+import { ACCOUNT_SID, CALL_SID, MESSAGE_SID } from "../twilio/sids.ts";
+
 export type EventKind = "inbound-message" | "message-status" | "inbound-call" | "call-status";
 
 export interface BillableEvent {
@@ -35,11 +37,6 @@ export interface NotBillable {
 /** Anything with a Map-like `get`: Map, URLSearchParams, or a plain record of strings. */
 export type WebhookParams = ReadonlyMap<string, string> | Record<string, string> | { get(key: string): string | null | undefined };
 
-/** An account Sid is AC + 32 lower-case hex digits (as Twilio issues them; CONTRACT: TWILIO_ACCOUNT_SID). */
-const ACCOUNT_SID = /^AC[0-9a-f]{32}$/;
-/** SM for SMS, MM for MMS (https://www.twilio.com/docs/messaging/api/message-resource). */
-const MESSAGE_SID = /^(SM|MM)[0-9a-fA-F]{32}$/;
-const CALL_SID = /^CA[0-9a-fA-F]{32}$/;
 
 /** The statuses Twilio reports in outbound message status callbacks (outbound-message-status-in-status-callbacks). */
 export const OUTBOUND_MESSAGE_STATUSES: ReadonlySet<string> = new Set([

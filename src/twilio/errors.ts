@@ -2,6 +2,8 @@
 // `{code, message, more_info, status}` (https://www.twilio.com/docs/usage/twilios-response); we keep the
 // code and more_info for logs and decide retryability from the HTTP status and Twilio's code. Web-standard APIs only.
 
+import { redactSecrets } from "../util/redact.ts";
+
 export type RestPurpose =
   | "suspend"
   | "reactivate"
@@ -78,12 +80,8 @@ export class TwilioRestError extends Error {
  * came back from the network before it goes into an error message (a misbehaving proxy could echo
  * request headers back).
  */
-export function redact(text: string, secrets: readonly string[]): string {
-  let out = text;
-  for (const secret of secrets) {
-    if (secret.length > 0) out = out.split(secret).join("[redacted]");
-  }
-  out = out.replace(/[\r\n\t]+/g, " ").trim();
+export function redactedDetail(text: string, secrets: readonly string[]): string {
+  const out = redactSecrets(text, secrets).replace(/[\r\n\t]+/g, " ").trim();
   return out.length > MAX_ERROR_MESSAGE_CHARS ? `${out.slice(0, MAX_ERROR_MESSAGE_CHARS)}…` : out;
 }
 
@@ -119,12 +117,12 @@ export function errorFromResponse(
   secrets: readonly string[],
 ): TwilioRestError {
   const body = parseTwilioErrorBody(bodyText);
-  const detail = redact(body.message ?? statusText, secrets);
+  const detail = redactedDetail(body.message ?? statusText, secrets);
   return new TwilioRestError({
     purpose,
     status,
     code: body.code,
-    moreInfo: body.moreInfo === undefined ? undefined : redact(body.moreInfo, secrets),
+    moreInfo: body.moreInfo === undefined ? undefined : redactedDetail(body.moreInfo, secrets),
     detail: detail.length > 0 ? detail : undefined,
   });
 }

@@ -7,7 +7,8 @@
 // ListUsageTrigger/CreateUsageTrigger/DeleteUsageTrigger, ListUsageRecordToday, CreateMessage.
 
 import { toBase64, utf8 } from "../util/encoding.ts";
-import { errorFromResponse, redact, TwilioRestError, type RestPurpose, type RestStatus } from "./errors.ts";
+import { errorFromResponse, redactedDetail, TwilioRestError, type RestPurpose, type RestStatus } from "./errors.ts";
+import { ACCOUNT_SID, CALL_SID, USAGE_TRIGGER_SID } from "./sids.ts";
 
 export { classifyRestFailure, TwilioRestError } from "./errors.ts";
 export type { RestPurpose, RestStatus } from "./errors.ts";
@@ -42,11 +43,8 @@ export const MAX_TRIGGER_FRIENDLY_NAME_CHARS = 64;
 // Twilio refuses message bodies over 1600 characters (error 21617); an alert is truncated rather than lost.
 export const MAX_SMS_BODY_CHARS = 1600;
 
-// SID shapes from the OpenAPI path parameter patterns (^AC|CA|UT[0-9a-fA-F]{32}$). Checked before a SID
-// goes into a path, so a forged value can never add path segments, queries or another host.
-const ACCOUNT_SID = /^AC[0-9a-fA-F]{32}$/;
-const CALL_SID = /^CA[0-9a-fA-F]{32}$/;
-const USAGE_TRIGGER_SID = /^UT[0-9a-fA-F]{32}$/;
+// SID shapes (sids.ts) are checked before a SID goes into a path, so a forged value can never add path
+// segments, queries or another host.
 
 // account_enum_status in the OpenAPI.
 const ACCOUNT_STATUSES = ["active", "suspended", "closed"] as const;
@@ -305,7 +303,7 @@ export function createTwilioClient(cfg: TwilioRestConfig): TwilioClient {
         throw new TwilioRestError({ purpose, status: "timeout", detail: `no answer within ${timeoutMs} ms` });
       }
       report(purpose, "error", "network");
-      const detail = err instanceof Error ? redact(err.message, secrets) : "";
+      const detail = err instanceof Error ? redactedDetail(err.message, secrets) : "";
       throw new TwilioRestError({ purpose, status: "network", detail: detail || "network error" });
     } finally {
       if (timer !== undefined) clearTimeout(timer);

@@ -1,11 +1,12 @@
 // Deciding whether a webhook really comes from Twilio: HTTP Basic (401 challenge), the
 // X-Twilio-Signature, or both, per WEBHOOK_AUTH. Fails closed: any doubt is a refusal; the caller
 // decides (by GUARD_MODE) whether a refusal is answered or only reported.
-import { ACCOUNT_SID_PATTERN, type Config } from "../config/config.ts";
+import { type Config } from "../config/config.ts";
 import { GuardError } from "../http/errors.ts";
 import { BASIC_CHALLENGE, basicCredentialsMatch, parseBasicAuthorization } from "../verification/basic-auth.ts";
 import { verifySignature, type SignatureAlgorithm } from "../verification/signature.ts";
 import type { WebhookRequest } from "./read.ts";
+import { ACCOUNT_SID } from "../twilio/sids.ts";
 
 /**
  * The auth tokens that may have signed a webhook of this account (primary first), or null when the
@@ -56,7 +57,7 @@ export async function authenticateWebhook(
   resolveTokens: TokenResolver,
 ): Promise<AuthOutcome> {
   const claimed = webhook.claimedAccountSid;
-  if (claimed !== null && !ACCOUNT_SID_PATTERN.test(claimed)) {
+  if (claimed !== null && !ACCOUNT_SID.test(claimed)) {
     return { ok: false, accountSid: null, error: refuse(403, "malformed-account-sid", "forbidden: malformed AccountSid") };
   }
   const accountSid = claimed ?? config.accountSid;

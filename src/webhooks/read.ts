@@ -1,5 +1,6 @@
 // Reading a webhook request: the size cap, the body bytes (kept exactly, to forward byte-for-byte), and
 // the parameters Twilio signed and that the ledger classifies.
+import { readCappedBody } from "../http/body.ts";
 import { GuardError } from "../http/errors.ts";
 import { CLASSIFIED_FIELDS } from "../ledger/classify.ts";
 import { FormEncodingError, parseForm, type FormPairs } from "../verification/form.ts";
@@ -36,30 +37,8 @@ export function malformed(reason: string, message: string): GuardError {
 }
 
 /** The body bytes, refused with 413 past the cap (checked on the declared length and while streaming). */
-export async function readBody(request: Request, maxBytes = MAX_WEBHOOK_BODY_BYTES): Promise<Uint8Array<ArrayBuffer>> {
-  const declared = request.headers.get("content-length");
-  if (declared !== null && Number(declared) > maxBytes) throw tooLarge();
-  if (!request.body) return new Uint8Array(0);
-  const reader = request.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > maxBytes) {
-      await reader.cancel();
-      throw tooLarge();
-    }
-    chunks.push(value);
-  }
-  const body = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    body.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return body;
+export function readBody(request: Request, maxBytes = MAX_WEBHOOK_BODY_BYTES): Promise<Uint8Array<ArrayBuffer>> {
+  return readCappedBody(request, maxBytes, tooLarge);
 }
 
 function bodyKindOf(contentType: string | null, body: Uint8Array): BodyKind {

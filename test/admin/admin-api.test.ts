@@ -6,41 +6,12 @@ import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { createApp } from "../../src/app.ts";
 import type { GuardEnv } from "../../src/config/env.ts";
-import { base32Decode } from "../../src/admin/base32.ts";
 import { tokenFingerprint } from "../../src/admin/auth.ts";
-import { generateSecretBase32, importTotpKey, totpAt } from "../../src/admin/totp.ts";
+import { generateSecretBase32 } from "../../src/admin/totp.ts";
 import { ALERTS, TWILIO_API, fakeTwilio, mockOutbound, statusCalls, type FakeTwilio } from "../support/origin.ts";
 import { PARENT_SID, uniqueSid } from "../support/twilio.ts";
-import { drainAlarms, guard } from "../support/money.ts";
-
-const WORKER = "https://guard.example.com";
-const ADMIN_TOKEN = "test-admin-token-for-the-api-tests";
-
-interface Call {
-  totp?: string;
-  body?: unknown;
-}
-
-function adminApp(options: { totpSecret?: string } = {}) {
-  const app = createApp();
-  const adminEnv: GuardEnv = { ...(env as GuardEnv), ADMIN_TOKEN };
-  if (options.totpSecret) adminEnv.ADMIN_TOTP_SECRET = options.totpSecret;
-  return async (method: string, path: string, call: Call = {}): Promise<Response> => {
-    const headers = new Headers({ authorization: `Bearer ${ADMIN_TOKEN}` });
-    if (call.totp !== undefined) headers.set("x-guard-totp", call.totp);
-    let body: string | undefined;
-    if (call.body !== undefined) {
-      body = typeof call.body === "string" ? call.body : JSON.stringify(call.body);
-      headers.set("content-type", "application/json");
-    }
-    return app.fetch(new Request(`${WORKER}${path}`, { method, headers, body }), adminEnv, createExecutionContext());
-  };
-}
-
-async function codeAt(secret: string, atMs: number): Promise<string> {
-  return totpAt(await importTotpKey(base32Decode(secret)), atMs / 1000);
-}
-
+import { TEST_ADMIN_TOKEN, WORKER, adminCaller, totpCodeAt } from "../support/admin.ts";
+import { drainAlarms, guard } from "../support/guard.ts";
 
 /** SIDs sharing a random prefix nobody else uses, so a page of the shared directory is predictable. */
 function sidFamily(count: number): { sids: string[]; before: string } {
@@ -81,7 +52,7 @@ type Listing = { accounts: Row[]; next: string | null; total: number; totpRequir
 
 describe("GET /admin/accounts", () => {
   it("lists accounts in SID order, a page at a time, with the cursor of the next page", async () => {
-    const call = adminApp();
+    const call = adminCaller();
     const { sids, before } = sidFamily(5);
     await register([...sids].reverse());
     const seen: string[] = [];
@@ -99,7 +70,7 @@ describe("GET /admin/accounts", () => {
   });
 
   it("shows each account's breaker, suspension and spend per window against its limits", async () => {
-    const call = adminApp();
+    const call = adminCaller();
     const { sids, before } = sidFamily(2);
     const [quiet, tripped] = sids as [string, string];
     await guard(quiet).setPolicy(quiet, { limits: [{ window: "day", usd: 20 }, { window: "minute", events: 100 }], action: "block" });
@@ -118,7 +89,7 @@ describe("GET /admin/accounts", () => {
   });
 
   it("defaults to 50 per page and refuses a limit above 500 or not a number, naming the parameter", async () => {
-    const call = adminApp();
+    const call = adminCaller();
     await register(sidFamily(1).sids);
     const listing = (await (await call("GET", "/admin/accounts")).json()) as Listing;
     expect(listing.accounts.length).toBeLessThanOrEqual(50);
@@ -130,7 +101,7 @@ describe("GET /admin/accounts", () => {
   });
 
   it("stays fast with 10,000 accounts: a page deep in the list costs one page of work", { timeout: 30_000 }, async () => {
-    const call = adminApp();
+    const call = adminCaller();
     const { sids, before } = sidFamily(10_000);
     await runInDurableObject(env.DIRECTORY.getByName("directory"), (_instance, state) => {
       state.storage.transactionSync(() => {
@@ -152,7 +123,7 @@ describe("GET /admin/accounts", () => {
 
 describe("GET /admin/accounts/:sid", () => {
   it("answers the snapshot (state, windows, policy, events, trips, history) and the audit trail", async () => {
-    const call = adminApp();
+    const call = adminCaller();
     const sid = uniqueSid();
     await guard(sid).setPolicy(sid, { limits: [{ window: "day", usd: 7 }], action: "block" });
     await call("POST", `/admin/accounts/${sid}/trip`, { body: { reason: "looks like fraud" } });
@@ -170,7 +141,7 @@ describe("GET /admin/accounts/:sid", () => {
   });
 
   it("answers 404 for an account the guard has recorded nothing about, 400 for a malformed SID", async () => {
-    const call = adminApp();
+    const call = adminCaller();
     expect((await call("GET", `/admin/accounts/${uniqueSid()}`)).status).toBe(404);
     for (const bad of ["AC123", `AC${"A".repeat(32)}`, `XX${"0".repeat(32)}`, `${uniqueSid()}0`]) {
       const response = await call("GET", `/admin/accounts/${bad}`);
@@ -180,7 +151,7 @@ describe("GET /admin/accounts/:sid", () => {
   });
 
   it("answers 405 with Allow for a wrong method, 404 for an unknown route", async () => {
-    const call = adminApp();
+    const call = adminCaller();
     const sid = uniqueSid();
     const wrong = await call("GET", `/admin/accounts/${sid}/trip`);
     expect(wrong.status).toBe(405);
@@ -192,7 +163,7 @@ describe("GET /admin/accounts/:sid", () => {
 
 describe("PUT /admin/accounts/:sid/policy", () => {
   it("sets the account's policy, normalised, and `null` returns it to GUARD_POLICY", async () => {
-    const call = adminApp();
+    const call = adminCaller();
     const sid = uniqueSid();
     const set = await call("PUT", `/admin/accounts/${sid}/policy`, { body: { limits: [{ window: "hour", usd: 3 }], action: "alert" } });
     expect(set.status).toBe(200);
@@ -203,9 +174,9 @@ describe("PUT /admin/accounts/:sid/policy", () => {
 
   it("refuses an invalid policy with 400 naming the field, and changes nothing (not even the TOTP code)", async () => {
     const secret = generateSecretBase32();
-    const call = adminApp({ totpSecret: secret });
+    const call = adminCaller({ totpSecret: secret });
     const sid = uniqueSid();
-    const code = await codeAt(secret, Date.now());
+    const code = await totpCodeAt(secret, Date.now());
     const cases: Array<[unknown, string]> = [
       [{ limits: [{ window: "day", usd: -1 }] }, "limits[0].usd"],
       [{ limits: [{ window: "week", usd: 1 }] }, "limits[0].window"],
@@ -235,15 +206,41 @@ describe("PUT /admin/accounts/:sid/policy", () => {
   });
 
   it("refuses a body over 64 KiB with 413", async () => {
-    const response = await adminApp()("PUT", `/admin/accounts/${uniqueSid()}/policy`, { body: JSON.stringify({ limits: [], pad: "x".repeat(70_000) }) });
+    const response = await adminCaller()("PUT", `/admin/accounts/${uniqueSid()}/policy`, { body: JSON.stringify({ limits: [], pad: "x".repeat(70_000) }) });
     expect(response.status).toBe(413);
+  });
+
+  it("refuses a chunked body over 64 KiB without a content-length with 413, reading no further than the cap, and stores nothing", async () => {
+    const sid = uniqueSid();
+    const chunk = new TextEncoder().encode(" ".repeat(1024));
+    let pulled = 0;
+    const endless = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        pulled += chunk.byteLength;
+        if (pulled > 1024 * 1024) controller.close();
+        else controller.enqueue(chunk);
+      },
+    });
+    const app = createApp();
+    const request = new Request(`${WORKER}/admin/accounts/${sid}/policy`, {
+      method: "PUT",
+      headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}`, "content-type": "application/json" },
+      body: endless,
+    });
+    expect(request.headers.get("content-length")).toBeNull();
+    const response = await app.fetch(request, { ...(env as GuardEnv), ADMIN_TOKEN: TEST_ADMIN_TOKEN }, createExecutionContext());
+    expect(response.status).toBe(413);
+    expect(await response.json()).toMatchObject({ error: "body-too-large" });
+    expect(pulled).toBeLessThan(64 * 1024 + 8 * 1024);
+    // Nothing recorded: the account the refused call named is still unknown to the guard.
+    expect((await adminCaller()("GET", `/admin/accounts/${sid}`)).status).toBe(404);
   });
 });
 
 describe("POST /admin/accounts/:sid/trip and /reset", () => {
   it("trips with the operator's reason, suspends through REST, and reset reactivates: reactivation done", async () => {
     setupTwilio();
-    const call = adminApp();
+    const call = adminCaller();
     const sid = uniqueSid();
     twilio.subaccounts.set(sid, { token: "t", status: "active", owner: PARENT_SID });
     const trip = await call("POST", `/admin/accounts/${sid}/trip`, { body: { reason: "runaway loop" } });
@@ -263,7 +260,7 @@ describe("POST /admin/accounts/:sid/trip and /reset", () => {
 
   it("reports reactivation not-needed when the guard suspended nothing, and retrying when Twilio fails", async () => {
     setupTwilio();
-    const call = adminApp();
+    const call = adminCaller();
     const blockOnly = uniqueSid();
     await guard(blockOnly).setPolicy(blockOnly, { limits: [], action: "block" });
     await call("POST", `/admin/accounts/${blockOnly}/trip`);
@@ -281,7 +278,7 @@ describe("POST /admin/accounts/:sid/trip and /reset", () => {
   });
 
   it("refuses a malformed trip body with 400 naming the field", async () => {
-    const call = adminApp();
+    const call = adminCaller();
     const sid = uniqueSid();
     for (const [body, field] of [
       [{ reason: 5 }, "reason"],
@@ -302,18 +299,18 @@ describe("audit trail", () => {
   it("records every mutation: when, which call, account, token fingerprint (never the token), TOTP, before/after, outcome", async () => {
     setupTwilio();
     const secret = generateSecretBase32();
-    const call = adminApp({ totpSecret: secret });
+    const call = adminCaller({ totpSecret: secret });
     const sid = uniqueSid();
     const now = Date.now();
     await guard(sid).setPolicy(sid, { limits: [], action: "block" });
     const started = Date.now();
-    expect((await call("POST", `/admin/accounts/${sid}/trip`, { totp: await codeAt(secret, now - 30_000), body: { reason: "audit me" } })).status).toBe(200);
-    expect((await call("POST", `/admin/accounts/${sid}/reset`, { totp: await codeAt(secret, now) })).status).toBe(200);
+    expect((await call("POST", `/admin/accounts/${sid}/trip`, { totp: await totpCodeAt(secret, now - 30_000), body: { reason: "audit me" } })).status).toBe(200);
+    expect((await call("POST", `/admin/accounts/${sid}/reset`, { totp: await totpCodeAt(secret, now) })).status).toBe(200);
     const response = await call("GET", `/admin/accounts/${sid}`);
     const raw = await response.text();
-    expect(raw).not.toContain(ADMIN_TOKEN);
+    expect(raw).not.toContain(TEST_ADMIN_TOKEN);
     const { audit } = JSON.parse(raw) as { audit: Array<Record<string, unknown>> };
-    const fingerprint = await tokenFingerprint(ADMIN_TOKEN);
+    const fingerprint = await tokenFingerprint(TEST_ADMIN_TOKEN);
     expect(audit).toHaveLength(2);
     expect(audit[0]).toMatchObject({
       action: "reset",
@@ -340,7 +337,7 @@ describe("audit trail", () => {
 
   it("records a failed mutation's outcome too", async () => {
     setupTwilio();
-    const call = adminApp();
+    const call = adminCaller();
     const sid = uniqueSid();
     // No trigger routes in fakeTwilio: listing the account's triggers answers 404.
     const response = await call("POST", `/admin/accounts/${sid}/usage-triggers`);

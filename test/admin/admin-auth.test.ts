@@ -15,55 +15,10 @@ import {
   tokenFingerprint,
   tokenMatches,
 } from "../../src/admin/auth.ts";
-import { base32Decode } from "../../src/admin/base32.ts";
-import { generateSecretBase32, importTotpKey, totpAt } from "../../src/admin/totp.ts";
+import { generateSecretBase32 } from "../../src/admin/totp.ts";
 import { uniqueSid } from "../support/twilio.ts";
+import { TEST_ADMIN_TOKEN, WORKER, adminCaller, privateMinute, totpCodeAt, type AdminCall } from "../support/admin.ts";
 
-const WORKER = "https://guard.example.com";
-const ADMIN_TOKEN = "test-admin-token-not-a-secret";
-
-interface Call {
-  token?: string | null;
-  totp?: string;
-  body?: unknown;
-  headers?: Record<string, string>;
-}
-
-/** The app with admin settings; `now` pins the clock (and so the rate-limit minute and TOTP step). */
-function adminApp(options: { now?: number; totpSecret?: string | null; adminToken?: string | null } = {}) {
-  const app = createApp(options.now === undefined ? {} : { now: () => options.now! });
-  const adminEnv: GuardEnv = { ...(env as GuardEnv) };
-  const token = options.adminToken === undefined ? ADMIN_TOKEN : options.adminToken;
-  if (token !== null) adminEnv.ADMIN_TOKEN = token;
-  if (options.totpSecret) adminEnv.ADMIN_TOTP_SECRET = options.totpSecret;
-  return async (method: string, path: string, call: Call = {}): Promise<Response> => {
-    const headers = new Headers(call.headers);
-    const token = call.token === undefined ? ADMIN_TOKEN : call.token;
-    if (token !== null) headers.set("authorization", `Bearer ${token}`);
-    if (call.totp !== undefined) headers.set("x-guard-totp", call.totp);
-    let body: string | undefined;
-    if (call.body !== undefined) {
-      body = typeof call.body === "string" ? call.body : JSON.stringify(call.body);
-      headers.set("content-type", "application/json");
-    }
-    return app.fetch(new Request(`${WORKER}${path}`, { method, headers, body }), adminEnv, createExecutionContext());
-  };
-}
-
-async function codeAt(secret: string, atMs: number): Promise<string> {
-  return totpAt(await importTotpKey(base32Decode(secret)), atMs / 1000);
-}
-
-let minuteCounter = 0;
-/**
- * A UTC minute no other test uses (far from real time), and an instant `offsetS` seconds into it.
- * Minutes are multiples of 60 s, hence of the 30 s TOTP step: offsets 0–29 s are the minute's first step.
- */
-function privateMinute(offsetS = 10): number {
-  minuteCounter += 1;
-  const random = Math.floor(Math.random() * 1_000_000);
-  return Date.UTC(2031, 0, 1) + (random * 100 + minuteCounter) * 60_000 + offsetS * 1000;
-}
 
 async function breakerState(sid: string): Promise<string> {
   return (await env.ACCOUNT_GUARD.getByName(sid).snapshot()).breaker.state;
@@ -71,7 +26,7 @@ async function breakerState(sid: string): Promise<string> {
 
 describe("admin off", () => {
   it("answers every /admin route 404 when ADMIN_TOKEN is unset, like a route that does not exist", async () => {
-    const call = adminApp({ adminToken: null });
+    const call = adminCaller({ adminToken: null });
     const missing = await createApp().fetch(new Request(`${WORKER}/nowhere`), env as GuardEnv, createExecutionContext());
     const sid = uniqueSid();
     for (const [method, path] of [
@@ -91,18 +46,18 @@ describe("admin off", () => {
   });
 
   it("treats a blank ADMIN_TOKEN as unset", async () => {
-    const response = await adminApp({ adminToken: "   " })("GET", "/admin/accounts", { token: "   " });
+    const response = await adminCaller({ adminToken: "   " })("GET", "/admin/accounts", { token: "   " });
     expect(response.status).toBe(404);
   });
 });
 
 describe("bearer token", () => {
   it("serves the dashboard page without a token (a browser navigation cannot send one)", async () => {
-    const response = await adminApp()("GET", "/admin", { token: null });
+    const response = await adminCaller()("GET", "/admin", { token: null });
     expect(response.status).toBe(200);
     expect(response.headers.get("content-type")).toContain("text/html");
     const html = await response.text();
-    expect(html).not.toContain(ADMIN_TOKEN);
+    expect(html).not.toContain(TEST_ADMIN_TOKEN);
     // Self-contained: no external script, style, font or image; inline code runs only with the nonce.
     expect(html).not.toMatch(/\b(src|href)="(https?:)?\/\//);
     expect(html).not.toMatch(/@import|url\(/);
@@ -118,23 +73,23 @@ describe("bearer token", () => {
     expect(response.headers.get("cache-control")).toBe("no-store");
     expect(response.headers.get("x-content-type-options")).toBe("nosniff");
     // A fresh nonce per response.
-    const again = await adminApp()("GET", "/admin/", { token: null });
+    const again = await adminCaller()("GET", "/admin/", { token: null });
     expect(again.headers.get("content-security-policy")).not.toBe(csp);
   });
 
   it("answers 401 with a Bearer challenge when the token is missing", async () => {
-    const response = await adminApp({ now: privateMinute() })("GET", "/admin/accounts", { token: null });
+    const response = await adminCaller({ now: privateMinute() })("GET", "/admin/accounts", { token: null });
     expect(response.status).toBe(401);
     expect(response.headers.get("www-authenticate")).toMatch(/^Bearer realm=/);
     expect(await response.json()).toMatchObject({ error: "token-missing" });
   });
 
   it("answers 401 on a wrong token, a token of another length, and another auth scheme", async () => {
-    const call = adminApp({ now: privateMinute() });
+    const call = adminCaller({ now: privateMinute() });
     for (const headers of [
-      { authorization: `Bearer ${ADMIN_TOKEN.slice(0, -1)}x` },
-      { authorization: `Bearer ${ADMIN_TOKEN}x` },
-      { authorization: `Basic ${btoa(`admin:${ADMIN_TOKEN}`)}` },
+      { authorization: `Bearer ${TEST_ADMIN_TOKEN.slice(0, -1)}x` },
+      { authorization: `Bearer ${TEST_ADMIN_TOKEN}x` },
+      { authorization: `Basic ${btoa(`admin:${TEST_ADMIN_TOKEN}`)}` },
     ]) {
       const response = await call("GET", "/admin/accounts", { token: null, headers });
       expect(response.status).toBe(401);
@@ -142,13 +97,13 @@ describe("bearer token", () => {
   });
 
   it("accepts the right token on every API route, with any case of the scheme", async () => {
-    const response = await adminApp()("GET", "/admin/accounts?limit=1", { token: null, headers: { authorization: `bearer ${ADMIN_TOKEN}` } });
+    const response = await adminCaller()("GET", "/admin/accounts?limit=1", { token: null, headers: { authorization: `bearer ${TEST_ADMIN_TOKEN}` } });
     expect(response.status).toBe(200);
     expect(response.headers.get("cache-control")).toBe("no-store");
   });
 
   it("checks the token before anything else: an unknown route or a bad SID is 401 without it", async () => {
-    const call = adminApp({ now: privateMinute() });
+    const call = adminCaller({ now: privateMinute() });
     expect((await call("GET", "/admin/nothing-here", { token: "wrong" })).status).toBe(401);
     expect((await call("GET", "/admin/accounts/not-a-sid", { token: "wrong" })).status).toBe(401);
     expect((await call("GET", "/admin/nothing-here")).status).toBe(404);
@@ -167,9 +122,9 @@ describe("bearer token", () => {
   });
 
   it("compares tokens through their digests", async () => {
-    expect(await tokenMatches(ADMIN_TOKEN, ADMIN_TOKEN)).toBe(true);
-    expect(await tokenMatches(`${ADMIN_TOKEN} `, ADMIN_TOKEN)).toBe(false);
-    expect(await tokenMatches(null, ADMIN_TOKEN)).toBe(false);
+    expect(await tokenMatches(TEST_ADMIN_TOKEN, TEST_ADMIN_TOKEN)).toBe(true);
+    expect(await tokenMatches(`${TEST_ADMIN_TOKEN} `, TEST_ADMIN_TOKEN)).toBe(false);
+    expect(await tokenMatches(null, TEST_ADMIN_TOKEN)).toBe(false);
     expect(await tokenMatches("", "")).toBe(false);
   });
 });
@@ -177,9 +132,9 @@ describe("bearer token", () => {
 describe("TOTP on mutating calls", () => {
   it("needs no code for reads, and none for mutations when ADMIN_TOTP_SECRET is unset", async () => {
     const sid = uniqueSid();
-    const withTotp = adminApp({ totpSecret: generateSecretBase32() });
+    const withTotp = adminCaller({ totpSecret: generateSecretBase32() });
     expect((await withTotp("GET", "/admin/accounts?limit=1")).status).toBe(200);
-    const without = adminApp();
+    const without = adminCaller();
     const trip = await without("POST", `/admin/accounts/${sid}/trip`);
     expect(trip.status).toBe(200);
     expect(await breakerState(sid)).toBe("open");
@@ -187,7 +142,7 @@ describe("TOTP on mutating calls", () => {
 
   it("refuses a mutation without a code (403 totp-required) and changes nothing", async () => {
     const sid = uniqueSid();
-    const call = adminApp({ now: privateMinute(), totpSecret: generateSecretBase32() });
+    const call = adminCaller({ now: privateMinute(), totpSecret: generateSecretBase32() });
     const response = await call("POST", `/admin/accounts/${sid}/trip`);
     expect(response.status).toBe(403);
     expect(await response.json()).toMatchObject({ error: "totp-required" });
@@ -198,9 +153,9 @@ describe("TOTP on mutating calls", () => {
     const sid = uniqueSid();
     const secret = generateSecretBase32();
     const now = privateMinute();
-    const right = await codeAt(secret, now);
+    const right = await totpCodeAt(secret, now);
     const wrong = String((Number(right) + 1) % 1_000_000).padStart(6, "0");
-    const call = adminApp({ now, totpSecret: secret });
+    const call = adminCaller({ now, totpSecret: secret });
     for (const code of [wrong, "12345", "abcdef", `${right}0`]) {
       const response = await call("POST", `/admin/accounts/${sid}/trip`, { totp: code });
       expect(response.status, code).toBe(403);
@@ -213,8 +168,8 @@ describe("TOTP on mutating calls", () => {
     const sid = uniqueSid();
     const secret = generateSecretBase32();
     const now = Date.now();
-    const call = adminApp({ totpSecret: secret });
-    const code = await codeAt(secret, now);
+    const call = adminCaller({ totpSecret: secret });
+    const code = await totpCodeAt(secret, now);
     const first = await call("POST", `/admin/accounts/${sid}/trip`, { totp: code, body: { reason: "test" } });
     expect(first.status).toBe(200);
     expect(await breakerState(sid)).toBe("open");
@@ -228,11 +183,11 @@ describe("TOTP on mutating calls", () => {
     const sid = uniqueSid();
     const secret = generateSecretBase32();
     const now = privateMinute(40); // the minute's second step: step-1 and step+1 stay inside the minute
-    const call = adminApp({ now, totpSecret: secret });
-    const previous = await codeAt(secret, now - 30_000);
-    const current = await codeAt(secret, now);
-    const next = await codeAt(secret, now + 30_000);
-    const twoAhead = await codeAt(secret, now + 60_000);
+    const call = adminCaller({ now, totpSecret: secret });
+    const previous = await totpCodeAt(secret, now - 30_000);
+    const current = await totpCodeAt(secret, now);
+    const next = await totpCodeAt(secret, now + 30_000);
+    const twoAhead = await totpCodeAt(secret, now + 60_000);
     expect((await call("POST", `/admin/accounts/${sid}/trip`, { totp: twoAhead })).status).toBe(403);
     expect((await call("POST", `/admin/accounts/${sid}/trip`, { totp: previous })).status).toBe(200);
     expect((await call("POST", `/admin/accounts/${sid}/reset`, { totp: next })).status).toBe(200);
@@ -246,8 +201,8 @@ describe("TOTP on mutating calls", () => {
   it("accepts a code once even when two calls race with it", async () => {
     const secret = generateSecretBase32();
     const now = privateMinute();
-    const call = adminApp({ now, totpSecret: secret });
-    const code = await codeAt(secret, now);
+    const call = adminCaller({ now, totpSecret: secret });
+    const code = await totpCodeAt(secret, now);
     const sids = [uniqueSid(), uniqueSid(), uniqueSid()];
     const answers = await Promise.all(sids.map((sid) => call("POST", `/admin/accounts/${sid}/trip`, { totp: code })));
     expect(answers.map((r) => r.status).sort()).toEqual([200, 403, 403]);
@@ -256,7 +211,7 @@ describe("TOTP on mutating calls", () => {
   });
 
   it("names a malformed ADMIN_TOTP_SECRET in a 500 instead of accepting anything", async () => {
-    const response = await adminApp({ totpSecret: "not base32!" })("POST", `/admin/accounts/${uniqueSid()}/trip`, { totp: "123456" });
+    const response = await adminCaller({ totpSecret: "not base32!" })("POST", `/admin/accounts/${uniqueSid()}/trip`, { totp: "123456" });
     expect(response.status).toBe(500);
     expect(await response.json()).toMatchObject({ setting: "ADMIN_TOTP_SECRET" });
   });
@@ -266,9 +221,9 @@ describe("failure lockout", () => {
   it(`answers 429 for the rest of the UTC minute after ${ADMIN_FAILURES_PER_MINUTE} failures, and changes nothing`, async () => {
     const secret = generateSecretBase32();
     const now = privateMinute(55); // 5 s before the minute ends: Retry-After 5
-    const call = adminApp({ now, totpSecret: secret });
+    const call = adminCaller({ now, totpSecret: secret });
     const sid = uniqueSid();
-    const code = await codeAt(secret, now);
+    const code = await totpCodeAt(secret, now);
     const failures = [
       await call("GET", "/admin/accounts", { token: null }),
       await call("GET", "/admin/accounts", { token: "wrong" }),
@@ -287,7 +242,7 @@ describe("failure lockout", () => {
       ["GET", "/admin", { token: null }],
       ["GET", "/admin/accounts", { token: "wrong" }],
       ["PUT", `/admin/accounts/${sid}/policy`, { totp: code, body: { limits: "bad" } }],
-    ] as Array<[string, string, Call]>) {
+    ] as Array<[string, string, AdminCall]>) {
       const response = await call(method, path, options);
       expect(response.status, `${method} ${path}`).toBe(429);
       expect(response.headers.get("retry-after")).toBe("5");
@@ -295,7 +250,7 @@ describe("failure lockout", () => {
     expect(await breakerState(sid)).toBe("closed");
 
     // The next minute: the lockout is over, and the code refused during it was never consumed.
-    const later = adminApp({ now: now + 6_000, totpSecret: secret });
+    const later = adminCaller({ now: now + 6_000, totpSecret: secret });
     const trip = await later("POST", `/admin/accounts/${sid}/trip`, { totp: code });
     expect(trip.status).toBe(200);
     expect(await breakerState(sid)).toBe("open");
@@ -305,15 +260,15 @@ describe("failure lockout", () => {
 
   it("counts failures per UTC minute: four in one minute and one in the next lock nothing", async () => {
     const now = privateMinute(50);
-    const call = adminApp({ now });
+    const call = adminCaller({ now });
     for (let i = 0; i < ADMIN_FAILURES_PER_MINUTE - 1; i++) expect((await call("GET", "/admin/accounts", { token: "wrong" })).status).toBe(401);
-    const next = adminApp({ now: now + 15_000 });
+    const next = adminCaller({ now: now + 15_000 });
     expect((await next("GET", "/admin/accounts", { token: "wrong" })).status).toBe(401);
     expect((await next("GET", "/admin/accounts?limit=1")).status).toBe(200);
   });
 
   it("answers the fifth failure itself with 401, and locks from the sixth call on", async () => {
-    const call = adminApp({ now: privateMinute(0) });
+    const call = adminCaller({ now: privateMinute(0) });
     const statuses: number[] = [];
     for (let i = 0; i < ADMIN_FAILURES_PER_MINUTE + 1; i++) statuses.push((await call("GET", "/admin/accounts", { token: "wrong" })).status);
     expect(statuses).toEqual([401, 401, 401, 401, 401, 429]);
@@ -334,8 +289,8 @@ describe("failure lockout", () => {
 
 describe("token fingerprint", () => {
   it("is the first 12 hex of SHA-256 of the token", async () => {
-    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(ADMIN_TOKEN)));
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(TEST_ADMIN_TOKEN)));
     const hex = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
-    expect(await tokenFingerprint(ADMIN_TOKEN)).toBe(hex.slice(0, 12));
+    expect(await tokenFingerprint(TEST_ADMIN_TOKEN)).toBe(hex.slice(0, 12));
   });
 });

@@ -1,5 +1,5 @@
 // The operator console in a real browser, as an on-call engineer uses it: the Worker in workerd
-// (test/support/worker.ts) beside the loopback Twilio stand-in and a loopback origin, driven with headless
+// (dev/worker.ts) beside the loopback Twilio stand-in and a loopback origin, driven with headless
 // Chromium through playwright-core (test/support/browser.ts: the binary comes from the @sparticuz/chromium
 // dev dependency, or CHROMIUM_PATH). Real signed webhooks make one account trip, one warn and one stay
 // quiet; forged ones fill the refused-requests log. Then, at 1400 px: sign in, the overview and the
@@ -18,8 +18,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { base32Decode } from "../../src/admin/base32.ts";
 import { generateSecretBase32, importTotpKey, totpAt } from "../../src/admin/totp.ts";
 import { launchChromium } from "../support/browser.ts";
-import { startGuard, type StartedGuard } from "../support/worker.ts";
-import { startTwilioStandin, type TwilioStandin } from "../support/twilio-standin.ts";
+import { startGuard, type StartedGuard } from "../../dev/worker.ts";
+import { startTwilioStandin, type TwilioStandin } from "../../dev/twilio-standin.ts";
 
 const RESULTS = ".test-results";
 const PARENT_SID = `AC${"da5b0a2d".repeat(4)}`;

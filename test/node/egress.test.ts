@@ -7,8 +7,8 @@ import { fileURLToPath } from "node:url";
 import twilio from "twilio";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GuardRequestClient, guardedTwilio } from "twilio-edge-guard/client";
-import { startGuard, type StartedGuard } from "../support/worker.ts";
-import { startTwilioStandin, type TwilioStandin } from "../support/twilio-standin.ts";
+import { startGuard, type StartedGuard } from "../../dev/worker.ts";
+import { startTwilioStandin, type TwilioStandin } from "../../dev/twilio-standin.ts";
 
 const PARENT_SID = `AC${"e9e55a7e".repeat(4)}`;
 const PARENT_TOKEN = `parent-token-${randomBytes(8).toString("hex")}`;

@@ -1,4 +1,4 @@
-// tools/guard.ts against the real Worker (workerd, test/support/worker.ts) and the Twilio stand-in, run
+// tools/guard.ts against the real Worker (workerd, dev/worker.ts) and the Twilio stand-in, run
 // as operators run it: `node tools/guard.ts …` with the token in the environment, the code as --code or
 // typed at a terminal prompt (a pseudo-terminal from util-linux `script`).
 import { execFile, spawn } from "node:child_process";
@@ -8,8 +8,8 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { base32Decode } from "../../src/admin/base32.ts";
 import { generateSecretBase32, importTotpKey, totpAt } from "../../src/admin/totp.ts";
-import { startGuard, type StartedGuard } from "../support/worker.ts";
-import { startTwilioStandin, type TwilioStandin } from "../support/twilio-standin.ts";
+import { startGuard, type StartedGuard } from "../../dev/worker.ts";
+import { startTwilioStandin, type TwilioStandin } from "../../dev/twilio-standin.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const PARENT_SID = `AC${"c11c11c1".repeat(4)}`;

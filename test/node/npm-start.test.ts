@@ -1,5 +1,5 @@
 // `npm start` as the README runs it, with nothing injected by the test: the harness in
-// test/support/worker.ts hands its settings straight to workerd, which is how the optional secrets once
+// dev/worker.ts hands its settings straight to workerd, which is how the optional secrets once
 // went missing under `npm start` (wrangler dropped them) without any test noticing. Each case runs
 // `npm start` in a temporary copy of the repo (its node_modules linked): a fresh .wrangler/state, no
 // developer's .dev.vars, PORT set to a free port. Then the server is stopped, leaving no process behind.

@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import twilio from "twilio";
 import { createTwilioClient, TwilioRestError, type TwilioClient } from "../../src/twilio/rest.ts";
-import { startTwilioStandin, type TwilioStandin } from "../support/twilio-standin.ts";
+import { startTwilioStandin, type TwilioStandin } from "../../dev/twilio-standin.ts";
 
 // Obviously fake credentials.
 const PARENT = "AC00000000000000000000000000000001";
@@ -416,7 +416,7 @@ describe("twilio stand-in: shape checks", () => {
     expect((await raw("POST", `/2010-04-01/Accounts/${sub.sid}/Calls/CAxyz.json`, { form: { Status: "completed" } })).status).toBe(404);
     expect((await raw("DELETE", `/2010-04-01/Accounts/${sub.sid}/Usage/Triggers/${"CA" + "0".repeat(32)}.json`)).status).toBe(404);
     expect(standin.violations.map((v) => v.replace(/^.*: /, ""))).toEqual([
-      'AccountSid "AC123" does not match ^AC[0-9a-fA-F]{32}$',
+      'AccountSid "AC123" does not match ^AC[0-9a-f]{32}$',
       'Sid "CAxyz" does not match ^CA[0-9a-fA-F]{32}$',
       `Sid "CA${"0".repeat(32)}" does not match ^UT[0-9a-fA-F]{32}$`,
     ]);

@@ -21,10 +21,17 @@ export interface AdminCall {
 
 export type AdminCaller = (method: string, path: string, call?: AdminCall) => Promise<Response>;
 
-/** The app with admin settings; `now` is the clock (read on every call, so a test can move it). */
-export function adminCaller(options: { now?: () => number; totpSecret?: string | null; adminToken?: string } = {}): AdminCaller {
-  const app = createApp(options.now === undefined ? {} : { now: options.now });
-  const adminEnv: GuardEnv = { ...(env as GuardEnv), ADMIN_TOKEN: options.adminToken ?? TEST_ADMIN_TOKEN };
+/**
+ * The app with admin settings. `now` is the clock: a function (read on every call, so a test can move
+ * it) or a pinned instant. `adminToken: null` leaves ADMIN_TOKEN unset (admin off); calls still send
+ * TEST_ADMIN_TOKEN unless they say otherwise.
+ */
+export function adminCaller(options: { now?: number | (() => number); totpSecret?: string | null; adminToken?: string | null } = {}): AdminCaller {
+  const pinned = options.now;
+  const now = typeof pinned === "number" ? () => pinned : pinned;
+  const app = createApp(now === undefined ? {} : { now });
+  const adminEnv: GuardEnv = { ...(env as GuardEnv) };
+  if (options.adminToken !== null) adminEnv.ADMIN_TOKEN = options.adminToken ?? TEST_ADMIN_TOKEN;
   if (options.totpSecret) adminEnv.ADMIN_TOTP_SECRET = options.totpSecret;
   return async (method, path, call = {}) => {
     const headers = new Headers(call.headers);

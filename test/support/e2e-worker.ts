@@ -2,7 +2,7 @@
 // bundled by wrangler exactly as `wrangler dev` does, on 127.0.0.1 and an ephemeral port, with fresh
 // local Durable Object storage in a temporary directory. Node-only (wrangler's unstable_startWorker).
 //
-// Same shape as test/support/worker.ts's startGuard, plus `logs`: every console line the Worker and
+// Same shape as dev/worker.ts's startGuard, plus `logs`: every console line the Worker and
 // its Durable Objects printed (workerd's structured logs), so tests can check what the guard logs.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";

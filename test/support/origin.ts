@@ -65,7 +65,7 @@ export function twiml(body = "<Response><Message>ok</Message></Response>", statu
 
 /**
  * A small stateful Twilio REST stand-in for workerd tests (the Node e2e tests use the fuller
- * test/support/twilio-standin.ts over HTTP). Accounts know their token and status; failures can be
+ * dev/twilio-standin.ts over HTTP). Accounts know their token and status; failures can be
  * queued per purpose; every call is in `calls` (through mockOutbound).
  */
 export interface FakeTwilio {

@@ -1,6 +1,7 @@
-// A seeded random source for property tests: the same seed replays the same choices.
+// A seeded random number generator for tests that spread inputs (differential and mutation runs): the
+// same seed gives the same sequence, so a run that prints its seed can be replayed.
 
-/** mulberry32: small, fast, good enough to spread test inputs. */
+/** mulberry32: small, fast, good enough to spread test inputs (not for anything secret). Values in [0, 1). */
 export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {

@@ -2,7 +2,7 @@
 // three loopback `node:http` servers this file owns or starts:
 //   - an origin app that records what reaches it and can be told to be down, slow or failing;
 //   - an alert receiver (ALERT_WEBHOOK_URL) that records every alert POST;
-//   - the Twilio REST stand-in (test/support/twilio-standin.ts), which checks every REST call's shape.
+//   - the Twilio REST stand-in (dev/twilio-standin.ts), which checks every REST call's shape.
 // Requests to the Worker go over raw `node:http` (header names keep their case, bodies can be any
 // bytes), and every answer is kept, so a test file can end by checking that no secret appeared in any
 // answer, in any alert, or in the Worker's own log output.
@@ -15,7 +15,7 @@ import type { AddressInfo } from "node:net";
 import zlib from "node:zlib";
 import twilio from "twilio";
 import { startGuard, type GuardLogLine, type StartedGuard } from "../../support/e2e-worker.ts";
-import { startTwilioStandin, type TwilioStandin } from "../../support/twilio-standin.ts";
+import { startTwilioStandin, type TwilioStandin } from "../../../dev/twilio-standin.ts";
 
 // ---- Recognisable secrets ------------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { unstable_startWorker } from "wrangler";
 
-const CONFIG_PATH = fileURLToPath(new URL("../../wrangler.toml", import.meta.url));
+const CONFIG_PATH = fileURLToPath(new URL("../wrangler.toml", import.meta.url));
 
 export interface GuardSettings {
   /** [vars] overrides (plain-text bindings); everything else comes from wrangler.toml. */

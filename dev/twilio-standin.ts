@@ -12,14 +12,12 @@
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import type { RestPurpose } from "../../src/twilio/rest.ts";
+import type { RestPurpose } from "../src/twilio/rest.ts";
+import { ACCOUNT_SID, APPLICATION_SID, CALL_SID, CONTENT_SID, MESSAGING_SERVICE_SID, USAGE_TRIGGER_SID as TRIGGER_SID } from "../src/twilio/sids.ts";
 
 // ---- Shapes from the OpenAPI description (twilio_api_v2010.json) -------------------------------------
 
 const API = "/2010-04-01";
-const ACCOUNT_SID = /^AC[0-9a-fA-F]{32}$/;
-const CALL_SID = /^CA[0-9a-fA-F]{32}$/;
-const TRIGGER_SID = /^UT[0-9a-fA-F]{32}$/;
 
 const ACCOUNT_STATUSES = ["active", "suspended", "closed"] as const; // account_enum_status
 const CALL_STATUSES = ["queued", "ringing", "in-progress", "completed", "busy", "failed", "no-answer", "canceled"] as const; // call_enum_status
@@ -126,7 +124,7 @@ const OPERATIONS = {
       From: "string",
       Url: "uri",
       Twiml: "string",
-      ApplicationSid: { pattern: /^AP[0-9a-fA-F]{32}$/ },
+      ApplicationSid: { pattern: APPLICATION_SID },
       Method: { enum: HTTP_METHODS },
       FallbackUrl: "uri",
       FallbackMethod: { enum: HTTP_METHODS },
@@ -147,7 +145,7 @@ const OPERATIONS = {
     params: {
       To: "phone",
       StatusCallback: "uri",
-      ApplicationSid: { pattern: /^AP[0-9a-fA-F]{32}$/ },
+      ApplicationSid: { pattern: APPLICATION_SID },
       MaxPrice: "number",
       ProvideFeedback: "bool",
       Attempt: "int",
@@ -166,10 +164,10 @@ const OPERATIONS = {
       RiskCheck: { enum: ["enable", "disable"] },
       From: "phone",
       FallbackFrom: "phone",
-      MessagingServiceSid: { pattern: /^MG[0-9a-fA-F]{32}$/ },
+      MessagingServiceSid: { pattern: MESSAGING_SERVICE_SID },
       Body: "string",
       MediaUrl: "array",
-      ContentSid: { pattern: /^HX[0-9a-fA-F]{32}$/ },
+      ContentSid: { pattern: CONTENT_SID },
     },
     required: ["To"],
   },
@@ -785,7 +783,7 @@ export async function startTwilioStandin(opts: StandinOptions): Promise<TwilioSt
         note(`method not allowed (expected ${Object.keys(matched.r.byMethod).join(" or ")})`);
         routeAnswer = new HttpAnswer(405, twilioError(405, 20004, "Method not allowed"));
       } else if (!ACCOUNT_SID.test(accountSid)) {
-        note(`AccountSid ${JSON.stringify(accountSid)} does not match ^AC[0-9a-fA-F]{32}$`);
+        note(`AccountSid ${JSON.stringify(accountSid)} does not match ${ACCOUNT_SID.source}`);
         routeAnswer = notFound(path);
       } else if (subSid !== undefined && !SUB_SID_PATTERN[operation]!.test(subSid)) {
         note(`Sid ${JSON.stringify(subSid)} does not match ${SUB_SID_PATTERN[operation]!.source}`);
