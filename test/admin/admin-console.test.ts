@@ -17,7 +17,9 @@ const tokenCache = new TokenCache();
 const HOUR = 3_600_000;
 const DAY = 86_400_000;
 /** A future day: nothing the real clock prunes can touch its buckets. */
-const T0 = Date.parse("2031-06-15T10:20:00.000Z");
+/** Five years ahead of the real clock (never a fixed date): alarms on the real clock never prune these windows. */
+const Y = new Date().getUTCFullYear() + 5;
+const T0 = Date.parse(`${Y}-06-15T10:20:00.000Z`);
 
 let twilio: FakeTwilio;
 let outbound: ReturnType<typeof mockOutbound>;
@@ -71,12 +73,12 @@ describe("GET /admin/accounts/:sid/usage", () => {
     expect(hourly.points).toHaveLength(48);
     expect(hourly.limits).toEqual({ usd: null, events: 3 });
     const now = hourly.points[47]!;
-    expect(now.start).toBe(Date.parse("2031-06-15T10:00:00.000Z"));
+    expect(now.start).toBe(Date.parse(`${Y}-06-15T10:00:00.000Z`));
     // Blocked inbound events still count (Twilio bills an inbound message the guard answered).
     expect(now).toMatchObject({ events: 5, blocked: 2 });
     expect(now.trips).toHaveLength(1);
     expect(now.trips[0]!.reason).toBe("limit hour 3 events");
-    expect(hourly.points[23]).toMatchObject({ start: Date.parse("2031-06-14T10:00:00.000Z"), events: 2, blocked: 0 });
+    expect(hourly.points[23]).toMatchObject({ start: Date.parse(`${Y}-06-14T10:00:00.000Z`), events: 2, blocked: 0 });
     expect(hourly.points.filter((p) => p.events > 0)).toHaveLength(2);
 
     const daily = (await (await call("GET", `/admin/accounts/${sid}/usage?by=day`)).json()) as Series;
@@ -202,7 +204,7 @@ describe("the account listing, from the light summary", () => {
 
   it("serves 10,000 summarised accounts sorted by spend in one query, not a snapshot per row", { timeout: 30_000 }, async () => {
     const prefix = Array.from(crypto.getRandomValues(new Uint8Array(4)), (b) => b.toString(16).padStart(2, "0")).join("");
-    const day = Date.UTC(2031, 8, 1);
+    const day = Date.UTC(Y, 8, 1);
     await runInDurableObject(env.DIRECTORY.getByName("directory"), (_instance, state) => {
       state.storage.transactionSync(() => {
         for (let i = 0; i < 10_000; i++) {
@@ -238,7 +240,7 @@ describe("the account listing, from the light summary", () => {
 describe("GET /admin/overview", () => {
   it("sums today's spend, counts warned and open accounts, and names the top spenders", async () => {
     setup();
-    const day = Date.parse("2031-07-01T08:00:00.000Z");
+    const day = Date.parse(`${Y}-07-01T08:00:00.000Z`);
     const a = await subaccount({ limits: [{ window: "day", events: 1 }] });
     await webhookAt(day, inboundSms(a.sid), a.token);
     await webhookAt(day + 1, inboundSms(a.sid), a.token);
@@ -247,7 +249,7 @@ describe("GET /admin/overview", () => {
     const overview = (await (await adminCaller({ now: () => day + 10 })("GET", "/admin/overview")).json()) as {
       open: number; accounts: number; spendTodayUsd: number; topSpenders: Array<{ sid: string; state: string }>; day: string;
     };
-    expect(overview.day).toBe("2031-07-01");
+    expect(overview.day).toBe(`${Y}-07-01`);
     expect(overview.open).toBeGreaterThanOrEqual(1);
     expect(overview.spendTodayUsd).toBeGreaterThan(0);
     expect(overview.topSpenders.map((t) => t.sid)).toContain(a.sid);
@@ -262,7 +264,7 @@ describe("GET /admin/rejections", () => {
     setup();
     const { sid } = await subaccount({});
     const ip = uniqueIp();
-    const at = Date.parse("2031-08-01T12:00:00.000Z");
+    const at = Date.parse(`${Y}-08-01T12:00:00.000Z`);
     const forged = await webhookAt(at, inboundSms(sid, { Body: "secret body text" }), "not-the-token", ip);
     expect(forged.status).toBe(403);
     const call = adminCaller({ now: () => at + 1 });
