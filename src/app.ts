@@ -6,14 +6,16 @@ import { TokenCache, type TokenSource } from "./accounts/token-cache.ts";
 import { getConfig, type Config } from "./config/config.ts";
 import type { GuardEnv } from "./config/env.ts";
 import { ConfigError, GuardError, toErrorResponse } from "./http/errors.ts";
-import { Logger } from "./http/log.ts";
-import { metrics } from "./admin/metrics.ts";
+import { Logger } from "./observability/log.ts";
+import { metrics } from "./observability/metrics.ts";
 import { totpKeyFor } from "./admin/auth.ts";
 import { handleAdmin } from "./admin/routes.ts";
 import { isRefusal, rejections } from "./admin/rejections.ts";
 import { recordAtLeastOnce, type LedgerWrite } from "./breaker/ledger-queue.ts";
-import { handleUsageTrigger } from "./breaker/usage-trigger.ts";
-import { handleWebhook, type LedgerPort, type WebhookTrace } from "./webhooks/handler.ts";
+import { handleUsageTrigger } from "./webhooks/usage-trigger.ts";
+import { handleWebhook } from "./webhooks/handler.ts";
+import type { LedgerPort } from "./ledger/port.ts";
+import type { RequestTrace } from "./observability/trace.ts";
 import { AuthLimiter } from "./egress/auth-limit.ts";
 import { handleEgress } from "./egress/gate.ts";
 
@@ -31,7 +33,7 @@ export interface AppDeps {
 
 interface RequestState {
   route: string;
-  trace: WebhookTrace;
+  trace: RequestTrace;
   logger: Logger;
   error?: unknown;
 }

@@ -2,10 +2,10 @@
 // wrangler binds (wrangler.toml).
 import { createApp } from "./app.ts";
 import { consumeLedgerQueue } from "./breaker/ledger-queue.ts";
-import { metrics } from "./admin/metrics.ts";
+import { metrics } from "./observability/metrics.ts";
 import { getConfig } from "./config/config.ts";
 import type { GuardEnv } from "./config/env.ts";
-import { Logger } from "./http/log.ts";
+import { Logger } from "./observability/log.ts";
 
 export { AccountGuard } from "./breaker/account-guard.ts";
 export { GuardDirectory } from "./accounts/directory.ts";

@@ -10,7 +10,7 @@ import { getConfig } from "../config/config.ts";
 import type { GuardEnv } from "../config/env.ts";
 import { GuardObject, versionedSchema } from "../durable/base.ts";
 import { createTwilioClient, type TwilioAccount } from "../twilio/rest.ts";
-import { metrics, restCallObserver } from "../admin/metrics.ts";
+import { metrics, restCallObserver } from "../observability/metrics.ts";
 import { ensureSummaryTables, overviewOf, putFriendlyNames, putSummary, querySummaries, type AccountSummary, type Overview, type SummaryQuery } from "./summary.ts";
 
 /**

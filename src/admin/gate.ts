@@ -5,7 +5,7 @@
 //     mutation;
 //   - "rejections" (REJECTIONS_NAME, src/admin/rejections.ts): a bounded ring of the latest refused
 //     requests, so junk traffic never queues behind an operator's sign-in either;
-//   - "metrics" (METRICS_AGGREGATOR_NAME, src/admin/metrics.ts): the sum of every isolate's counter
+//   - "metrics" (METRICS_AGGREGATOR_NAME, src/observability/metrics.ts): the sum of every isolate's counter
 //     deltas and each account's latest breaker state.
 // A thin shell: the decisions are in auth.ts and metrics.ts. Every method is synchronous, so each runs
 // alone from start to end (a Durable Object interleaves calls only at awaits): checking and consuming
@@ -13,7 +13,7 @@
 import type { GuardEnv } from "../config/env.ts";
 import { GuardObject, versionedSchema } from "../durable/base.ts";
 import { MAX_CLIENTS_PER_MINUTE, OVERFLOW_CLIENT, minuteOf, rateLimit, type RateLimit } from "./auth.ts";
-import type { AggregatedMetrics, MetricsBatch } from "./metrics.ts";
+import type { AggregatedMetrics, MetricsBatch } from "../observability/metrics.ts";
 import { REJECTIONS_KEPT, sanitizeRejection, type Rejection, type RejectionBatch } from "./rejections.ts";
 
 export const ADMIN_GATE_NAME = "admin";

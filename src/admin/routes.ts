@@ -10,7 +10,7 @@
 //   POST /admin/accounts/:sid/egress-keys         issue an egress key (shown once; only its hash is kept)
 //   GET  /admin/accounts/:sid/egress-keys         its keys: id, created, last used, revoked (never a key)
 //   DELETE /admin/accounts/:sid/egress-keys/:id   revoke one
-//   GET  /admin/metrics                           Prometheus text (src/admin/metrics.ts, docs/metrics.md)
+//   GET  /admin/metrics                           Prometheus text (src/observability/metrics.ts, docs/metrics.md)
 //   POST /admin/elevate                           a fresh TOTP code in, an elevation token (10 min) out
 //   GET  /admin/rejections?limit=                 the latest refused requests (src/admin/rejections.ts)
 //   GET  /admin/overview                          spend today, warned/open counts, top spenders
@@ -36,11 +36,11 @@ import type { AccountSnapshot } from "../breaker/account-guard.ts";
 import type { GuardEnv } from "../config/env.ts";
 import { readCappedBody } from "../http/body.ts";
 import { GuardError } from "../http/errors.ts";
-import type { Logger } from "../http/log.ts";
+import type { Logger } from "../observability/log.ts";
 import { PolicyError, parsePolicy, type Policy } from "../ledger/policy.ts";
 import { TwilioRestError } from "../twilio/rest.ts";
 import { twilioClientFor } from "../twilio/client.ts";
-import type { WebhookTrace } from "../webhooks/handler.ts";
+import type { RequestTrace } from "../observability/trace.ts";
 import {
   BEARER_CHALLENGE,
   ELEVATION_HEADER,
@@ -58,7 +58,7 @@ import {
 } from "./auth.ts";
 import { dashboardResponse } from "./dashboard.ts";
 import { ADMIN_GATE_NAME, type AdminCall, type AuditEntry } from "./gate.ts";
-import { METRICS_AGGREGATOR_NAME, PROMETHEUS_CONTENT_TYPE, metrics, renderPrometheus } from "./metrics.ts";
+import { METRICS_AGGREGATOR_NAME, PROMETHEUS_CONTENT_TYPE, metrics, renderPrometheus } from "../observability/metrics.ts";
 import { REJECTIONS_KEPT, REJECTIONS_NAME } from "./rejections.ts";
 import { ProvisioningError, provisionUsageTriggers, triggerCallbackUrl } from "./usage-triggers.ts";
 import { issueEgressKey } from "../egress/keys.ts";
@@ -69,7 +69,7 @@ export interface AdminContext {
   logger: Logger;
   now: () => number;
   waitUntil: (promise: Promise<unknown>) => void;
-  trace: WebhookTrace;
+  trace: RequestTrace;
 }
 
 /** CONTRACT: listing pages default to 50 accounts… */

@@ -18,7 +18,7 @@ import type { Config } from "../config/config.ts";
 import { getConfig } from "../config/config.ts";
 import type { GuardEnv } from "../config/env.ts";
 import { GuardObject } from "../durable/base.ts";
-import { metrics, restCallObserver } from "../admin/metrics.ts";
+import { metrics, restCallObserver } from "../observability/metrics.ts";
 import type { BillableEvent } from "../ledger/classify.ts";
 import { applyBillableEvent, type LedgerEntry } from "../ledger/entries.ts";
 import {
@@ -38,7 +38,7 @@ import { fromMicros, priceEvent, toMicros } from "../ledger/pricing.ts";
 import { countEvent } from "../ledger/reconcile.ts";
 import { ALL_WINDOWS, windowEnd, windowId, windowStart } from "../ledger/windows.ts";
 import { createTwilioClient, type TwilioClient } from "../twilio/rest.ts";
-import type { RecordVerdict } from "../webhooks/handler.ts";
+import type { RecordVerdict } from "../ledger/port.ts";
 import { Outbox, type OutboxHost } from "./outbox.ts";
 import { PRUNE_INTERVAL_MS, SEEN_RETENTION_MS, pruneAccount } from "./prune.ts";
 import { reconcileIfDue, type ReconcileHost } from "./reconcile.ts";

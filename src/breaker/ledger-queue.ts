@@ -9,8 +9,8 @@
 // Every failure is counted in guard_ledger_write_failures_total{stage}. The event keeps the instant it
 // arrived (atMs), so a write that lands late is counted in the windows it belongs to.
 import type { GuardEnv } from "../config/env.ts";
-import type { Logger } from "../http/log.ts";
-import { metrics } from "../admin/metrics.ts";
+import type { Logger } from "../observability/log.ts";
+import { metrics } from "../observability/metrics.ts";
 import { retryDelayMs } from "../ledger/backoff.ts";
 import type { BillableEvent, EventKind } from "../ledger/classify.ts";
 

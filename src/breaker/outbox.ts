@@ -16,8 +16,8 @@
 //     and (unless it was an alert itself) alerted;
 //   - one at a time: runs are serialised, so two REST calls about the account's status never race.
 import type { Config } from "../config/config.ts";
-import type { Logger } from "../http/log.ts";
-import { metrics } from "../admin/metrics.ts";
+import type { Logger } from "../observability/log.ts";
+import { metrics } from "../observability/metrics.ts";
 import { retryDelayMs } from "../ledger/backoff.ts";
 import { effectCurrent, reactivationResult, suspensionResult, type Breaker, type Effect, type Transition } from "../ledger/limits.ts";
 import { classifyRestFailure, TwilioRestError } from "../twilio/errors.ts";

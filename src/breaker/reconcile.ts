@@ -2,7 +2,7 @@
 // while the account is active today: GET …/Usage/Records/Today.json?Category=totalprice, then the pure
 // reconcileDay (src/ledger/reconcile.ts): the day keeps the guard's count and Twilio's figure, and its
 // spend is the larger, so a callback Twilio's figure already includes is not counted again.
-import type { Logger } from "../http/log.ts";
+import type { Logger } from "../observability/log.ts";
 import { applyEvent, limitLabel } from "../ledger/limits.ts";
 import type { Policy } from "../ledger/policy.ts";
 import { fromMicros, toMicros } from "../ledger/pricing.ts";

@@ -14,7 +14,7 @@
 import { DurableObject } from "cloudflare:workers";
 import { getConfig } from "../config/config.ts";
 import type { GuardEnv } from "../config/env.ts";
-import { Logger } from "../http/log.ts";
+import { Logger } from "../observability/log.ts";
 
 export interface Schema {
   /** The version this code writes. */

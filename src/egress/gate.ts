@@ -11,8 +11,8 @@
 // retries any 5xx POST, which could send the message twice.
 import type { Config, EgressMode } from "../config/config.ts";
 import { GuardError } from "../http/errors.ts";
-import type { Logger } from "../http/log.ts";
-import { metrics } from "../admin/metrics.ts";
+import type { Logger } from "../observability/log.ts";
+import { metrics } from "../observability/metrics.ts";
 import type { Settlement } from "../ledger/reservations.ts";
 import { toBase64, utf8 } from "../util/encoding.ts";
 import { readBody } from "../webhooks/read.ts";

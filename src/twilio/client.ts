@@ -3,7 +3,7 @@
 // token) and the REST-call metrics observer. Callers (Durable Objects, admin routes) use this, never
 // their own createTwilioClient call, so the credentials and the metrics are wired the same everywhere.
 import type { Config } from "../config/config.ts";
-import { restCallObserver } from "../admin/metrics.ts";
+import { restCallObserver } from "../observability/metrics.ts";
 import { createTwilioClient, type TwilioClient } from "./rest.ts";
 
 export function twilioClientFor(config: Pick<Config, "apiBase" | "accountSid" | "authTokens">): TwilioClient {

@@ -1,4 +1,4 @@
-// The one redactor: every log line (http/log.ts), every REST error detail (twilio/errors.ts) and the
+// The one redactor: every log line (observability/log.ts), every REST error detail (twilio/errors.ts) and the
 // webhook tool's output pass secret values through here before anyone can read them.
 
 export const REDACTED = "[redacted]";

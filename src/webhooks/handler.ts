@@ -2,29 +2,16 @@
 // Order matters: everything that can refuse a request runs before anything is counted or forwarded.
 import type { Config } from "../config/config.ts";
 import { ConfigError, GuardError } from "../http/errors.ts";
-import type { Logger } from "../http/log.ts";
+import type { Logger } from "../observability/log.ts";
 import { classifyWebhook, mixesEventKinds, type BillableEvent } from "../ledger/classify.ts";
+import type { LedgerPort } from "../ledger/port.ts";
+import type { RequestTrace } from "../observability/trace.ts";
 import { authenticateWebhook, type TokenResolver } from "./authenticate.ts";
 import { forwardToOrigin } from "./forward.ts";
 import { parseWebhook, readBody } from "./read.ts";
 import { RecentKeys } from "./recent.ts";
 import { blockedAnswer } from "./twiml.ts";
 import { reservationOfStatusPath } from "../egress/gate.ts";
-
-export interface RecordVerdict {
-  /** The same event (Sid and status, or Twilio's idempotency token) was recorded before: not counted again. */
-  duplicate: boolean;
-  /** The account's breaker is open and blocks at the edge: answer with safe TwiML, do not call the origin. */
-  blocked: boolean;
-}
-
-/** The spend ledger as the webhook path sees it: one call per event, to the account's Durable Object. */
-export interface LedgerPort {
-  /** `reservationId`: the egress gate's reservation a status callback of the guard's own status path names. */
-  record(event: BillableEvent, idempotencyToken: string | null, reservationId?: string): Promise<RecordVerdict>;
-  /** Records a status callback at least once (the answer does not wait): retried durably if the write fails. */
-  recordStatus(event: BillableEvent, idempotencyToken: string | null, reservationId?: string): Promise<void>;
-}
 
 export interface WebhookDeps {
   config: Config;
@@ -34,17 +21,6 @@ export interface WebhookDeps {
   waitUntil: (promise: Promise<unknown>) => void;
   originTimeoutMs?: number;
   fetch?: typeof fetch;
-}
-
-/** What the handler learned, for the request's log line and metrics. */
-export interface WebhookTrace {
-  account?: string | null;
-  verdict?: string;
-  breaker?: "open";
-  duplicate?: boolean;
-  eventKind?: string;
-  /** The request was sent on to the origin (whatever the origin then answered). */
-  forwarded?: boolean;
 }
 
 const ALLOWED_METHODS = "GET, POST";
@@ -62,7 +38,7 @@ function isInbound(event: BillableEvent): boolean {
   return event.kind === "inbound-message" || event.kind === "inbound-call";
 }
 
-export async function handleWebhook(request: Request, deps: WebhookDeps, trace: WebhookTrace): Promise<Response> {
+export async function handleWebhook(request: Request, deps: WebhookDeps, trace: RequestTrace): Promise<Response> {
   if (request.method !== "GET" && request.method !== "POST") {
     throw new GuardError(405, "method not allowed: Twilio webhooks are GET or POST", {
       reason: "method-not-allowed",
@@ -162,7 +138,7 @@ export async function handleWebhook(request: Request, deps: WebhookDeps, trace: 
   return forwardToOrigin(request, rawBody, forwardOptions(deps, guardHeaders, trace));
 }
 
-function forwardOptions(deps: WebhookDeps, guardHeaders: Record<string, string>, trace: WebhookTrace) {
+function forwardOptions(deps: WebhookDeps, guardHeaders: Record<string, string>, trace: RequestTrace) {
   trace.forwarded = true;
   return {
     originUrl: deps.config.originUrl!,

@@ -5,7 +5,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { consumeLedgerQueue, parseLedgerMessage, type LedgerQueueMessage } from "../../src/breaker/ledger-queue.ts";
 import type { GuardEnv } from "../../src/config/env.ts";
-import { Logger } from "../../src/http/log.ts";
+import { Logger } from "../../src/observability/log.ts";
 import { classifyWebhook, type BillableEvent } from "../../src/ledger/classify.ts";
 import { guard, today } from "../support/money.ts";
 import { messageStatus, uniqueSid } from "../support/twilio.ts";

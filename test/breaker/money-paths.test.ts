@@ -4,7 +4,7 @@
 import { createExecutionContext, evictDurableObject, runInDurableObject, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { metrics } from "../../src/admin/metrics.ts";
+import { metrics } from "../../src/observability/metrics.ts";
 import { createApp } from "../../src/app.ts";
 import { COUNTED_GRACE_MS, TRIPS_KEPT, pruneAccount } from "../../src/breaker/prune.ts";
 import type { GuardEnv } from "../../src/config/env.ts";

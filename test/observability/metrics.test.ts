@@ -15,7 +15,7 @@ import {
   restCallObserver,
   type AggregatedMetrics,
   type MetricsBatch,
-} from "../../src/admin/metrics.ts";
+} from "../../src/observability/metrics.ts";
 import { uniqueSid } from "../support/twilio.ts";
 
 const ADMIN_TOKEN = "test-admin-token-for-metrics";

@@ -9,11 +9,11 @@
 // TRIGGER_MAX_AGE_MS (or in the future) is refused, so no replay outlives what is remembered.
 import type { Config } from "../config/config.ts";
 import { GuardError } from "../http/errors.ts";
-import type { Logger } from "../http/log.ts";
-import { authenticateWebhook, type TokenResolver } from "../webhooks/authenticate.ts";
-import type { WebhookTrace } from "../webhooks/handler.ts";
-import { parseWebhook, readBody } from "../webhooks/read.ts";
-import type { UsageTriggerFiring } from "./account-guard.ts";
+import type { Logger } from "../observability/log.ts";
+import { authenticateWebhook, type TokenResolver } from "./authenticate.ts";
+import type { RequestTrace } from "../observability/trace.ts";
+import { parseWebhook, readBody } from "./read.ts";
+import type { UsageTriggerFiring } from "../breaker/account-guard.ts";
 import { USAGE_TRIGGER_SID } from "../twilio/sids.ts";
 
 export interface UsageTriggerDeps {
@@ -41,7 +41,7 @@ function badTrigger(reason: string, message: string): GuardError {
   return new GuardError(400, message, { reason });
 }
 
-export async function handleUsageTrigger(request: Request, deps: UsageTriggerDeps, trace: WebhookTrace): Promise<Response> {
+export async function handleUsageTrigger(request: Request, deps: UsageTriggerDeps, trace: RequestTrace): Promise<Response> {
   if (request.method !== "POST") {
     throw new GuardError(405, "method not allowed: usage trigger callbacks are POST", {
       reason: "method-not-allowed",

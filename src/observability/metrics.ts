@@ -18,7 +18,7 @@
 //   - Open breakers are not a counter but a state: each report carries `(sid, open, atMs)` and the
 //     aggregator keeps the latest per account, so the gauge cannot drift when a report is lost or repeated.
 //
-// For the webhook handler and the AccountGuard: `import { metrics } from "../admin/metrics.ts"`, then
+// For the webhook handler and the AccountGuard: `import { metrics } from "../observability/metrics.ts"`, then
 //   metrics.inc("guard_requests_verified_total", { via: "signature" });
 //   metrics.inc("guard_requests_rejected_total", { reason: error.reason });
 //   metrics.inc("guard_breaker_trips_total", { reason: "limit" });
