@@ -323,7 +323,11 @@ export class AccountGuard extends GuardObject {
     const change = realPrice(row.entry, usdMicros);
     if (change.entry === null) return false;
     this.#setEntry(countKey, change.entry, row.atMs);
-    if (change.add.usdMicros !== 0) this.#count(this.#policy().policy, row.atMs, change.add);
+    if (change.add.usdMicros !== 0) {
+      this.#count(this.#policy().policy, row.atMs, change.add);
+      // The listing shows the day's spend: the alarm running this lookup pushes the new figure when it ends.
+      if (this.meta("summary_at") === null) this.setMeta("summary_at", String(Date.now()));
+    }
     return true;
   }
 

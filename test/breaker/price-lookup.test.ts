@@ -3,10 +3,12 @@
 // after the horizon. Twilio's API is the workerd stand-in (test/support/origin.ts); every lookup is
 // checked against FetchMessage / FetchCall (GET, no body, the parent's HTTP Basic, JSON).
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { MAX_PENDING_PRICE_LOOKUPS, PRICE_LOOKUP_HORIZON_MS, PriceUnavailable, readPrice } from "../../src/breaker/price-lookup.ts";
 import { sendFacts } from "../../src/egress/send.ts";
 import { classifyWebhook, type BillableEvent } from "../../src/ledger/classify.ts";
+import { windowStart } from "../../src/ledger/windows.ts";
 import { metrics } from "../../src/observability/metrics.ts";
 import { guard } from "../support/guard.ts";
 import { ALERTS, TWILIO_API, fakeTwilio, mockOutbound, type Captured } from "../support/origin.ts";
@@ -48,13 +50,13 @@ function event(params: Params): BillableEvent {
 }
 
 /** A send the gate reserved and Twilio accepted without a price (settled at the estimate). */
-async function gateSend(kind: "message" | "call", form: Record<string, string>): Promise<{ sid: string; sendSid: string }> {
+async function gateSend(kind: "message" | "call", form: Record<string, string>, atMs = Date.now()): Promise<{ sid: string; sendSid: string }> {
   const sid = uniqueSid();
   await guard(sid).setPolicy(sid, POLICY);
-  const answer = await guard(sid).reserveSend({ accountSid: sid, atMs: Date.now(), mode: "enforce", key: null, send: sendFacts(kind, new URLSearchParams(form)) });
+  const answer = await guard(sid).reserveSend({ accountSid: sid, atMs, mode: "enforce", key: null, send: sendFacts(kind, new URLSearchParams(form)) });
   if (!answer.ok) throw new Error(answer.refusal.reason);
   const sendSid = uniqueSid(kind === "message" ? "SM" : "CA");
-  await guard(sid).settleSend(sid, answer.reservationId, { type: "accepted", sid: sendSid, priceUsd: null });
+  await guard(sid).settleSend(sid, answer.reservationId, { type: "accepted", sid: sendSid, priceUsd: null }, atMs);
   return { sid, sendSid };
 }
 
@@ -115,6 +117,20 @@ describe("price lookup: a message settled at its estimate", () => {
     expect(await day(sid)).toEqual({ usd: 0.0158, events: 1 });
     expectFetchShape(lookups(sendSid), `/2010-04-01/Accounts/${sid}/Messages/${sendSid}.json`);
   });
+  it("corrects the UTC day the send was counted in, not the day its price arrived", async () => {
+    const today = windowStart("day", Date.now());
+    const { sid, sendSid } = await gateSend("message", twoSegments, today - 3_600_000);
+    prices.set(sendSid, ["-0.0158"]);
+    await guard(sid).record(event(messageStatus(sid, sendSid, "delivered")), null);
+    await lookOnce(sid);
+    const days = await runInDurableObject(guard(sid), (_i, state) => ({
+      totals: state.storage.sql.exec<{ start_ms: number; usd_micros: number }>("SELECT start_ms, usd_micros FROM totals WHERE window = 'day' ORDER BY start_ms").toArray(),
+      buckets: state.storage.sql.exec<{ start_ms: number; usd_micros: number }>("SELECT start_ms, usd_micros FROM usage_buckets WHERE grain = 'day' ORDER BY start_ms").toArray(),
+    }));
+    const yesterday = { start_ms: windowStart("day", today - 1), usd_micros: 15_800 };
+    expect(days.totals.filter((d) => d.usd_micros !== 0)).toEqual([yesterday]);
+    expect(days.buckets.filter((d) => d.usd_micros !== 0)).toEqual([yesterday]);
+  });
   it("queues one lookup per Sid however many billed statuses arrive", async () => {
     const { sid, sendSid } = await gateSend("message", twoSegments);
     await guard(sid).record(event(messageStatus(sid, sendSid, "sent")), null);
@@ -147,6 +163,23 @@ describe("price lookup: a message settled at its estimate", () => {
     await lookOnce(sid);
     expect(inc).toHaveBeenCalledWith("guard_price_lookups_total", { outcome: "unchanged" });
     expect(await day(sid)).toEqual({ usd: 0.0158, events: 1 });
+  });
+});
+
+describe("price lookup: the accounts listing", () => {
+  it("gets the corrected day's spend after the alarm applied a price", async () => {
+    const { sid, sendSid } = await gateSend("message", twoSegments);
+    prices.set(sendSid, ["-0.0158"]);
+    await guard(sid).record(event(messageStatus(sid, sendSid, "delivered")), null);
+    await lookOnce(sid);
+    const listed = () =>
+      runInDurableObject(env.DIRECTORY.getByName("directory"), (_i, state) =>
+        state.storage.sql.exec<{ spend_micros: number }>("SELECT spend_micros FROM account_summary WHERE sid = ?", sid).toArray()[0]?.spend_micros,
+      );
+    // The push is sent after the alarm (waitUntil): each read lets it land, a bounded number of times.
+    let spend = await listed();
+    for (let i = 0; i < 50 && spend !== 15_800; i++) spend = await listed();
+    expect(spend).toBe(15_800);
   });
 });
 
