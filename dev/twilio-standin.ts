@@ -13,7 +13,7 @@ import { randomBytes, timingSafeEqual } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { RestPurpose } from "../src/twilio/rest.ts";
-import { ACCOUNT_SID, APPLICATION_SID, CALL_SID, CONTENT_SID, MESSAGING_SERVICE_SID, USAGE_TRIGGER_SID as TRIGGER_SID } from "../src/twilio/sids.ts";
+import { ACCOUNT_SID, APPLICATION_SID, CALL_SID, CONTENT_SID, MESSAGE_SID, MESSAGING_SERVICE_SID, USAGE_TRIGGER_SID as TRIGGER_SID } from "../src/twilio/sids.ts";
 
 // ---- Shapes from the OpenAPI description (twilio_api_v2010.json) -------------------------------------
 
@@ -111,6 +111,9 @@ const OPERATIONS = {
     required: ["CallbackUrl", "TriggerValue", "UsageCategory"],
   },
   DeleteUsageTrigger: { method: "DELETE", params: {} },
+  // A send's real price (FetchMessage / FetchCall): no parameters beyond the path.
+  FetchMessage: { method: "GET", params: {} },
+  FetchCall: { method: "GET", params: {} },
   ListUsageRecordToday: {
     method: "GET",
     params: { Category: "string", StartDate: "date", EndDate: "date", IncludeSubaccounts: "bool", ...PAGING },
@@ -187,14 +190,15 @@ const ROUTES: { pattern: RegExp; byMethod: Partial<Record<string, OperationId>> 
   { pattern: /^\/Accounts\.json$/, byMethod: { GET: "ListAccount" } },
   { pattern: /^\/Accounts\/([^/]+)\.json$/, byMethod: { GET: "FetchAccount", POST: "UpdateAccount" } },
   { pattern: /^\/Accounts\/([^/]+)\/Calls\.json$/, byMethod: { GET: "ListCall", POST: "CreateCall" } },
-  { pattern: /^\/Accounts\/([^/]+)\/Calls\/([^/]+)\.json$/, byMethod: { POST: "UpdateCall" } },
+  { pattern: /^\/Accounts\/([^/]+)\/Calls\/([^/]+)\.json$/, byMethod: { GET: "FetchCall", POST: "UpdateCall" } },
   { pattern: /^\/Accounts\/([^/]+)\/Usage\/Triggers\.json$/, byMethod: { GET: "ListUsageTrigger", POST: "CreateUsageTrigger" } },
   { pattern: /^\/Accounts\/([^/]+)\/Usage\/Triggers\/([^/]+)\.json$/, byMethod: { DELETE: "DeleteUsageTrigger" } },
   { pattern: /^\/Accounts\/([^/]+)\/Usage\/Records\/Today\.json$/, byMethod: { GET: "ListUsageRecordToday" } },
   { pattern: /^\/Accounts\/([^/]+)\/Messages\.json$/, byMethod: { POST: "CreateMessage" } },
+  { pattern: /^\/Accounts\/([^/]+)\/Messages\/([^/]+)\.json$/, byMethod: { GET: "FetchMessage" } },
 ];
 
-const SUB_SID_PATTERN: Partial<Record<OperationId, RegExp>> = { UpdateCall: CALL_SID, DeleteUsageTrigger: TRIGGER_SID };
+const SUB_SID_PATTERN: Partial<Record<OperationId, RegExp>> = { UpdateCall: CALL_SID, FetchCall: CALL_SID, FetchMessage: MESSAGE_SID, DeleteUsageTrigger: TRIGGER_SID };
 
 // ---- Public API ---------------------------------------------------------------------------------------
 
@@ -229,6 +233,8 @@ export interface StandinCall {
   from: string;
   to: string;
   dateCreated: Date;
+  /** What FetchCall answers as `price` (a negative decimal string once billed); absent: null, not priced yet. */
+  price?: string | null;
 }
 
 export interface StandinTrigger {
@@ -249,6 +255,8 @@ export interface StandinMessage {
   from: string;
   to: string;
   body: string;
+  /** What FetchMessage answers as `price` (a negative decimal string once billed); absent: null, not priced yet. */
+  price?: string | null;
 }
 
 export interface RecordedRequest {
@@ -436,12 +444,36 @@ export async function startTwilioStandin(opts: StandinOptions): Promise<TwilioSt
       direction: "inbound",
       from: c.from,
       parent_call_sid: null,
+      price: c.price ?? null,
+      price_unit: "USD",
       sid: c.sid,
       start_time: rfc2822(c.dateCreated),
       end_time: c.status === "completed" || c.status === "canceled" ? rfc2822(new Date()) : null,
       status: c.status,
       to: c.to,
       uri: `${API}/Accounts/${c.accountSid}/Calls/${c.sid}.json`,
+    };
+  }
+
+  function messageJson(msg: StandinMessage, status: string) {
+    return {
+      account_sid: msg.accountSid,
+      api_version: "2010-04-01",
+      body: msg.body,
+      date_created: rfc2822(new Date()),
+      direction: "outbound-api",
+      error_code: null,
+      error_message: null,
+      from: msg.from,
+      messaging_service_sid: null,
+      num_media: "0",
+      num_segments: "1",
+      price: msg.price ?? null,
+      price_unit: "USD",
+      sid: msg.sid,
+      status,
+      to: msg.to,
+      uri: `${API}/Accounts/${msg.accountSid}/Messages/${msg.sid}.json`,
     };
   }
 
@@ -622,6 +654,18 @@ export async function startTwilioStandin(opts: StandinOptions): Promise<TwilioSt
         return new HttpAnswer(201, triggerJson(t));
       }
 
+      case "FetchCall": {
+        const call = find(calls, route.subSid!);
+        if (!call || call.accountSid !== account.sid) return notFound(`${API}${path}`);
+        return new HttpAnswer(200, callJson(call));
+      }
+
+      case "FetchMessage": {
+        const msg = messages.find((m) => m.sid.toLowerCase() === route.subSid!.toLowerCase() && m.accountSid === account.sid);
+        if (!msg) return notFound(`${API}${path}`);
+        return new HttpAnswer(200, messageJson(msg, "delivered"));
+      }
+
       case "DeleteUsageTrigger": {
         const t = find(triggers, route.subSid!);
         if (!t || t.accountSid !== account.sid) return notFound(`${API}${path}`);
@@ -673,25 +717,7 @@ export async function startTwilioStandin(opts: StandinOptions): Promise<TwilioSt
         }
         const msg: StandinMessage = { sid: newSid("SM"), accountSid: account.sid, from: form.From ?? "", to: form.To!, body: form.Body ?? "" };
         messages.push(msg);
-        return new HttpAnswer(201, {
-          account_sid: msg.accountSid,
-          api_version: "2010-04-01",
-          body: msg.body,
-          date_created: rfc2822(new Date()),
-          direction: "outbound-api",
-          error_code: null,
-          error_message: null,
-          from: msg.from,
-          messaging_service_sid: form.MessagingServiceSid ?? null,
-          num_media: "0",
-          num_segments: "1",
-          price: null,
-          price_unit: "USD",
-          sid: msg.sid,
-          status: "queued",
-          to: msg.to,
-          uri: `${API}/Accounts/${msg.accountSid}/Messages/${msg.sid}.json`,
-        });
+        return new HttpAnswer(201, { ...messageJson(msg, "queued"), messaging_service_sid: form.MessagingServiceSid ?? null });
       }
     }
   }
@@ -719,6 +745,9 @@ export async function startTwilioStandin(opts: StandinOptions): Promise<TwilioSt
         return "usage-today";
       case "CreateMessage":
         return "alert-sms";
+      case "FetchMessage":
+      case "FetchCall":
+        return "fetch-price";
       case "CreateCall":
         return "unknown";
     }

@@ -12,7 +12,8 @@
 //   - every side effect is fenced by the trip it belongs to (outbox.ts);
 //   - a send through the REST egress gate is reserved before it is forwarded and settled by Twilio's
 //     answer (src/ledger/reservations.ts, rows in src/egress/store.ts): its Sid's entry is then bound, so
-//     its status callbacks find it counted.
+//     its status callbacks find it counted; its real price, when no callback brought it, is looked up
+//     later from the alarm (price-lookup.ts) and replaces the estimate once.
 // The listing's summary is pushed to the directory after the answer (src/accounts/summary.ts).
 import type { Config } from "../config/config.ts";
 import { getConfig } from "../config/config.ts";
@@ -20,7 +21,7 @@ import type { GuardEnv } from "../config/env.ts";
 import { GuardObject } from "../durable/base.ts";
 import { metrics, restCallObserver } from "../observability/metrics.ts";
 import type { BillableEvent } from "../ledger/classify.ts";
-import { applyBillableEvent, type LedgerEntry } from "../ledger/entries.ts";
+import { applyBillableEvent, awaitPrice, realPrice, type LedgerEntry } from "../ledger/entries.ts";
 import {
   applyEvent,
   breakerBlocks,
@@ -40,6 +41,7 @@ import { ALL_WINDOWS, windowEnd, windowId, windowStart } from "../ledger/windows
 import { createTwilioClient, type TwilioClient } from "../twilio/rest.ts";
 import type { RecordVerdict } from "../ledger/port.ts";
 import { Outbox, type OutboxHost } from "./outbox.ts";
+import { MAX_PENDING_PRICE_LOOKUPS, PRICE_LOOKUP_FIRST_DELAY_MS, type PriceLookup } from "./price-lookup.ts";
 import { PRUNE_INTERVAL_MS, SEEN_RETENTION_MS, pruneAccount } from "./prune.ts";
 import { reconcileIfDue, type ReconcileHost } from "./reconcile.ts";
 import { ACCOUNT_SCHEMA, RECENT_EVENTS_KEPT } from "./schema.ts";
@@ -192,6 +194,7 @@ export class AccountGuard extends GuardObject {
         const [day] = readTotals(this.sql, ["day"], now);
         return { spendTodayUsd: fromMicros(day!.usdMicros), link: dashboardLink(this.#config.publicUrl, this.#sid ?? "") };
       },
+      applyRealPrice: (countKey, usdMicros) => this.#applyRealPrice(countKey, usdMicros),
     };
   }
 
@@ -234,21 +237,31 @@ export class AccountGuard extends GuardObject {
       // send is counted once (by its reservation), and a reported price replaces the estimate.
       let effects = false;
       if (reservationId !== undefined) effects = this.#settleReservation(reservationId, { type: "sid-seen", sid: event.sid }, policy);
-      if (event.reportedPriceUsd !== undefined && event.kind === "message-status") {
-        const bound = this.#egress.reservationBySid(event.sid);
-        if (bound !== null) effects = this.#settleReservation(bound.id, { type: "price", usd: event.reportedPriceUsd }, policy) || effects;
-      }
       let add: Addition = { usdMicros: 0, events: 0 };
       let settled = false;
+      /** What the recent events ring shows for it: what it added, wherever it went. */
+      let shownMicros = 0;
       if (!duplicate) {
         // A call the gate made is priced at the destination's rate it was reserved at.
         const callRate = event.kind === "call-status" && event.reportedPriceUsd === undefined ? this.#egress.callRate(event.sid) : null;
         const price = callRate !== null ? callRate * (event.units.minutes ?? 0) : priceEvent(event, policy.prices);
-        const change = applyBillableEvent(this.#entry(event.countKey), event, price);
-        if (change.entry !== null) this.#setEntry(event.countKey, change.entry, now);
-        add = change.add;
+        const before = this.#entryRow(event.countKey);
+        const change = applyBillableEvent(before?.entry, event, price);
+        let after = before;
+        if (change.entry !== null && before?.entry.settled === true) {
+          // Only a real price changes a settled Sid: the difference goes to the windows it was counted in.
+          after = { entry: change.entry, atMs: before.atMs };
+          effects = this.#count(policy, before.atMs, change.add) || effects;
+          shownMicros = change.add.usdMicros;
+        } else {
+          if (change.entry !== null) after = { entry: change.entry, atMs: now };
+          add = change.add;
+          shownMicros = add.usdMicros;
+        }
+        if (after !== undefined && after !== before) this.#setEntry(event.countKey, after.entry, after.atMs);
         // An entry changed without a new event: a reservation settled (or released) by its outcome.
         settled = change.entry !== null && change.add.events === 0;
+        if (after !== undefined) effects = this.#awaitPrice(event, after, now) || effects;
       }
       if (this.meta("prune_at") === null) {
         // Remembered keys must be pruned some day: the first event after a quiet period schedules it.
@@ -263,7 +276,7 @@ export class AccountGuard extends GuardObject {
       const seq = this.#nextRecentSeq();
       this.sql.exec(
         "INSERT OR REPLACE INTO recent_events (id, seq, at_ms, kind, sid, status, usd_micros, counted, duplicate, blocked) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        seq % RECENT_EVENTS_KEPT, seq, now, event.kind, event.sid, event.status, add.usdMicros, settled ? 2 : add.events, duplicate ? 1 : 0, blocked ? 1 : 0,
+        seq % RECENT_EVENTS_KEPT, seq, now, event.kind, event.sid, event.status, shownMicros, settled ? 2 : add.events, duplicate ? 1 : 0, blocked ? 1 : 0,
       );
       return { duplicate, blocked, effects };
     });
@@ -273,13 +286,49 @@ export class AccountGuard extends GuardObject {
     return { duplicate: verdict.duplicate, blocked: verdict.blocked };
   }
 
-  #entry(countKey: string): LedgerEntry | undefined {
-    const row = this.sql.exec<{ usd_micros: number; settled: number }>("SELECT usd_micros, settled FROM counted WHERE count_key = ?", countKey).toArray()[0];
-    return row === undefined ? undefined : { usdMicros: row.usd_micros, settled: row.settled === 1 };
+  /** A Sid's ledger entry and when it was counted (the windows a correction of its price goes to). */
+  #entryRow(countKey: string): { entry: LedgerEntry; atMs: number } | undefined {
+    const row = this.sql.exec<{ usd_micros: number; settled: number; at_ms: number }>("SELECT usd_micros, settled, at_ms FROM counted WHERE count_key = ?", countKey).toArray()[0];
+    return row === undefined ? undefined : { entry: decodeEntry(row.usd_micros, row.settled), atMs: row.at_ms };
   }
 
-  #setEntry(countKey: string, entry: LedgerEntry, now: number): void {
-    this.sql.exec("INSERT OR REPLACE INTO counted (count_key, at_ms, usd_micros, settled) VALUES (?, ?, ?, ?)", countKey, now, entry.usdMicros, entry.settled ? 1 : 0);
+  #setEntry(countKey: string, entry: LedgerEntry, atMs: number): void {
+    this.sql.exec("INSERT OR REPLACE INTO counted (count_key, at_ms, usd_micros, settled) VALUES (?, ?, ?, ?)", countKey, atMs, entry.usdMicros, encodeEntry(entry));
+  }
+
+  /**
+   * Inside record's transaction: a gate send's billed final status without a Price queues one lookup of
+   * its real price (price-lookup.ts), unless the account already has MAX_PENDING_PRICE_LOOKUPS waiting.
+   */
+  #awaitPrice(event: BillableEvent, row: { entry: LedgerEntry; atMs: number }, now: number): boolean {
+    if (!event.billable || event.reportedPriceUsd !== undefined || (event.kind !== "message-status" && event.kind !== "call-status")) return false;
+    const change = awaitPrice(row.entry);
+    if (change.entry === null || this.#egress.reservationBySid(event.sid) === null) return false;
+    if (this.#outbox.pendingPriceLookups() >= MAX_PENDING_PRICE_LOOKUPS) {
+      metrics.inc("guard_price_lookups_total", { outcome: "over-bound" });
+      this.logger.warn("price-lookup-over-bound", { account: this.#sid, sid: event.sid, pending: MAX_PENDING_PRICE_LOOKUPS });
+      return false;
+    }
+    this.#setEntry(event.countKey, change.entry, row.atMs);
+    const lookup: PriceLookup = { sid: event.sid, kind: event.kind === "call-status" ? "call" : "message", countKey: event.countKey, since: now };
+    this.#outbox.enqueue("", "price-lookup", lookup, now + PRICE_LOOKUP_FIRST_DELAY_MS);
+    return true;
+  }
+
+  /** The outbox's price lookup found the real price: applied once (entries.ts realPrice), to the windows of the send. */
+  #applyRealPrice(countKey: string, usdMicros: number): boolean {
+    const row = this.#entryRow(countKey);
+    // A Sid no longer in the ledger (pruned with its month) has no window left to correct.
+    if (row === undefined) return false;
+    const change = realPrice(row.entry, usdMicros);
+    if (change.entry === null) return false;
+    this.#setEntry(countKey, change.entry, row.atMs);
+    if (change.add.usdMicros !== 0) {
+      this.#count(this.#policy().policy, row.atMs, change.add);
+      // The listing shows the day's spend: the alarm running this lookup pushes the new figure when it ends.
+      if (this.meta("summary_at") === null) this.setMeta("summary_at", String(Date.now()));
+    }
+    return true;
   }
 
   #nextRecentSeq(): number {
@@ -421,7 +470,7 @@ export class AccountGuard extends GuardObject {
     });
     let reactivation: Reactivation = "not-needed";
     if (needsReactivation) {
-      await this.#outbox.run(now);
+      await this.#outbox.run(now, false);
       const state = this.#outbox.latestState("reactivate");
       reactivation = state === "done" ? "done" : state === "failed" ? "failed" : "retrying";
     }
@@ -649,8 +698,8 @@ export class AccountGuard extends GuardObject {
     if (before === null) return false;
     let transition = settleReservation(before, settlement);
     if (transition.bind !== null) {
-      const { countKey, usdMicros, settled } = transition.bind;
-      const inserted = this.sql.exec("INSERT OR IGNORE INTO counted (count_key, at_ms, usd_micros, settled) VALUES (?, ?, ?, ?)", countKey, before.atMs, usdMicros, settled).rowsWritten;
+      const { countKey, entry } = transition.bind;
+      const inserted = this.sql.exec("INSERT OR IGNORE INTO counted (count_key, at_ms, usd_micros, settled) VALUES (?, ?, ?, ?)", countKey, before.atMs, entry.usdMicros, encodeEntry(entry)).rowsWritten;
       // Its status callback got here first and counted it: the reservation goes, the send stays counted once.
       if (inserted === 0) transition = releaseAsDuplicate(before);
     }
@@ -724,6 +773,23 @@ export class AccountGuard extends GuardObject {
       else this.deleteMeta("prune_at");
     });
   }
+}
+
+/**
+ * counted.settled holds an entry's state (no schema change): 0 a reservation, 1 settled at an estimate,
+ * 2 settled at an estimate whose price lookup is queued, 3 settled at Twilio's real price.
+ */
+const ENTRY_STATES = { reserved: 0, estimate: 1, lookup: 2, real: 3 } as const;
+
+function encodeEntry(entry: LedgerEntry): number {
+  if (!entry.settled) return ENTRY_STATES.reserved;
+  return entry.price === undefined ? ENTRY_STATES.estimate : ENTRY_STATES[entry.price];
+}
+
+function decodeEntry(usdMicros: number, state: number): LedgerEntry {
+  if (state === ENTRY_STATES.lookup) return { usdMicros, settled: true, price: "lookup" };
+  if (state === ENTRY_STATES.real) return { usdMicros, settled: true, price: "real" };
+  return { usdMicros, settled: state === ENTRY_STATES.estimate };
 }
 
 function windowView(policy: Policy, window: string, id: string, usdMicros: number, events: number, countedMicros: number, twilioMicros: number | null): WindowView {

@@ -14,7 +14,13 @@
 //     classifier for everything else);
 //   - never silent: every effect given up is in the history, counted in guard_effects_given_up_total,
 //     and (unless it was an alert itself) alerted;
-//   - one at a time: runs are serialised, so two REST calls about the account's status never race.
+//   - one at a time: runs are serialised, so two REST calls about the account's status never race;
+//   - bookkeeping last: a send's real-price lookup (price-lookup.ts) runs after the account's effects and
+//     alerts, at most PRICE_LOOKUPS_PER_RUN per run; being money bookkeeping, not a protection, its
+//     attempts stay out of the trip history (a busy account would bury its trips under them), its
+//     outcomes go to guard_price_lookups_total and the log.
+import { toMicros } from "../ledger/pricing.ts";
+import { PRICE_LOOKUP_BACKOFF, PRICE_LOOKUP_HORIZON_MS, PRICE_LOOKUPS_PER_RUN, PriceUnavailable, readPrice, type PriceLookup } from "./price-lookup.ts";
 import type { Config } from "../config/config.ts";
 import type { Logger } from "../observability/log.ts";
 import { metrics } from "../observability/metrics.ts";
@@ -24,7 +30,7 @@ import { classifyRestFailure, TwilioRestError } from "../twilio/errors.ts";
 import type { TwilioClient } from "../twilio/rest.ts";
 import { AlertDeliveryError, alertText, sendAlertWebhook, type AlertFigures } from "./alerts.ts";
 
-export type OutboxKind = "suspend" | "end-calls" | "reactivate" | "alert-webhook" | "alert-sms";
+export type OutboxKind = "suspend" | "end-calls" | "reactivate" | "alert-webhook" | "alert-sms" | "price-lookup";
 
 type OutboxRow = {
   id: number;
@@ -52,6 +58,8 @@ export interface OutboxHost {
   history(now: number, tripId: string | null, kind: string, outcome: string, detail: string): void;
   /** What an alert's text adds: today's spend, the dashboard link. */
   alertFigures(now: number): AlertFigures;
+  /** Applies a send's real price to its ledger entry (once: false when it changed nothing). */
+  applyRealPrice(countKey: string, usdMicros: number): boolean;
 }
 
 /** Twilio answered, but not with the status asked for: not done. `permanent` when repeating cannot help (a closed account). */
@@ -81,11 +89,16 @@ export class Outbox {
     this.#host = host;
   }
 
-  enqueue(tripId: string, kind: OutboxKind, payload: Record<string, unknown>, now: number): void {
+  enqueue(tripId: string, kind: OutboxKind, payload: object, now: number): void {
     this.#host.sql.exec(
       "INSERT INTO outbox (trip_id, kind, payload, attempts, next_at_ms, state) VALUES (?, ?, ?, 0, ?, 'pending')",
       tripId, kind, JSON.stringify(payload), now,
     );
+  }
+
+  /** Price lookups waiting (the bound MAX_PENDING_PRICE_LOOKUPS is checked against this). */
+  pendingPriceLookups(): number {
+    return this.#host.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM outbox WHERE state = 'pending' AND kind = 'price-lookup'").one().n;
   }
 
   /** Queues alerts by every configured channel (SMS for trips only). False when none is configured. */
@@ -133,22 +146,32 @@ export class Outbox {
     return this.#host.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM outbox WHERE state = 'pending' AND attempts > 0 AND kind = 'suspend'").one().n > 0;
   }
 
-  /** Runs every row due at `now` (and those their outcomes queue), after any run already under way. */
-  run(now: number): Promise<void> {
-    const next = this.#chain.then(() => this.#runDue(now));
+  /**
+   * Runs every row due at `now` (and those their outcomes queue), after any run already under way.
+   * `priceLookups: false` leaves the lookups to the alarm (an operator's reset waits for its run).
+   */
+  run(now: number, priceLookups = true): Promise<void> {
+    const next = this.#chain.then(() => this.#runDue(now, priceLookups));
     this.#chain = next.catch(() => {});
     return next;
   }
 
-  async #runDue(now: number): Promise<void> {
+  async #runDue(now: number, priceLookups: boolean): Promise<void> {
     const tried = new Set<number>();
+    let lookups = 0;
     for (let i = 0; i < MAX_ROWS_PER_RUN; i++) {
       const due = Math.max(now, Date.now());
+      // The account's effects and alerts first, price lookups after them; only rows tried in this run can
+      // come back, so one more than those is enough to find an untried one.
       const row = this.#host.sql
-        .exec<OutboxRow>("SELECT id, trip_id, kind, payload, attempts FROM outbox WHERE state = 'pending' AND next_at_ms <= ? ORDER BY id", due)
+        .exec<OutboxRow>(
+          "SELECT id, trip_id, kind, payload, attempts FROM outbox WHERE state = 'pending' AND next_at_ms <= ? ORDER BY kind = 'price-lookup', id LIMIT ?",
+          due, tried.size + 1,
+        )
         .toArray()
         .find((r) => !tried.has(r.id));
       if (row === undefined) return;
+      if (row.kind === "price-lookup" && (!priceLookups || ++lookups > PRICE_LOOKUPS_PER_RUN)) return;
       tried.add(row.id);
       await this.#attempt(row);
     }
@@ -168,10 +191,15 @@ export class Outbox {
     try {
       detail = await this.#perform(row);
     } catch (error) {
-      this.#failed(row, attempt, error);
+      if (row.kind === "price-lookup") this.#priceLookupFailed(row, attempt, error);
+      else this.#failed(row, attempt, error);
       return;
     }
     const now = Date.now();
+    if (row.kind === "price-lookup") {
+      host.sql.exec("UPDATE outbox SET state = 'done', attempts = ? WHERE id = ?", attempt, row.id);
+      return;
+    }
     host.transaction(() => {
       host.sql.exec("UPDATE outbox SET state = 'done', attempts = ? WHERE id = ?", attempt, row.id);
       host.history(now, row.trip_id || null, row.kind, "done", `attempt ${attempt}: ${detail}`);
@@ -218,6 +246,26 @@ export class Outbox {
     if (!retry && row.kind.startsWith("alert")) host.logger.error("alert-given-up", new Error(message), { account: host.sid(), kind: row.kind });
   }
 
+  /** A lookup that found no price (yet), or failed: again later with backoff, until the horizon; then given up, logged and counted. */
+  #priceLookupFailed(row: OutboxRow, attempt: number, error: unknown): void {
+    const host = this.#host;
+    const now = Date.now();
+    const lookup = JSON.parse(row.payload) as PriceLookup;
+    const message = error instanceof Error ? host.logger.redact(error.message) : "failed";
+    const outcome = error instanceof PriceUnavailable ? (error.permanent ? "failed" : "retry") : attemptOutcome(error);
+    const next = now + retryDelayMs(attempt, Math.random(), PRICE_LOOKUP_BACKOFF);
+    if (outcome === "retry" && next <= lookup.since + PRICE_LOOKUP_HORIZON_MS) {
+      host.sql.exec("UPDATE outbox SET attempts = ?, next_at_ms = ? WHERE id = ?", attempt, next, row.id);
+      // "No price yet" is the expected answer for a while: only a failed REST call is worth a log line.
+      if (!(error instanceof PriceUnavailable)) host.logger.warn("price-lookup-failed", { account: host.sid(), sid: lookup.sid, attempt, error: message });
+      return;
+    }
+    host.sql.exec("UPDATE outbox SET state = 'failed', attempts = ? WHERE id = ?", attempt, row.id);
+    metrics.inc("guard_price_lookups_total", { outcome: "given-up" });
+    // The send stays counted at its estimate; the day's reconciliation with Twilio's usage records still corrects the day.
+    host.logger.warn("price-lookup-given-up", { account: host.sid(), sid: lookup.sid, kind: lookup.kind, attempts: attempt, error: message });
+  }
+
   async #perform(row: OutboxRow): Promise<string> {
     const host = this.#host;
     const sid = host.sid();
@@ -246,6 +294,13 @@ export class Outbox {
         if (sms === null) return "skipped: ALERT_SMS_TO no longer set";
         await host.client().sendSms(sms.from, sms.to, payload.text ?? "");
         return "alert SMS sent";
+      }
+      case "price-lookup": {
+        const lookup = JSON.parse(row.payload) as PriceLookup;
+        const usd = readPrice(await host.client().fetchSendPrice(sid, lookup.kind, lookup.sid));
+        const applied = host.transaction(() => host.applyRealPrice(lookup.countKey, toMicros(usd)));
+        metrics.inc("guard_price_lookups_total", { outcome: applied ? "applied" : "unchanged" });
+        return applied ? `real price ${usd} USD applied` : "already at its real price";
       }
     }
   }

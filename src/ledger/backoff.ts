@@ -14,14 +14,20 @@ export const RETRY_MIN_MS = 250;
 /** 2^19 s > RETRY_CAP_MS already: larger exponents change nothing and could overflow. */
 const MAX_EXPONENT = 20;
 
+/** A backoff's shape: the first ceiling and the largest one (defaults: RETRY_BASE_MS, RETRY_CAP_MS). */
+export interface Backoff {
+  baseMs: number;
+  capMs: number;
+}
+
 /**
  * Delay before the next attempt after `attempt` failed attempts (attempt ≥ 1; anything else counts as 1):
- * uniform in [RETRY_MIN_MS, min(RETRY_CAP_MS, RETRY_BASE_MS · 2^(attempt-1))). `random` is clamped to [0, 1).
+ * uniform in [RETRY_MIN_MS, min(cap, base · 2^(attempt-1))). `random` is clamped to [0, 1).
  */
-export function retryDelayMs(attempt: number, random: number): number {
+export function retryDelayMs(attempt: number, random: number, backoff: Backoff = { baseMs: RETRY_BASE_MS, capMs: RETRY_CAP_MS }): number {
   const n = Number.isFinite(attempt) ? Math.floor(attempt) : 1;
   const exponent = Math.min(Math.max(n - 1, 0), MAX_EXPONENT);
-  const ceiling = Math.min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** exponent);
+  const ceiling = Math.min(backoff.capMs, backoff.baseMs * 2 ** exponent);
   const r = Number.isFinite(random) ? Math.min(Math.max(random, 0), 1 - Number.EPSILON) : 0;
   return Math.max(RETRY_MIN_MS, Math.floor(r * ceiling));
 }

@@ -6,7 +6,10 @@
 //            refund when it cost less); a Sid never reserved is counted at its final price;
 //   release  an outcome that costs nothing (busy, no-answer, canceled, failed): settle at zero;
 //   bind     a send's reservation to the Sid Twilio answered with (its callbacks then settle it);
-//   cancel   a send that never happened: its estimate and its event taken back.
+//   cancel   a send that never happened: its estimate and its event taken back;
+//   awaitPrice  a send settled at an estimate whose real price is to be looked up (once per Sid);
+//   realPrice   Twilio's own price (a callback's Price, the resource's `price`): replaces whatever the
+//            Sid is counted at, once; a Sid already at its real price is never changed again.
 // Each returns the entry to store and what to add to the windows; a repeat is a no-op, so every Sid is
 // counted once however its statuses arrive. Integer micro-dollars throughout.
 import type { BillableEvent } from "./classify.ts";
@@ -18,6 +21,11 @@ export interface LedgerEntry {
   usdMicros: number;
   /** False while it is a reservation awaiting its outcome. */
   settled: boolean;
+  /**
+   * Where the amount stands against Twilio's bill: absent, an estimate (the policy's prices);
+   * "lookup", an estimate whose real price is being looked up; "real", Twilio's own price (final).
+   */
+  price?: "lookup" | "real";
 }
 
 export interface EntryChange {
@@ -67,17 +75,42 @@ export function release(entry: LedgerEntry | undefined): EntryChange {
  * - any other status (queued, sending, an outbound call ringing…) changes nothing.
  */
 export function applyBillableEvent(entry: LedgerEntry | undefined, event: BillableEvent, priceMicros: number): EntryChange {
+  // A billable event that reports its Price settles at Twilio's own figure (see realPrice).
+  const final = event.billable && event.reportedPriceUsd !== undefined ? realPrice : settle;
   switch (event.kind) {
     case "inbound-call":
       return reserve(entry, priceMicros);
     case "call-status":
-      return event.billable ? settle(entry, priceMicros) : release(entry);
+      return event.billable ? final(entry, priceMicros) : release(entry);
     case "inbound-message":
-      return settle(entry, priceMicros);
+      return final(entry, priceMicros);
     case "message-status":
-      if (event.billable) return settle(entry, priceMicros);
+      if (event.billable) return final(entry, priceMicros);
       return UNBILLED_FINAL_MESSAGE_STATUSES.has(event.status) ? release(entry) : UNCHANGED;
   }
+}
+
+/**
+ * Marks a Sid settled at an estimate as waiting for its real price: the caller queues one lookup exactly
+ * when this changes the entry (so one lookup per Sid however many final statuses arrive). A reservation
+ * still open, a Sid already looked up or already at its real price: no change.
+ */
+export function awaitPrice(entry: LedgerEntry | undefined): EntryChange {
+  if (entry === undefined || !entry.settled || entry.price !== undefined) return UNCHANGED;
+  return { entry: { ...entry, price: "lookup" }, add: { usdMicros: 0, events: 0 } };
+}
+
+/**
+ * Twilio's real price for a Sid (a status callback's Price, or the Message/Call resource's `price`):
+ * replaces whatever it is counted at (an estimate, or a reservation), adding the difference; a Sid never
+ * seen is counted at it as one event. Applied once: a Sid already at its real price changes no more,
+ * whichever of the callback and the lookup brings it second.
+ */
+export function realPrice(entry: LedgerEntry | undefined, realMicros: number): EntryChange {
+  checkMicros(realMicros);
+  if (entry === undefined) return { entry: { usdMicros: realMicros, settled: true, price: "real" }, add: { usdMicros: realMicros, events: 1 } };
+  if (entry.price === "real") return UNCHANGED;
+  return { entry: { usdMicros: realMicros, settled: true, price: "real" }, add: { usdMicros: realMicros - entry.usdMicros, events: 0 } };
 }
 
 export interface BindChange {

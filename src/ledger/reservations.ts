@@ -2,14 +2,17 @@
 // (CONTRACT.md: "A send is reserved in the account's ledger before it is forwarded … Twilio's answer
 // settles it"). Amounts are integer micro-USD.
 //
-//   held ──accepted(Sid)──▶ bound      the estimate stays, now bound to the Sid (its status callbacks
-//    │                       │          find it counted); a reported price replaces the estimate
-//    ├──rejected──▶ released  └─price──▶ bound (estimate replaced)
+//   held ──accepted(Sid)──▶ bound      the estimate stays (or the price Twilio's answer carried), now
+//    │                                  bound to the Sid: its status callbacks find it counted
+//    ├──rejected──▶ released
 //    └──unknown───▶ unknown ──sid-seen / accepted──▶ bound
 //                      └──rejected (nothing was created)──▶ released
+// Once bound, the Sid's ledger entry (src/ledger/entries.ts) is what it is counted at: the real price,
+// from a status callback or looked up later (src/breaker/price-lookup.ts), replaces it there, once.
 // A settlement that does not apply to the state (a second answer, a late retry) changes nothing, so
 // settling is idempotent: a send is counted exactly once however often its outcome is reported.
 import type { Policy } from "./policy.ts";
+import type { LedgerEntry } from "./entries.ts";
 import { applyEvent, type Evaluation, type WindowTotals } from "./limits.ts";
 import type { Limit } from "./policy.ts";
 import { toMicros } from "./pricing.ts";
@@ -35,9 +38,7 @@ export type Settlement =
   /** No answer (timeout, connection lost): Twilio may have created it. */
   | { type: "unknown" }
   /** A status callback of the guard's own StatusCallback named the Sid. */
-  | { type: "sid-seen"; sid: string }
-  /** The real price became known (a status callback's Price, or the resource's `price`). */
-  | { type: "price"; usd: number };
+  | { type: "sid-seen"; sid: string };
 
 export interface Transition {
   next: Reservation;
@@ -45,8 +46,8 @@ export interface Transition {
   deltaMicros: number;
   /** Events to add to those windows (-1 when a send is released: it was never made). */
   deltaEvents: number;
-  /** The ledger row that makes the Sid counted (status callbacks then do not count it again). */
-  bind: { countKey: string; usdMicros: number; settled: 0 | 1 } | null;
+  /** The ledger entry that makes the Sid counted (status callbacks then do not count it again). */
+  bind: { countKey: string; entry: LedgerEntry } | null;
 }
 
 export function countKeyFor(kind: Reservation["kind"], sid: string): string {
@@ -58,14 +59,15 @@ function unchanged(r: Reservation): Transition {
 }
 
 function bound(r: Reservation, sid: string, priceUsd: number | null | undefined): Transition {
-  const usdMicros = priceUsd === null || priceUsd === undefined ? r.usdMicros : toMicros(Math.abs(priceUsd));
-  // A call's completion status callback settles it (its real minutes replace the reserved ones): settled 0.
-  const settled = r.kind === "message" ? 1 : 0;
+  const real = priceUsd !== null && priceUsd !== undefined;
+  const usdMicros = real ? toMicros(Math.abs(priceUsd)) : r.usdMicros;
+  // A call's completion status callback settles it (its real minutes replace the reserved ones): unsettled.
+  const entry: LedgerEntry = real ? { usdMicros, settled: true, price: "real" } : { usdMicros, settled: r.kind === "message" };
   return {
     next: { ...r, state: "bound", sid, usdMicros },
     deltaMicros: usdMicros - r.usdMicros,
     deltaEvents: 0,
-    bind: { countKey: countKeyFor(r.kind, sid), usdMicros, settled },
+    bind: { countKey: countKeyFor(r.kind, sid), entry },
   };
 }
 
@@ -81,10 +83,6 @@ export function settleReservation(r: Reservation, s: Settlement): Transition {
       if (s.type === "unknown" && r.state === "held") return { next: { ...r, state: "unknown" }, deltaMicros: 0, deltaEvents: 0, bind: null };
       return unchanged(r);
     case "bound":
-      if (s.type === "price") {
-        const usdMicros = toMicros(Math.abs(s.usd));
-        return { next: { ...r, usdMicros }, deltaMicros: usdMicros - r.usdMicros, deltaEvents: 0, bind: null };
-      }
       return unchanged(r);
   }
 }

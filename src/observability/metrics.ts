@@ -104,6 +104,10 @@ export const COUNTERS = {
     help: "Sends through the REST egress gate, by outcome (allowed, refused, report-only: forwarded though enforce would refuse) and reason (none, country, per-prefix, per-destination, limit, breaker-open).",
     labels: ["outcome", "reason"],
   },
+  guard_price_lookups_total: {
+    help: "Lookups of a gate send's real price (GET its Message or Call), by outcome: applied (the real price replaced the estimate), unchanged (it already had it), given-up (no price within the horizon, or none to apply), over-bound (too many waiting: not looked up).",
+    labels: ["outcome"],
+  },
   guard_egress_refused_total: {
     help: "Requests the REST egress gate refused before any send was priced, by reason (credentials, rate-limited-auth, scope, host-not-allowed).",
     labels: ["reason"],

@@ -15,7 +15,8 @@ export type RestPurpose =
   | "create-trigger"
   | "delete-trigger"
   | "usage-today"
-  | "alert-sms";
+  | "alert-sms"
+  | "fetch-price";
 
 /** An HTTP status, or how the call failed before one arrived. */
 export type RestStatus = number | "timeout" | "network";

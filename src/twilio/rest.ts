@@ -4,11 +4,12 @@
 //
 // Paths, parameter names and enum values follow Twilio's OpenAPI description of the 2010-04-01 API
 // (twilio-oai, twilio_api_v2010.json): FetchAccount/UpdateAccount, ListCall/UpdateCall,
-// ListUsageTrigger/CreateUsageTrigger/DeleteUsageTrigger, ListUsageRecordToday, CreateMessage.
+// ListUsageTrigger/CreateUsageTrigger/DeleteUsageTrigger, ListUsageRecordToday, CreateMessage,
+// FetchMessage/FetchCall (a send's real price).
 
 import { toBase64, utf8 } from "../util/encoding.ts";
 import { errorFromResponse, redactedDetail, TwilioRestError, type RestPurpose, type RestStatus } from "./errors.ts";
-import { ACCOUNT_SID, CALL_SID, USAGE_TRIGGER_SID } from "./sids.ts";
+import { ACCOUNT_SID, CALL_SID, MESSAGE_SID, USAGE_TRIGGER_SID } from "./sids.ts";
 
 export { classifyRestFailure, TwilioRestError } from "./errors.ts";
 export type { RestPurpose, RestStatus } from "./errors.ts";
@@ -97,6 +98,16 @@ export interface NewUsageTrigger {
   callbackUrl: string;
 }
 
+/** What Twilio bills for a send, as its Message or Call resource says (FetchMessage / FetchCall). */
+export interface SendPrice {
+  /** USD as a positive number (Twilio writes a charge as a negative decimal string); null until Twilio fills it. */
+  usd: number | null;
+  /** The resource's `price_unit` (null when absent): only USD can be applied to the ledger. */
+  unit: string | null;
+  /** The resource's `status` (message_enum_status / call_enum_status). */
+  status: string;
+}
+
 export interface TwilioClient {
   /**
    * GET /Accounts.json?PageSize=1000, every page (bounded by MAX_LIST_PAGES) through next_page_uri: the
@@ -126,6 +137,11 @@ export interface TwilioClient {
   usageTodayUsd(sid: string): Promise<number | null>;
   /** POST /Accounts/{Parent}/Messages.json To, From, Body (Body truncated to MAX_SMS_BODY_CHARS). */
   sendSms(from: string, to: string, body: string): Promise<void>;
+  /**
+   * GET /Accounts/{Sid}/Messages/{MessageSid}.json or /Calls/{CallSid}.json: the send's `price` and
+   * `price_unit` (null until Twilio fills them, up to a day after the send); null when Twilio answers 404.
+   */
+  fetchSendPrice(sid: string, kind: "message" | "call", sendSid: string): Promise<SendPrice | null>;
 }
 
 function requireSid(pattern: RegExp, value: unknown, what: string): string {
@@ -211,7 +227,7 @@ function toTrigger(json: unknown): UsageTrigger {
 function toPrice(value: unknown): number | null {
   if (value === null || value === undefined || value === "") return null;
   const n = typeof value === "number" ? value : typeof value === "string" ? Number(value) : Number.NaN;
-  if (!Number.isFinite(n)) throw new MalformedResponse("usage record price is not a number");
+  if (!Number.isFinite(n)) throw new MalformedResponse("price is not a number");
   return n;
 }
 
@@ -454,6 +470,22 @@ export function createTwilioClient(cfg: TwilioRestConfig): TwilioClient {
         if (typeof unit === "string" && unit !== "" && unit.toLowerCase() !== "usd") return null;
         return toPrice(record.price);
       });
+    },
+
+    async fetchSendPrice(sid, kind, sendSid) {
+      const path = kind === "message"
+        ? `${accountPath(sid)}/Messages/${requireSid(MESSAGE_SID, sendSid, "Message SID")}.json`
+        : `${accountPath(sid)}/Calls/${requireSid(CALL_SID, sendSid, "Call SID")}.json`;
+      return request("fetch-price", "GET", path, undefined, (status, text) => {
+        if (status === 404) return null;
+        const json = parseJson(text);
+        if (!isRecord(json) || typeof json.sid !== "string" || json.sid.toLowerCase() !== sendSid.toLowerCase()) {
+          throw new MalformedResponse(`${kind} sid does not match the request`);
+        }
+        const price = toPrice(json.price);
+        const unit = typeof json.price_unit === "string" && json.price_unit !== "" ? json.price_unit : null;
+        return { usd: price === null ? null : Math.abs(price), unit, status: str(json.status) };
+      }, [404]);
     },
 
     async sendSms(from, to, body) {

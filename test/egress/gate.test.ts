@@ -7,6 +7,7 @@ import { createApp } from "../../src/app.ts";
 import type { AccountGuard } from "../../src/breaker/account-guard.ts";
 import type { GuardEnv } from "../../src/config/env.ts";
 import { issueEgressKey } from "../../src/egress/keys.ts";
+import { drainAlarms } from "../support/guard.ts";
 import { ALERTS, TWILIO_API, mockOutbound, type Captured } from "../support/origin.ts";
 import { PARENT_SID, PRIMARY_TOKEN, messageStatus, signedForm, uniqueSid } from "../support/twilio.ts";
 
@@ -227,6 +228,21 @@ describe("egress gate: a send Twilio never answered", () => {
     // Its status callback, wherever it goes, finds it counted.
     await guard(sid).record({ kind: "message-status", sid: messageSid, accountSid: sid, status: "delivered", dedupeKey: `${messageSid}:delivered`, countKey: `msg:${messageSid}`, units: { segments: 1, media: 0 }, billable: true }, null);
     expect(await dayTotals(sid)).toEqual({ usd: 0.0083, events: 1 });
+  });
+  it("once bound from the Message list, gets its real price looked up after its final status: counted once, at Twilio's price", async () => {
+    const { sid, auth } = await account();
+    const messageSid = uniqueSid("SM");
+    const found = { sid: messageSid, to: US, from: "+15005550006", body: "lost answer", date_created: new Date().toUTCString() };
+    twilioAnswer = (req) => {
+      if (req.method === "POST") return new Promise<Response>(() => {});
+      if (req.url.includes(`/Messages/${messageSid}.json`)) return new Response(JSON.stringify({ ...found, status: "delivered", price: "-0.0079", price_unit: "USD" }), { status: 200 });
+      return new Response(JSON.stringify({ messages: [found] }), { status: 200 });
+    };
+    expect((await call(messagesPath(sid), { auth, form: { To: US, From: "+15005550006", Body: "lost answer" } }, enforce, createApp({ upstreamTimeoutMs: 50 }))).status).toBe(409);
+    await guard(sid).record({ kind: "message-status", sid: messageSid, accountSid: sid, status: "delivered", dedupeKey: `${messageSid}:delivered`, countKey: `msg:${messageSid}`, units: { segments: 1, media: 0 }, billable: true }, null);
+    await drainAlarms(sid);
+    expect(outbound.to(TWILIO_API).filter((c) => c.method === "GET" && c.url.endsWith(`/Accounts/${sid}/Messages/${messageSid}.json`))).toHaveLength(1);
+    expect(await dayTotals(sid)).toEqual({ usd: 0.0079, events: 1 });
   });
   it("is released when Twilio's Message list shows it was never created", async () => {
     const { sid, auth } = await account();

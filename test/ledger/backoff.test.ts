@@ -46,6 +46,11 @@ describe("retryDelayMs", () => {
     expect([retryDelayMs(3, -1), retryDelayMs(3, 7), retryDelayMs(3, Number.NaN)]).toEqual([RETRY_MIN_MS, 4 * RETRY_BASE_MS - 1, RETRY_MIN_MS]);
   });
 
+  it("takes another shape: its own base and cap", () => {
+    const shape = { baseMs: 60_000, capMs: 3_600_000 };
+    expect([1, 2, 7, 8, 40].map((attempt) => retryDelayMs(attempt, ALMOST_ONE, shape))).toEqual([59_999, 119_999, 3_599_999, 3_599_999, 3_599_999]);
+  });
+
   it("treats an attempt below 1 or not a number as the first", () => {
     expect([retryDelayMs(0, ALMOST_ONE), retryDelayMs(-3, ALMOST_ONE), retryDelayMs(Number.NaN, ALMOST_ONE)]).toEqual([RETRY_BASE_MS - 1, RETRY_BASE_MS - 1, RETRY_BASE_MS - 1]);
   });

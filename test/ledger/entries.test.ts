@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { classifyWebhook, type BillableEvent } from "../../src/ledger/classify.ts";
-import { applyBillableEvent, bind, cancel, release, reserve, settle } from "../../src/ledger/entries.ts";
+import { applyBillableEvent, awaitPrice, bind, cancel, realPrice, release, reserve, settle } from "../../src/ledger/entries.ts";
 
 const AC = "AC" + "a".repeat(32);
 const CA = "CA" + "b".repeat(32);
@@ -64,6 +64,39 @@ describe("applyBillableEvent", () => {
   });
   it("settles a reserved message at its delivered price", () => {
     expect(applyBillableEvent({ usdMicros: 8_300, settled: false }, ev({ MessageSid: SM, MessageStatus: "delivered", Price: "-0.0079" }), 7_900).add).toEqual({ usdMicros: -400, events: 0 });
+  });
+});
+
+describe("awaitPrice", () => {
+  it("marks a Sid settled at an estimate as waiting for its real price, adding nothing", () => {
+    expect(awaitPrice({ usdMicros: 16_600, settled: true })).toEqual({ entry: { usdMicros: 16_600, settled: true, price: "lookup" }, add: { usdMicros: 0, events: 0 } });
+  });
+  it("changes nothing a second time, at a real price, for an open reservation or an unknown Sid", () => {
+    for (const entry of [{ usdMicros: 16_600, settled: true, price: "lookup" as const }, { usdMicros: 15_800, settled: true, price: "real" as const }, { usdMicros: 16_600, settled: false }, undefined]) {
+      expect(awaitPrice(entry).entry).toBeNull();
+    }
+  });
+});
+
+describe("realPrice", () => {
+  it("replaces an estimate by the real price, adding the difference and no event", () => {
+    expect(realPrice({ usdMicros: 16_600, settled: true, price: "lookup" }, 15_800)).toEqual({ entry: { usdMicros: 15_800, settled: true, price: "real" }, add: { usdMicros: -800, events: 0 } });
+  });
+  it("applies once: a Sid at its real price changes no more", () => {
+    const first = realPrice({ usdMicros: 16_600, settled: true }, 15_800);
+    expect(realPrice(first.entry!, 15_800).entry).toBeNull();
+    expect(realPrice(first.entry!, 20_000).entry).toBeNull();
+  });
+  it("counts a Sid never seen at its real price, as one event", () => {
+    expect(realPrice(undefined, 7_900)).toEqual({ entry: { usdMicros: 7_900, settled: true, price: "real" }, add: { usdMicros: 7_900, events: 1 } });
+  });
+  it("is what a billed status with a Price does, even to a Sid settled at an estimate", () => {
+    const change = applyBillableEvent({ usdMicros: 8_300, settled: true }, ev({ MessageSid: SM, MessageStatus: "delivered", Price: "-0.0079" }), 7_900);
+    expect(change).toEqual({ entry: { usdMicros: 7_900, settled: true, price: "real" }, add: { usdMicros: -400, events: 0 } });
+    expect(applyBillableEvent(change.entry!, ev({ MessageSid: SM, MessageStatus: "read", Price: "-0.0079" }), 7_900).entry).toBeNull();
+  });
+  it("leaves a settled Sid alone when the status carries no Price", () => {
+    expect(applyBillableEvent({ usdMicros: 8_300, settled: true }, ev({ MessageSid: SM, MessageStatus: "delivered" }), 8_300).entry).toBeNull();
   });
 });
 

@@ -9,18 +9,17 @@ const SM = "SM0123456789abcdef0123456789abcdef";
 describe("settling a reservation", () => {
   it("binds the estimate to the Sid on success, counted as settled for a message", () => {
     const t = settleReservation(held, { type: "accepted", sid: SM });
-    expect(t).toEqual({ next: { ...held, state: "bound", sid: SM }, deltaMicros: 0, deltaEvents: 0, bind: { countKey: `msg:${SM}`, usdMicros: 16_600, settled: 1 } });
+    expect(t).toEqual({ next: { ...held, state: "bound", sid: SM }, deltaMicros: 0, deltaEvents: 0, bind: { countKey: `msg:${SM}`, entry: { usdMicros: 16_600, settled: true } } });
   });
   it("leaves a call's binding for its completion to settle", () => {
     const t = settleReservation({ ...held, kind: "call" }, { type: "accepted", sid: "CA01" });
-    expect(t.bind).toEqual({ countKey: "call:CA01", usdMicros: 16_600, settled: 0 });
+    expect(t.bind).toEqual({ countKey: "call:CA01", entry: { usdMicros: 16_600, settled: false } });
   });
-  it("replaces the estimate with a price Twilio reported", () => {
+  it("replaces the estimate with a price Twilio's answer carried, binding the Sid at its real price", () => {
     const t = settleReservation(held, { type: "accepted", sid: SM, priceUsd: -0.0079 });
     expect(t.deltaMicros).toBe(7_900 - 16_600);
     expect(t.next.usdMicros).toBe(7_900);
-    const later = settleReservation(t.next, { type: "price", usd: 0.02 });
-    expect(later.deltaMicros).toBe(20_000 - 7_900);
+    expect(t.bind).toEqual({ countKey: `msg:${SM}`, entry: { usdMicros: 7_900, settled: true, price: "real" } });
   });
   it("releases the estimate and the event on an error answer", () => {
     expect(settleReservation(held, { type: "rejected" })).toMatchObject({ next: { state: "released" }, deltaMicros: -16_600, deltaEvents: -1 });

@@ -2,52 +2,41 @@
 // (`twilio-edge-guard/client`), against the Worker in workerd and the loopback Twilio stand-in. Every
 // request that reaches the stand-in is checked against Twilio's documented shapes (its `violations`).
 import { execFile } from "node:child_process";
-import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import twilio from "twilio";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GuardRequestClient, guardedTwilio } from "twilio-edge-guard/client";
-import { startGuard, type StartedGuard } from "../../dev/worker.ts";
-import { startTwilioStandin, type TwilioStandin } from "../../dev/twilio-standin.ts";
+import type { StartedGuard } from "../../dev/worker.ts";
+import type { TwilioStandin } from "../../dev/twilio-standin.ts";
+import { startEgressStand, type EgressStand } from "../support/egress-stand.ts";
 
 const PARENT_SID = `AC${"e9e55a7e".repeat(4)}`;
-const PARENT_TOKEN = `parent-token-${randomBytes(8).toString("hex")}`;
-const ADMIN_TOKEN = `admin-token-${randomBytes(12).toString("hex")}`;
 const FROM = "+15005550006";
 const TO = "+14155552671";
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
+let stand: EgressStand;
 let standin: TwilioStandin;
 let guard: StartedGuard;
+let PARENT_TOKEN: string;
+let ADMIN_TOKEN: string;
 
 beforeAll(async () => {
-  standin = await startTwilioStandin({ parentSid: PARENT_SID, parentToken: PARENT_TOKEN });
-  guard = await startGuard({
-    vars: { TWILIO_ACCOUNT_SID: PARENT_SID, TWILIO_API_BASE: standin.url, EGRESS_MODE: "enforce", ORIGIN_URL: "http://127.0.0.1:9", RECONCILE_INTERVAL_S: "0" },
-    secrets: { TWILIO_AUTH_TOKEN: PARENT_TOKEN, ADMIN_TOKEN },
-  });
+  stand = await startEgressStand(PARENT_SID);
+  ({ standin, guard, parentToken: PARENT_TOKEN, adminToken: ADMIN_TOKEN } = stand);
 });
 
 afterAll(async () => {
-  await guard?.stop();
-  await standin?.close();
+  await stand?.stop();
 });
 
-async function admin(method: string, path: string, body?: unknown): Promise<Response> {
-  return fetch(`${guard.url}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-}
+const admin = (method: string, path: string, body?: unknown) => stand.admin(method, path, body);
 
 /** A subaccount Twilio knows, with a policy and an egress key, and a twilio client that sends through the gate. */
 async function subaccount(policy: Record<string, unknown>) {
-  const { sid, authToken } = standin.addSubaccount();
-  expect((await admin("PUT", `/admin/accounts/${sid}/policy`, policy)).status).toBe(200);
-  const issued = (await (await admin("POST", `/admin/accounts/${sid}/egress-keys`)).json()) as { id: string; key: string };
-  const client = twilio(sid, issued.key, { httpClient: new GuardRequestClient(guard.url) });
-  return { sid, authToken, key: issued.key, client };
+  const { sid, authToken, key } = await stand.account(policy);
+  const client = twilio(sid, key, { httpClient: new GuardRequestClient(guard.url) });
+  return { sid, authToken, key, client };
 }
 
 async function rejection(promise: Promise<unknown>): Promise<InstanceType<typeof twilio.RestException>> {

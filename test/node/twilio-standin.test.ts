@@ -259,6 +259,26 @@ describe("twilio stand-in: calls, triggers, usage, messages, through the client"
     expect(standin.violations).toEqual([]);
   });
 
+  it("answers a send's price (FetchMessage / FetchCall): null until Twilio fills it, then a negative decimal string", async () => {
+    const sub = standin.addSubaccount();
+    const call = standin.addCall(sub.sid, { status: "completed" });
+    const created = await raw("POST", `/2010-04-01/Accounts/${sub.sid}/Messages.json`, { form: { To: "+15551234567", From: "+15005550006", Body: "x" } });
+    const sms = String(created.json!.sid);
+    expect(await client.fetchSendPrice(sub.sid, "message", sms)).toEqual({ usd: null, unit: "USD", status: "delivered" });
+    standin.messages.find((m) => m.sid === sms)!.price = "-0.0158";
+    standin.calls.get(call)!.price = "-0.028";
+    expect(await client.fetchSendPrice(sub.sid, "message", sms)).toEqual({ usd: 0.0158, unit: "USD", status: "delivered" });
+    expect(await client.fetchSendPrice(sub.sid, "call", call)).toEqual({ usd: 0.028, unit: "USD", status: "completed" });
+    expect(await client.fetchSendPrice(PARENT, "message", sms)).toBeNull();
+    expect(standin.requests.slice(1).map((r) => `${r.purpose} ${r.method} ${r.path}`)).toEqual([
+      `fetch-price GET /2010-04-01/Accounts/${sub.sid}/Messages/${sms}.json`,
+      `fetch-price GET /2010-04-01/Accounts/${sub.sid}/Messages/${sms}.json`,
+      `fetch-price GET /2010-04-01/Accounts/${sub.sid}/Calls/${call}.json`,
+      `fetch-price GET /2010-04-01/Accounts/${PARENT}/Messages/${sms}.json`,
+    ]);
+    expect(standin.violations).toEqual([]);
+  });
+
   it("sees no violation in a full client session", async () => {
     const sub = standin.addSubaccount();
     standin.addCall(sub.sid);
@@ -509,6 +529,9 @@ describe("twilio stand-in: the official twilio SDK", () => {
 
     const msg = await t.messages.create({ to: "+15551234567", from: "+15005550006", body: "sdk" });
     expect(msg.sid).toMatch(/^SM/);
+    standin.messages.at(-1)!.price = "-0.0079";
+    expect((await t.messages(msg.sid).fetch()).price).toBe("-0.0079");
+    expect((await api.accounts(sub.sid).calls(call).fetch()).priceUnit).toBe("USD");
 
     expect(standin.violations).toEqual([]);
     expect(standin.requests.map((r) => r.purpose)).toEqual([
@@ -521,6 +544,8 @@ describe("twilio stand-in: the official twilio SDK", () => {
       "delete-trigger",
       "usage-today",
       "alert-sms",
+      "fetch-price",
+      "fetch-price",
     ]);
   });
 

@@ -461,6 +461,38 @@ describe("usageTodayUsd", () => {
   });
 });
 
+describe("fetchSendPrice", () => {
+  const SM = "SMdddddddddddddddddddddddddddddddd";
+  const resource = (sid: string, price: unknown, unit: unknown = "USD", status = "delivered") => json(200, { sid, account_sid: SUB, status, price, price_unit: unit });
+
+  it("GETs Messages/{MessageSid}.json (FetchMessage) and Calls/{CallSid}.json (FetchCall), without a body", async () => {
+    const f = fakeFetch(resource(SM, "-0.0158"), resource(CALL, "-0.028", "USD", "completed"));
+    expect(await client(f).fetchSendPrice(SUB, "message", SM)).toEqual({ usd: 0.0158, unit: "USD", status: "delivered" });
+    expect(await client(f).fetchSendPrice(SUB, "call", CALL)).toEqual({ usd: 0.028, unit: "USD", status: "completed" });
+    expect(f.seen.map((s) => `${s.method} ${s.url.pathname}${s.url.search}`)).toEqual([
+      `GET /2010-04-01/Accounts/${SUB}/Messages/${SM}.json`,
+      `GET /2010-04-01/Accounts/${SUB}/Calls/${CALL}.json`,
+    ]);
+    expect(f.seen.every((s) => s.body === null)).toBe(true);
+  });
+
+  it("answers a null price while Twilio has not filled it, with the resource's status", async () => {
+    expect(await client(fakeFetch(resource(SM, null, null, "sent"))).fetchSendPrice(SUB, "message", SM)).toEqual({ usd: null, unit: null, status: "sent" });
+  });
+
+  it("answers null on 404, and fails on an answer about another resource", async () => {
+    expect(await client(fakeFetch(json(404, { code: 20404, message: "not found", status: 404 }))).fetchSendPrice(SUB, "message", SM)).toBeNull();
+    await expect(client(fakeFetch(resource(`SM${"e".repeat(32)}`, "-1"))).fetchSendPrice(SUB, "message", SM)).rejects.toThrow(/sid does not match/);
+  });
+
+  it("refuses a Sid of the wrong kind without calling Twilio", async () => {
+    const f = fakeFetch(resource(SM, null));
+    await expect(client(f).fetchSendPrice(SUB, "call", SM)).rejects.toThrow(/invalid Call SID/);
+    await expect(client(f).fetchSendPrice(SUB, "message", CALL)).rejects.toThrow(/invalid Message SID/);
+    expect(f.seen).toHaveLength(0);
+  });
+});
+
 describe("sendSms", () => {
   it("POSTs the parent's Messages.json with To, From and Body", async () => {
     const f = fakeFetch(json(201, { sid: "SM" + "e".repeat(32), status: "queued" }));
