@@ -51,6 +51,7 @@ import { checkPumping } from "../egress/pumping.ts";
 import { callReservation, priceSend } from "../egress/send.ts";
 import { decideReservation, releaseAsDuplicate, settleReservation, type Reservation, type Settlement } from "../ledger/reservations.ts";
 import { GRAINS, bucketsFor, buildSeries, oldestKept, type BucketRow, type Grain, type UsageSeries } from "../ledger/buckets.ts";
+import { UNKNOWN, addSend, correctSend, decodeCountries, encodeCountries, type CountryDelta } from "../ledger/countries.ts";
 import { SUMMARY_PUSH_INTERVAL_MS, summarise, type AccountSummary } from "../accounts/summary.ts";
 
 export interface UsageTriggerFiring {
@@ -249,6 +250,11 @@ export class AccountGuard extends GuardObject {
         add = change.add;
         // An entry changed without a new event: a reservation settled (or released) by its outcome.
         settled = change.entry !== null && change.add.events === 0;
+        // A gate send's real price (a call's minutes): its country figure moves by what the entry moved.
+        if (settled && add.usdMicros !== 0) {
+          const sent = this.#egress.reservationBySid(event.sid);
+          if (sent !== null && sent.state === "bound") this.#moveCountry(sent.atMs, sent.country, { sends: 0, usdMicros: add.usdMicros, blocked: 0 }, "correct");
+        }
       }
       if (this.meta("prune_at") === null) {
         // Remembered keys must be pruned some day: the first event after a quiet period schedules it.
@@ -329,6 +335,25 @@ export class AccountGuard extends GuardObject {
         `INSERT INTO usage_buckets (grain, start_ms, usd_micros, events, blocked) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (grain, start_ms) DO UPDATE SET usd_micros = usd_micros + excluded.usd_micros, events = events + excluded.events, blocked = blocked + excluded.blocked`,
         b.grain, b.startMs, add.usdMicros, add.events, add.blocked,
+      );
+    }
+  }
+
+  /**
+   * Adds to the egress gate's figures by destination country (src/ledger/countries.ts) in the hour and
+   * day buckets of `atMs`: "add" for a new send or refusal, "correct" for a settlement of a send counted
+   * there (it moves the key the send was counted under, and nothing when its bucket was pruned).
+   */
+  #moveCountry(atMs: number, country: string | null, delta: CountryDelta, how: "add" | "correct"): void {
+    for (const b of bucketsFor(atMs)) {
+      const row = this.sql.exec<{ countries: string | null }>("SELECT countries FROM usage_buckets WHERE grain = ? AND start_ms = ?", b.grain, b.startMs).toArray()[0];
+      const before = decodeCountries(row?.countries ?? null);
+      const after = how === "add" ? addSend(before, country, delta) : correctSend(before, country, delta);
+      if (after === null) continue;
+      this.sql.exec(
+        `INSERT INTO usage_buckets (grain, start_ms, usd_micros, events, blocked, countries) VALUES (?, ?, 0, 0, 0, ?)
+         ON CONFLICT (grain, start_ms) DO UPDATE SET countries = excluded.countries`,
+        b.grain, b.startMs, encodeCountries(after),
       );
     }
   }
@@ -491,23 +516,23 @@ export class AccountGuard extends GuardObject {
 
   // ---------------------------------------------------------------- usage history and the light summary
 
-  /** GET /admin/accounts/:sid/usage: the hour (48) or day (90) series ending at `atMs`, with limits and trips. */
+  /** GET /admin/accounts/:sid/usage: the hour (48) or day (90) series ending at `atMs`, with limits, trips and sends by country. */
   usage(by: Grain, atMs?: number): UsageSeries {
     const now = atMs ?? Date.now();
     const from = oldestKept(by, now);
     // An account never written has no storage (the schema is lazy): an empty series, and nothing created.
     if (!this.ready) return buildSeries(by, now, [], [], this.#policy().policy);
     const rows = this.sql
-      .exec<{ start_ms: number; usd_micros: number; events: number; blocked: number }>(
-        "SELECT start_ms, usd_micros, events, blocked FROM usage_buckets WHERE grain = ? AND start_ms >= ? ORDER BY start_ms", by, from,
+      .exec<{ start_ms: number; usd_micros: number; events: number; blocked: number; countries: string | null }>(
+        "SELECT start_ms, usd_micros, events, blocked, countries FROM usage_buckets WHERE grain = ? AND start_ms >= ? ORDER BY start_ms", by, from,
       )
       .toArray()
-      .map((r): BucketRow => ({ grain: by, startMs: r.start_ms, usdMicros: r.usd_micros, events: r.events, blocked: r.blocked }));
+      .map((r): BucketRow => ({ grain: by, startMs: r.start_ms, usdMicros: r.usd_micros, events: r.events, blocked: r.blocked, countries: decodeCountries(r.countries) }));
     const trips = this.sql
       .exec<{ opened_at: number; reason: string }>("SELECT opened_at, reason FROM trips WHERE opened_at >= ? ORDER BY opened_at", from)
       .toArray()
       .map((t) => ({ at: t.opened_at, reason: t.reason }));
-    return buildSeries(by, now, rows, trips, this.#policy().policy);
+    return buildSeries(by, now, rows, trips, this.#policy().policy, this.#egress.firstSends(UNKNOWN));
   }
 
   /** The listing's row for this account (src/accounts/summary.ts), at `now`. */
@@ -606,6 +631,8 @@ export class AccountGuard extends GuardObject {
       }
       let queued = false;
       if (refusal !== null && req.mode === "enforce") {
+        // Refused by the gate (never by bad credentials, above): the pumping signal, by country.
+        this.#moveCountry(now, facts.destination.country, { sends: 0, usdMicros: 0, blocked: 1 }, "add");
         if (!decision.ok && decision.reason === "limit") {
           const label = limitLabel(decision.limit);
           queued = this.#trip(`limit ${label}`, `a send through the egress gate would cross ${label} in ${windowId(decision.limit.window, now)}`, now, policy);
@@ -622,6 +649,7 @@ export class AccountGuard extends GuardObject {
         queued = this.#outbox.enqueueAlerts("", now, "warn", `first send through the egress gate to ${country ?? "a number of unknown country"} (${facts.channel})`) || queued;
       }
       queued = this.#count(policy, now, { usdMicros, events: 1 }) || queued;
+      this.#moveCountry(now, country, { sends: 1, usdMicros, blocked: 0 }, "add");
       return {
         answer: { ok: true, reservationId: reservation.id, estimateUsd: fromMicros(usdMicros), setTimeLimitS, wouldRefuse: refusal, newCountry },
         effects: queued,
@@ -648,13 +676,22 @@ export class AccountGuard extends GuardObject {
     const before = this.#egress.reservation(id);
     if (before === null) return false;
     let transition = settleReservation(before, settlement);
+    // The send's country figure moves with the windows, by the same transition.
+    let country: CountryDelta = { sends: transition.deltaEvents, usdMicros: transition.deltaMicros, blocked: 0 };
     if (transition.bind !== null) {
       const { countKey, usdMicros, settled } = transition.bind;
       const inserted = this.sql.exec("INSERT OR IGNORE INTO counted (count_key, at_ms, usd_micros, settled) VALUES (?, ?, ?, ?)", countKey, before.atMs, usdMicros, settled).rowsWritten;
-      // Its status callback got here first and counted it: the reservation goes, the send stays counted once.
-      if (inserted === 0) transition = releaseAsDuplicate(before);
+      if (inserted === 0) {
+        // Its status callback got here first and counted it: the reservation goes, the send stays counted
+        // once (by the callback, in the windows). The callback knew no country: the send stays in its
+        // country, at the price the callback counted.
+        transition = releaseAsDuplicate(before);
+        const counted = this.#entry(countKey)?.usdMicros ?? 0;
+        country = { sends: transition.deltaEvents + 1, usdMicros: transition.deltaMicros + counted, blocked: 0 };
+      }
     }
     this.#egress.updateReservation(transition.next);
+    if (country.sends !== 0 || country.usdMicros !== 0) this.#moveCountry(before.atMs, before.country, country, "correct");
     if (transition.deltaMicros === 0 && transition.deltaEvents === 0) return false;
     return this.#count(policy, before.atMs, { usdMicros: transition.deltaMicros, events: transition.deltaEvents });
   }
