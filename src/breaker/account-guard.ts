@@ -656,6 +656,8 @@ export class AccountGuard extends GuardObject {
       };
     });
     await this.#afterWrite(effects, now);
+    // The listing's spend today includes the gate's sends, as it does webhooks' (throttled the same way).
+    await this.#noteSummary(now, effects);
     metrics.flush(this.env, (promise) => this.ctx.waitUntil(promise));
     return answer;
   }
@@ -667,6 +669,7 @@ export class AccountGuard extends GuardObject {
     const { policy } = this.#policy();
     const queued = this.transaction(() => this.#settleReservation(reservationId, settlement, policy));
     await this.#afterWrite(queued, now);
+    await this.#noteSummary(now, queued);
     metrics.flush(this.env, (promise) => this.ctx.waitUntil(promise));
     return this.#egress.reservation(reservationId);
   }

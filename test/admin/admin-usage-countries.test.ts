@@ -1,6 +1,7 @@
 // GET /admin/accounts/:sid/usage by destination country (the pumping signal): sends made through the REST
 // egress gate (workerd, Twilio mocked), per bucket and over the range, refusals counted as blocked, and
-// every settlement (Twilio's error, a call's real minutes) moving the country figure once.
+// every settlement (Twilio's error, a call's real minutes) moving the country figure once. And the
+// account list's spend today, which counts those sends too.
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -150,5 +151,17 @@ describe("GET /admin/accounts/:sid/usage: sends by destination country", () => {
     const hourly = await usage(uniqueSid(), "hour", T0);
     expect(hourly.countries).toEqual([]);
     expect(hourly.points.every((p) => p.countries.length === 0)).toBe(true);
+  });
+});
+
+describe("GET /admin/accounts: the egress gate's sends", () => {
+  it("shows the gate's sends in the account list's spend today, as it does webhooks'", async () => {
+    const { sid, auth } = await account();
+    expect(await send(sid, auth, T0, "Messages", GB)).toBe(201);
+    type Row = { sid: string; spendTodayUsd: number; eventsToday: number };
+    const listed = async () => ((await (await adminCaller({ now: T0 + 1000 })("GET", `/admin/accounts?q=${sid}`)).json()) as { accounts: Row[] }).accounts[0];
+    // The push reaches the directory after the answer: wait for it (bounded), never for a fixed time.
+    for (let i = 0; i < 200 && (await listed())?.eventsToday !== 1; i++) await scheduler.wait(10);
+    expect(await listed()).toMatchObject({ sid, spendTodayUsd: 0.04, eventsToday: 1 });
   });
 });
