@@ -212,6 +212,8 @@ describe("operator console in Chromium", () => {
     expect(await page.locator("#accounts-body tr").first().getAttribute("data-sid")).toBe(tripped.sid);
     // The names come from Twilio's account listing, learnt by the directory with the tokens.
     expect(await page.locator("#ov-top").textContent()).toContain("Acme Pizza (tenant 17)");
+    // The sender's sends through the egress gate count in its spend today (4 texts at 0.0083 USD).
+    await eventually(async () => (await row(sender.sid).textContent())?.includes("$0.0332") === true, REFRESH_WAIT_MS, "the sender's spend in the list");
     await shot(page, 1400, "accounts");
 
     // Search by SID, then by name, then filter to the open breakers.
