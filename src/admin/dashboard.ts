@@ -10,7 +10,8 @@
 // each mutation until it runs out. Without TOTP, each mutation asks for a confirmation instead.
 //
 // Views (the URL's hash): #/ accounts (overview, search, sort, filter), #/account/<SID> (state, charts
-// of spend and events per hour and per day against the limits, trips, warnings, audit, history, events),
+// of spend and events per hour and per day against the limits, sends by destination country, trips,
+// warnings, audit, history, events),
 // #/rejections (refused requests). Every view shows only what it loaded: changing the hash clears the
 // view at once, an answer that arrives for a view no longer shown is dropped, and every button names the
 // account it acts on.
@@ -126,6 +127,8 @@ export function dashboardHtml(n: string): string {
     <h3>Usage <span class="sub">UTC; bars: spend and events; dashed line: the limit; red: blocked events; ▼ trips</span></h3>
     <div class="tabs"><button id="by-hour" type="button" class="tab" aria-pressed="true">Per hour · 48 h</button> <button id="by-day" type="button" class="tab" aria-pressed="false">Per day · 90 days</button></div>
     <div id="charts" class="charts"></div>
+    <h3 id="countries-title">Sends by destination country <span class="sub">through the egress gate, same range; red: refused by the gate; <span class="tag new">new</span> first send to it in the last 24 h</span></h3>
+    <div id="countries"></div>
     <h3>Trips</h3>
     <div class="scroll"><table><thead><tr><th>Opened</th><th>Reason</th><th>Detail</th><th>Closed</th></tr></thead><tbody id="trips-body"></tbody></table></div>
     <h3>Audit trail</h3>
@@ -239,11 +242,22 @@ a { color: var(--link); }
 .chart .limit { stroke: var(--bad); stroke-width: 1.5; stroke-dasharray: 5 3; fill: none; }
 .chart .trip { fill: var(--bad); }
 .legend { font-size: 12px; color: var(--muted); margin-top: 2px; }
+.tag.new { border-color: var(--warn); color: var(--warn); font-weight: 600; }
+#countries-table { max-width: 760px; }
+#countries-table th.num { text-align: right; }
+#countries-table .cc { display: inline-block; min-width: 2.2em; font-weight: 600; }
+#countries-table .cname { color: var(--muted); font-size: 12px; }
+#countries-table tr.new-country td:first-child { box-shadow: inset 3px 0 0 var(--warn); }
+#countries-table td.refused { color: var(--bad); font-weight: 600; }
+.share { display: flex; width: 100%; max-width: 260px; height: 6px; margin-top: 4px; border-radius: 3px; background: var(--track); overflow: hidden; }
+.share .sent { background: var(--bar-usd); } .share .refused { background: var(--blocked); }
 @media (max-width: 600px) {
   header { padding: 8px 12px; } main { padding: 0 12px 32px; } #message { margin: 8px 12px; }
   .bar-label { min-width: 0; width: 100%; }
   th, td { padding: 5px 6px; }
   .chart .axis { font-size: 16px; }
+  #countries-table .opt { display: none; }
+  #countries-table .cname { display: block; }
   /* The account list becomes one card per account: label and value, no sideways scrolling. */
   #accounts thead { display: none; }
   #accounts tr { display: block; padding: 8px 0; border-bottom: 1px solid var(--line); }
@@ -483,7 +497,7 @@ function clearAccount() {
   currentAccount = null;
   for (const id of ["account-name", "account-sid", "account-state", "account-suspension", "account-reason", "account-policy", "account-warnings"]) $(id).textContent = "";
   $("account-state").className = "badge";
-  for (const id of ["account-windows", "charts", "trips-body", "audit-body", "history-body", "events-body"]) $(id).replaceChildren();
+  for (const id of ["account-windows", "charts", "countries", "trips-body", "audit-body", "history-body", "events-body"]) $(id).replaceChildren();
   for (const id of ["trip-button", "reset-button", "triggers-button"]) { $(id).disabled = true; $(id).removeAttribute("data-sid"); }
   $("trip-button").textContent = "Trip now";
   $("reset-button").textContent = "Reset breaker";
@@ -537,6 +551,7 @@ async function showAccount(sid, seq) {
   triggers.disabled = false;
   $("account-windows").replaceChildren(...bars(a.windows, a.policy.warnAt));
   renderCharts(u.data);
+  renderCountries(u.data);
   fill("trips-body", a.trips.map((t) => el("tr", {}, ...cells([time(t.openedAt), t.reason, t.detail, t.closedAt ? time(t.closedAt) : "open"]))), 4, "No trips.");
   fill("audit-body", r.data.audit.map((e) => el("tr", { "data-action": e.action }, ...cells([time(e.atMs), e.call, el("span", { class: "mono" }, e.tokenFingerprint), e.totp ? "yes" : "no", e.outcome + (e.detail ? ": " + e.detail : ""), compact(e.before) + " → " + compact(e.after)]))), 6, "No operator action on this account yet.");
   fill("history-body", a.history.map((h) => el("tr", {}, ...cells([time(h.at), h.kind, h.outcome, h.detail]))), 4, "Nothing yet.");
@@ -598,6 +613,48 @@ function chart(series, key, title) {
 function renderCharts(series) {
   const span = series.by === "hour" ? "per hour, last 48 h" : "per day, last 90 days";
   $("charts").replaceChildren(chart(series, "usd", "Spend " + span), chart(series, "events", "Events " + span));
+}
+
+// A country's name in English ("GB" → "United Kingdom"); the two keys that are no country say what they hold.
+const regionNames = typeof Intl.DisplayNames === "function" ? new Intl.DisplayNames(["en"], { type: "region" }) : null;
+function countryName(code) {
+  if (code === "other") return "other countries (past 24 in one bucket)";
+  if (code === "unknown") return "no country (not a phone number)";
+  try { return (regionNames && regionNames.of(code)) || ""; } catch (e) { return ""; }
+}
+
+const NEW_COUNTRY_MS = 86400000;
+
+// Sends through the egress gate by destination country over the chart's range: one row per country,
+// most sends first, with the current bucket's sends, spend, refusals and a bar of its share; a country
+// first sent to in the last 24 hours is marked (the pumping signal).
+function renderCountries(series) {
+  const lines = series.countries || [];
+  if (!lines.length) {
+    $("countries").replaceChildren(el("p", { class: "hint" }, "No sends through the egress gate in this range."));
+    return;
+  }
+  const current = new Map(((series.points[series.points.length - 1] || {}).countries || []).map((c) => [c.country, c.sends]));
+  const most = Math.max(1, ...lines.map((c) => c.sends + c.blocked));
+  const now = Date.now();
+  const rows = lines.map((c) => {
+    const fresh = c.firstSentAt !== null && now - c.firstSentAt < NEW_COUNTRY_MS;
+    const sent = el("span", { class: "sent" }), refused = el("span", { class: "refused" });
+    sent.style.width = (100 * c.sends / most).toFixed(1) + "%";
+    refused.style.width = (100 * c.blocked / most).toFixed(1) + "%";
+    const share = el("div", { class: "share", "aria-hidden": "true" }, sent, refused);
+    const name = el("td", {}, el("span", { class: "cc mono" }, c.country), " ", el("span", { class: "cname" }, countryName(c.country)),
+      fresh ? el("span", { class: "tag new", title: "first send " + time(c.firstSentAt) }, "new") : null, share);
+    return el("tr", { "data-country": c.country, "data-new": fresh ? "1" : "0", class: fresh ? "new-country" : "" },
+      name,
+      el("td", { class: "num", "data-field": "sends" }, String(c.sends)),
+      el("td", { class: "num", "data-field": "current" }, String(current.get(c.country) || 0)),
+      el("td", { class: "num", "data-field": "usd" }, usd(c.usd)),
+      el("td", { class: "num" + (c.blocked ? " refused" : ""), "data-field": "blocked" }, String(c.blocked)),
+      el("td", { class: "when opt" }, c.firstSentAt ? time(c.firstSentAt) : "never (refused only)"));
+  });
+  const head = el("tr", {}, ...["Country", "Sends", series.by === "hour" ? "This hour" : "Today", "Spend", "Refused", "First send"].map((h, i) => el("th", { class: i === 5 ? "opt" : i > 0 ? "num" : "" }, h)));
+  $("countries").replaceChildren(el("div", { class: "scroll" }, el("table", { id: "countries-table" }, el("thead", {}, head), el("tbody", {}, ...rows))));
 }
 
 async function showRejections(seq) {

@@ -53,6 +53,7 @@ import { checkPumping } from "../egress/pumping.ts";
 import { callReservation, priceSend } from "../egress/send.ts";
 import { decideReservation, releaseAsDuplicate, settleReservation, type Reservation, type Settlement } from "../ledger/reservations.ts";
 import { GRAINS, bucketsFor, buildSeries, oldestKept, type BucketRow, type Grain, type UsageSeries } from "../ledger/buckets.ts";
+import { UNKNOWN, addSend, correctSend, decodeCountries, encodeCountries, type CountryDelta } from "../ledger/countries.ts";
 import { SUMMARY_PUSH_INTERVAL_MS, summarise, type AccountSummary } from "../accounts/summary.ts";
 
 export interface UsageTriggerFiring {
@@ -194,7 +195,7 @@ export class AccountGuard extends GuardObject {
         const [day] = readTotals(this.sql, ["day"], now);
         return { spendTodayUsd: fromMicros(day!.usdMicros), link: dashboardLink(this.#config.publicUrl, this.#sid ?? "") };
       },
-      applyRealPrice: (countKey, usdMicros) => this.#applyRealPrice(countKey, usdMicros),
+      applyRealPrice: (lookup, usdMicros) => this.#applyRealPrice(lookup, usdMicros),
     };
   }
 
@@ -261,6 +262,8 @@ export class AccountGuard extends GuardObject {
         if (after !== undefined && after !== before) this.#setEntry(event.countKey, after.entry, after.atMs);
         // An entry changed without a new event: a reservation settled (or released) by its outcome.
         settled = change.entry !== null && change.add.events === 0;
+        // A gate send's settlement or real price (a call's minutes): its country figure moves by what the entry moved.
+        if (settled && change.add.usdMicros !== 0) this.#correctCountryOf(event.sid, change.add.usdMicros);
         if (after !== undefined) effects = this.#awaitPrice(event, after, now) || effects;
       }
       if (this.meta("prune_at") === null) {
@@ -316,7 +319,7 @@ export class AccountGuard extends GuardObject {
   }
 
   /** The outbox's price lookup found the real price: applied once (entries.ts realPrice), to the windows of the send. */
-  #applyRealPrice(countKey: string, usdMicros: number): boolean {
+  #applyRealPrice({ countKey, sid }: PriceLookup, usdMicros: number): boolean {
     const row = this.#entryRow(countKey);
     // A Sid no longer in the ledger (pruned with its month) has no window left to correct.
     if (row === undefined) return false;
@@ -325,10 +328,17 @@ export class AccountGuard extends GuardObject {
     this.#setEntry(countKey, change.entry, row.atMs);
     if (change.add.usdMicros !== 0) {
       this.#count(this.#policy().policy, row.atMs, change.add);
+      this.#correctCountryOf(sid, change.add.usdMicros);
       // The listing shows the day's spend: the alarm running this lookup pushes the new figure when it ends.
       if (this.meta("summary_at") === null) this.setMeta("summary_at", String(Date.now()));
     }
     return true;
+  }
+
+  /** A bound gate send's price moved by `usdMicros`: its destination country's figure moves with it. */
+  #correctCountryOf(sid: string, usdMicros: number): void {
+    const sent = this.#egress.reservationBySid(sid);
+    if (sent !== null && sent.state === "bound") this.#moveCountry(sent.atMs, sent.country, { sends: 0, usdMicros, blocked: 0 }, "correct");
   }
 
   #nextRecentSeq(): number {
@@ -378,6 +388,25 @@ export class AccountGuard extends GuardObject {
         `INSERT INTO usage_buckets (grain, start_ms, usd_micros, events, blocked) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (grain, start_ms) DO UPDATE SET usd_micros = usd_micros + excluded.usd_micros, events = events + excluded.events, blocked = blocked + excluded.blocked`,
         b.grain, b.startMs, add.usdMicros, add.events, add.blocked,
+      );
+    }
+  }
+
+  /**
+   * Adds to the egress gate's figures by destination country (src/ledger/countries.ts) in the hour and
+   * day buckets of `atMs`: "add" for a new send or refusal, "correct" for a settlement of a send counted
+   * there (it moves the key the send was counted under, and nothing when its bucket was pruned).
+   */
+  #moveCountry(atMs: number, country: string | null, delta: CountryDelta, how: "add" | "correct"): void {
+    for (const b of bucketsFor(atMs)) {
+      const row = this.sql.exec<{ countries: string | null }>("SELECT countries FROM usage_buckets WHERE grain = ? AND start_ms = ?", b.grain, b.startMs).toArray()[0];
+      const before = decodeCountries(row?.countries ?? null);
+      const after = how === "add" ? addSend(before, country, delta) : correctSend(before, country, delta);
+      if (after === null) continue;
+      this.sql.exec(
+        `INSERT INTO usage_buckets (grain, start_ms, usd_micros, events, blocked, countries) VALUES (?, ?, 0, 0, 0, ?)
+         ON CONFLICT (grain, start_ms) DO UPDATE SET countries = excluded.countries`,
+        b.grain, b.startMs, encodeCountries(after),
       );
     }
   }
@@ -540,23 +569,23 @@ export class AccountGuard extends GuardObject {
 
   // ---------------------------------------------------------------- usage history and the light summary
 
-  /** GET /admin/accounts/:sid/usage: the hour (48) or day (90) series ending at `atMs`, with limits and trips. */
+  /** GET /admin/accounts/:sid/usage: the hour (48) or day (90) series ending at `atMs`, with limits, trips and sends by country. */
   usage(by: Grain, atMs?: number): UsageSeries {
     const now = atMs ?? Date.now();
     const from = oldestKept(by, now);
     // An account never written has no storage (the schema is lazy): an empty series, and nothing created.
     if (!this.ready) return buildSeries(by, now, [], [], this.#policy().policy);
     const rows = this.sql
-      .exec<{ start_ms: number; usd_micros: number; events: number; blocked: number }>(
-        "SELECT start_ms, usd_micros, events, blocked FROM usage_buckets WHERE grain = ? AND start_ms >= ? ORDER BY start_ms", by, from,
+      .exec<{ start_ms: number; usd_micros: number; events: number; blocked: number; countries: string | null }>(
+        "SELECT start_ms, usd_micros, events, blocked, countries FROM usage_buckets WHERE grain = ? AND start_ms >= ? ORDER BY start_ms", by, from,
       )
       .toArray()
-      .map((r): BucketRow => ({ grain: by, startMs: r.start_ms, usdMicros: r.usd_micros, events: r.events, blocked: r.blocked }));
+      .map((r): BucketRow => ({ grain: by, startMs: r.start_ms, usdMicros: r.usd_micros, events: r.events, blocked: r.blocked, countries: decodeCountries(r.countries) }));
     const trips = this.sql
       .exec<{ opened_at: number; reason: string }>("SELECT opened_at, reason FROM trips WHERE opened_at >= ? ORDER BY opened_at", from)
       .toArray()
       .map((t) => ({ at: t.opened_at, reason: t.reason }));
-    return buildSeries(by, now, rows, trips, this.#policy().policy);
+    return buildSeries(by, now, rows, trips, this.#policy().policy, this.#egress.firstSends(UNKNOWN));
   }
 
   /** The listing's row for this account (src/accounts/summary.ts), at `now`. */
@@ -655,6 +684,8 @@ export class AccountGuard extends GuardObject {
       }
       let queued = false;
       if (refusal !== null && req.mode === "enforce") {
+        // Refused by the gate (never by bad credentials, above): the pumping signal, by country.
+        this.#moveCountry(now, facts.destination.country, { sends: 0, usdMicros: 0, blocked: 1 }, "add");
         if (!decision.ok && decision.reason === "limit") {
           const label = limitLabel(decision.limit);
           queued = this.#trip(`limit ${label}`, `a send through the egress gate would cross ${label} in ${windowId(decision.limit.window, now)}`, now, policy);
@@ -671,12 +702,15 @@ export class AccountGuard extends GuardObject {
         queued = this.#outbox.enqueueAlerts("", now, "warn", `first send through the egress gate to ${country ?? "a number of unknown country"} (${facts.channel})`) || queued;
       }
       queued = this.#count(policy, now, { usdMicros, events: 1 }) || queued;
+      this.#moveCountry(now, country, { sends: 1, usdMicros, blocked: 0 }, "add");
       return {
         answer: { ok: true, reservationId: reservation.id, estimateUsd: fromMicros(usdMicros), setTimeLimitS, wouldRefuse: refusal, newCountry },
         effects: queued,
       };
     });
     await this.#afterWrite(effects, now);
+    // The listing's spend today includes the gate's sends, as it does webhooks' (throttled the same way).
+    await this.#noteSummary(now, effects);
     metrics.flush(this.env, (promise) => this.ctx.waitUntil(promise));
     return answer;
   }
@@ -688,6 +722,7 @@ export class AccountGuard extends GuardObject {
     const { policy } = this.#policy();
     const queued = this.transaction(() => this.#settleReservation(reservationId, settlement, policy));
     await this.#afterWrite(queued, now);
+    await this.#noteSummary(now, queued);
     metrics.flush(this.env, (promise) => this.ctx.waitUntil(promise));
     return this.#egress.reservation(reservationId);
   }
@@ -697,13 +732,22 @@ export class AccountGuard extends GuardObject {
     const before = this.#egress.reservation(id);
     if (before === null) return false;
     let transition = settleReservation(before, settlement);
+    // The send's country figure moves with the windows, by the same transition.
+    let country: CountryDelta = { sends: transition.deltaEvents, usdMicros: transition.deltaMicros, blocked: 0 };
     if (transition.bind !== null) {
       const { countKey, entry } = transition.bind;
       const inserted = this.sql.exec("INSERT OR IGNORE INTO counted (count_key, at_ms, usd_micros, settled) VALUES (?, ?, ?, ?)", countKey, before.atMs, entry.usdMicros, encodeEntry(entry)).rowsWritten;
-      // Its status callback got here first and counted it: the reservation goes, the send stays counted once.
-      if (inserted === 0) transition = releaseAsDuplicate(before);
+      if (inserted === 0) {
+        // Its status callback got here first and counted it: the reservation goes, the send stays counted
+        // once (by the callback, in the windows). The callback knew no country: the send stays in its
+        // country, at the price the callback counted.
+        transition = releaseAsDuplicate(before);
+        const counted = this.#entryRow(countKey)?.entry.usdMicros ?? 0;
+        country = { sends: transition.deltaEvents + 1, usdMicros: transition.deltaMicros + counted, blocked: 0 };
+      }
     }
     this.#egress.updateReservation(transition.next);
+    if (country.sends !== 0 || country.usdMicros !== 0) this.#moveCountry(before.atMs, before.country, country, "correct");
     if (transition.deltaMicros === 0 && transition.deltaEvents === 0) return false;
     return this.#count(policy, before.atMs, { usdMicros: transition.deltaMicros, events: transition.deltaEvents });
   }

@@ -59,7 +59,7 @@ export interface OutboxHost {
   /** What an alert's text adds: today's spend, the dashboard link. */
   alertFigures(now: number): AlertFigures;
   /** Applies a send's real price to its ledger entry (once: false when it changed nothing). */
-  applyRealPrice(countKey: string, usdMicros: number): boolean;
+  applyRealPrice(lookup: PriceLookup, usdMicros: number): boolean;
 }
 
 /** Twilio answered, but not with the status asked for: not done. `permanent` when repeating cannot help (a closed account). */
@@ -298,7 +298,7 @@ export class Outbox {
       case "price-lookup": {
         const lookup = JSON.parse(row.payload) as PriceLookup;
         const usd = readPrice(await host.client().fetchSendPrice(sid, lookup.kind, lookup.sid));
-        const applied = host.transaction(() => host.applyRealPrice(lookup.countKey, toMicros(usd)));
+        const applied = host.transaction(() => host.applyRealPrice(lookup, toMicros(usd)));
         metrics.inc("guard_price_lookups_total", { outcome: applied ? "applied" : "unchanged" });
         return applied ? `real price ${usd} USD applied` : "already at its real price";
       }

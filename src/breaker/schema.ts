@@ -18,18 +18,25 @@
 // but schema 2's code refuses a newer version number; from schema 3 on, the check reads `schema_min`,
 // the oldest version whose code can run on the layout, so the next version can be rolled back to this one.
 //
+// Schema 4 only adds, in place from 3: usage_buckets.countries, the egress gate's sends of the bucket by
+// destination country (src/ledger/countries.ts; NULL when the bucket had none), filled at the upgrade from
+// the reservations still kept (the last 48 hours). Schema 3's statements never name the column, so 3's
+// code runs on 4 (schema_min stays 3); sends it records meanwhile are missing from the country figures.
+//
 // Rolling back is safe: the first release's statements still work on schema 2 (the same column names,
 // WITHOUT ROWID changes no statement, `seq` has a default), and what it appends to recent_events outside
 // the ring is pruned once the new release runs again (AccountGuard's alarm).
 
 import type { Schema } from "../durable/base.ts";
+import { bucketsFor, oldestKept, type Grain } from "../ledger/buckets.ts";
+import { addSend, encodeCountries, type CountryMap } from "../ledger/countries.ts";
 
 /**
  * Schema generations. 1: the first release (rowid tables, recent_events appended and trimmed);
  * 2: WITHOUT ROWID key/value tables, the recent_events ring; 3: reconciled totals, the usage buckets,
- * recent_events.blocked and the egress gate's tables.
+ * recent_events.blocked and the egress gate's tables; 4: the usage buckets' sends by destination country.
  */
-export const ACCOUNT_SCHEMA_VERSION = 3;
+export const ACCOUNT_SCHEMA_VERSION = 4;
 /** The oldest version whose code can run on this layout (kept in meta('schema_min')). */
 export const ACCOUNT_SCHEMA_MIN = 3;
 
@@ -88,6 +95,42 @@ const ADDED_IN_V3 = `
   ALTER TABLE recent_events ADD COLUMN blocked INTEGER NOT NULL DEFAULT 0;
 `;
 
+/** Version 4's addition: per bucket, the egress gate's sends by destination country (encodeCountries). */
+const ADDED_IN_V4 = "ALTER TABLE usage_buckets ADD COLUMN countries TEXT";
+
+/**
+ * Schema 3 to 4, in place: the column, then the country figures of the sends whose reservations are
+ * still kept (held, bound or unknown; a bound send at its counted price), through the same pure
+ * transition a new send takes, so the bound holds for them too.
+ */
+function migrateToV4(sql: SqlStorage, nowMs: number): void {
+  sql.exec(ADDED_IN_V4);
+  const sends = sql
+    .exec<{ at_ms: number; usd_micros: number; country: string | null }>(
+      `SELECT r.at_ms, COALESCE(c.usd_micros, r.usd_micros) AS usd_micros, r.country FROM egress_reservations r
+       LEFT JOIN counted c ON c.count_key = (CASE r.kind WHEN 'call' THEN 'call:' ELSE 'msg:' END) || r.sid
+       WHERE r.state IN ('held', 'bound', 'unknown') ORDER BY r.at_ms`,
+    )
+    .toArray();
+  const maps = new Map<string, { grain: Grain; startMs: number; map: CountryMap }>();
+  for (const s of sends) {
+    for (const b of bucketsFor(s.at_ms)) {
+      if (b.startMs < oldestKept(b.grain, nowMs)) continue;
+      const id = `${b.grain}:${b.startMs}`;
+      const entry = maps.get(id) ?? { ...b, map: new Map() };
+      entry.map = addSend(entry.map, s.country, { sends: 1, usdMicros: s.usd_micros, blocked: 0 });
+      maps.set(id, entry);
+    }
+  }
+  for (const { grain, startMs, map } of maps.values()) {
+    sql.exec(
+      `INSERT INTO usage_buckets (grain, start_ms, usd_micros, events, blocked, countries) VALUES (?, ?, 0, 0, 0, ?)
+       ON CONFLICT (grain, start_ms) DO UPDATE SET countries = excluded.countries`,
+      grain, startMs, encodeCountries(map),
+    );
+  }
+}
+
 /** Schema 2 to 3, in place: only additions (see the top of this file). */
 function migrateToV3(sql: SqlStorage): void {
   // Both figures of a reconciled day (src/ledger/reconcile.ts).
@@ -115,7 +158,7 @@ export function accountSchemaVersion(sql: SqlStorage): number {
  * a transaction (the caller's transactionSync), so a failed migration leaves version 1 untouched.
  * Returns the version found.
  */
-export function migrateAccountSchema(sql: SqlStorage): number {
+export function migrateAccountSchema(sql: SqlStorage, nowMs: number = Date.now()): number {
   const found = accountSchemaVersion(sql);
   if (found === ACCOUNT_SCHEMA_VERSION) return found;
   if (found > ACCOUNT_SCHEMA_VERSION) {
@@ -124,7 +167,8 @@ export function migrateAccountSchema(sql: SqlStorage): number {
     throw new Error(`account storage is schema ${found}, newer than this code (${ACCOUNT_SCHEMA_VERSION})`);
   }
   if (found < 2) migrateToV2(sql, found);
-  migrateToV3(sql);
+  if (found < 3) migrateToV3(sql);
+  migrateToV4(sql, nowMs);
   sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?), ('schema_min', ?)", String(ACCOUNT_SCHEMA_VERSION), String(ACCOUNT_SCHEMA_MIN));
   return found;
 }

@@ -15,10 +15,13 @@ export interface EgressKeyView {
   revokedAt: number | null;
 }
 
-type ReservationRow = { id: string; at_ms: number; kind: string; usd_micros: number; state: string; sid: string | null };
+type ReservationRow = { id: string; at_ms: number; kind: string; usd_micros: number; state: string; sid: string | null; country: string | null };
 
-function toReservation(r: ReservationRow): Reservation {
-  return { id: r.id, atMs: r.at_ms, kind: r.kind as Reservation["kind"], usdMicros: r.usd_micros, state: r.state as ReservationState, sid: r.sid };
+/** A reservation as stored: with its destination country (ISO 3166 alpha-2, null when unknown). */
+export type StoredReservation = Reservation & { country: string | null };
+
+function toReservation(r: ReservationRow): StoredReservation {
+  return { id: r.id, atMs: r.at_ms, kind: r.kind as Reservation["kind"], usdMicros: r.usd_micros, state: r.state as ReservationState, sid: r.sid, country: r.country };
 }
 
 export class EgressStore {
@@ -82,6 +85,12 @@ export class EgressStore {
     return this.#sql.exec("INSERT OR IGNORE INTO egress_countries (country, first_at_ms) VALUES (?, ?)", country ?? "?", nowMs).rowsWritten > 0;
   }
 
+  /** When the account first sent to each country (the unknown country, stored as `?`, under `unknownKey`). */
+  firstSends(unknownKey: string): Map<string, number> {
+    const rows = this.#sql.exec<{ country: string; first_at_ms: number }>("SELECT country, first_at_ms FROM egress_countries").toArray();
+    return new Map(rows.map((r) => [r.country === "?" ? unknownKey : r.country, r.first_at_ms]));
+  }
+
   /** Countries sent to before this one: none means this is the account's first send through the gate. */
   countriesSeen(): number {
     return this.#sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM egress_countries").one().n;
@@ -102,13 +111,13 @@ export class EgressStore {
     return this.#sql.exec<{ unit_micros: number }>("SELECT unit_micros FROM egress_reservations WHERE sid = ? AND kind = 'call'", callSid).toArray()[0]?.unit_micros ?? null;
   }
 
-  reservation(id: string): Reservation | null {
-    const row = this.#sql.exec<ReservationRow>("SELECT id, at_ms, kind, usd_micros, state, sid FROM egress_reservations WHERE id = ?", id).toArray()[0];
+  reservation(id: string): StoredReservation | null {
+    const row = this.#sql.exec<ReservationRow>("SELECT id, at_ms, kind, usd_micros, state, sid, country FROM egress_reservations WHERE id = ?", id).toArray()[0];
     return row === undefined ? null : toReservation(row);
   }
 
-  reservationBySid(sid: string): Reservation | null {
-    const row = this.#sql.exec<ReservationRow>("SELECT id, at_ms, kind, usd_micros, state, sid FROM egress_reservations WHERE sid = ?", sid).toArray()[0];
+  reservationBySid(sid: string): StoredReservation | null {
+    const row = this.#sql.exec<ReservationRow>("SELECT id, at_ms, kind, usd_micros, state, sid, country FROM egress_reservations WHERE sid = ?", sid).toArray()[0];
     return row === undefined ? null : toReservation(row);
   }
 

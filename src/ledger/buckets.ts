@@ -1,8 +1,10 @@
 // Usage history for the charts of GET /admin/accounts/:sid/usage: spend, events and blocked events per
 // UTC hour (the last 48) and per UTC day (the last 90). Pure: which buckets an amount goes to, which
 // buckets are too old to keep, and the series an answer carries (every bucket of the range, empty ones
-// too, with the policy's limit for that grain and the trips that opened in it). The AccountGuard stores
-// the rows (table usage_buckets, schema.ts) and calls these; nothing else decides about buckets.
+// too, with the policy's limit for that grain and the trips that opened in it, and the egress gate's sends
+// by destination country, src/ledger/countries.ts). The AccountGuard stores the rows (table
+// usage_buckets, schema.ts) and calls these; nothing else decides about buckets.
+import { countryLines, type CountryMap, type CountryPoint } from "./countries.ts";
 import type { Policy } from "./policy.ts";
 import { windowStart } from "./windows.ts";
 
@@ -19,6 +21,8 @@ export interface BucketRow {
   usdMicros: number;
   events: number;
   blocked: number;
+  /** The egress gate's sends in this bucket by destination country (empty when none). */
+  countries: CountryMap;
 }
 
 export interface SeriesPoint {
@@ -30,6 +34,13 @@ export interface SeriesPoint {
   blocked: number;
   /** Trips opened in this bucket: when and why. */
   trips: Array<{ at: number; reason: string }>;
+  /** Sends through the egress gate by destination country (most first; `other` past the bound, last). */
+  countries: CountryPoint[];
+}
+
+/** A country's line in the range's total, with when the account first sent to it (null: not known). */
+export interface CountryTotal extends CountryPoint {
+  firstSentAt: number | null;
 }
 
 export interface UsageSeries {
@@ -41,6 +52,8 @@ export interface UsageSeries {
   limits: { usd: number | null; events: number | null };
   points: SeriesPoint[];
   totals: { usd: number; events: number; blocked: number; trips: number };
+  /** Sends through the egress gate by destination country over the whole range. */
+  countries: CountryTotal[];
 }
 
 export function isGrain(value: string | null): value is Grain {
@@ -80,6 +93,8 @@ export function buildSeries(
   rows: readonly BucketRow[],
   trips: ReadonlyArray<{ at: number; reason: string }>,
   policy: Policy,
+  /** When the account first sent to each country (egress_countries), for the range's total. */
+  firstSent: ReadonlyMap<string, number> = new Map(),
 ): UsageSeries {
   const step = GRAIN_MS[grain];
   const to = bucketStart(grain, nowMs);
@@ -95,6 +110,7 @@ export function buildSeries(
       events: r?.events ?? 0,
       blocked: r?.blocked ?? 0,
       trips: trips.filter((t) => t.at >= start && t.at < start + step).map((t) => ({ at: t.at, reason: t.reason })),
+      countries: countryLines(r === undefined ? [] : [r.countries]),
     });
   }
   const totals = points.reduce(
@@ -102,5 +118,6 @@ export function buildSeries(
     { usd: 0, events: 0, blocked: 0, trips: 0 },
   );
   totals.usd = Math.round(totals.usd * 1_000_000) / 1_000_000;
-  return { by: grain, from, to, limits: grainLimits(policy, grain), points, totals };
+  const countries = countryLines([...byStart.values()].map((r) => r.countries)).map((c) => ({ ...c, firstSentAt: firstSent.get(c.country) ?? null }));
+  return { by: grain, from, to, limits: grainLimits(policy, grain), points, totals, countries };
 }

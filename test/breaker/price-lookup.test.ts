@@ -166,6 +166,20 @@ describe("price lookup: a message settled at its estimate", () => {
   });
 });
 
+describe("price lookup: sends by destination country", () => {
+  it("moves the country's spend with the day's, from the estimate to the real price", async () => {
+    const atMs = Date.now();
+    const { sid, sendSid } = await gateSend("message", twoSegments, atMs);
+    prices.set(sendSid, ["-0.0158"]);
+    await guard(sid).record(event(messageStatus(sid, sendSid, "delivered")), null);
+    const us = async () => (await guard(sid).usage("day", atMs)).countries.find((c) => c.country === "US");
+    expect(await us()).toMatchObject({ sends: 1, usd: 0.0166 });
+    await lookOnce(sid);
+    expect(await day(sid)).toEqual({ usd: 0.0158, events: 1 });
+    expect(await us()).toMatchObject({ sends: 1, usd: 0.0158 });
+  });
+});
+
 describe("price lookup: the accounts listing", () => {
   it("gets the corrected day's spend after the alarm applied a price", async () => {
     const { sid, sendSid } = await gateSend("message", twoSegments);

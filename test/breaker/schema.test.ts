@@ -312,8 +312,7 @@ describe("schema 3: the usage history", () => {
         egress: sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'egress_%' ORDER BY name").toArray().map((t) => t.name),
       };
     });
-    expect(ACCOUNT_SCHEMA_VERSION).toBe(3);
-    expect(after.meta).toEqual([{ key: "schema", value: "3" }, { key: "schema_min", value: "3" }]);
+    expect(after.meta).toEqual([{ key: "schema", value: String(ACCOUNT_SCHEMA_VERSION) }, { key: "schema_min", value: "3" }]);
     expect(after.totals).toEqual(expect.arrayContaining(["counted_micros", "twilio_micros"]));
     expect(after.buckets).toEqual([
       { grain: "day", start_ms: windowStart("day", now), events: 1 },
@@ -341,5 +340,67 @@ describe("schema 3: the usage history", () => {
     });
     const snapshot = await guard(sid).snapshot();
     expect(snapshot.recentEvents.find((e) => e.sid === rolledBack)).toMatchObject({ counted: true, blocked: false });
+  });
+});
+
+describe("schema 4: sends by destination country in the usage buckets", () => {
+  /** A schema-3 database: the current layout without usage_buckets.countries, version 3 in meta. */
+  async function writeSchemaV3(sid: string, fill: (sql: SqlStorage) => void): Promise<void> {
+    await runInDurableObject(guard(sid), (_instance, state) => {
+      const sql = state.storage.sql;
+      for (const table of [...OWN_TABLES, "usage_buckets", "egress_reservations", "egress_counters", "egress_countries", "egress_keys"]) sql.exec(`DROP TABLE IF EXISTS ${table}`);
+      state.storage.transactionSync(() => migrateAccountSchema(sql));
+      sql.exec("ALTER TABLE usage_buckets DROP COLUMN countries");
+      sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', '3'), ('schema_min', '3'), ('sid', ?), ('registered', '1')", sid);
+      fill(sql);
+    });
+  }
+
+  it("adds the column in place and fills it from the reservations still kept, at their counted price", async () => {
+    const sid = uniqueSid();
+    const now = Date.now();
+    const hour = windowStart("hour", now);
+    const bound = uniqueSid("SM");
+    await writeSchemaV3(sid, (sql) => {
+      sql.exec("INSERT INTO usage_buckets VALUES ('hour', ?, 58300, 2, 0), ('day', ?, 58300, 2, 0)", hour, windowStart("day", now));
+      const reservation = "INSERT INTO egress_reservations (id, at_ms, kind, usd_micros, unit_micros, state, sid, country) VALUES (?, ?, 'message', ?, ?, ?, ?, ?)";
+      sql.exec(reservation, "r-held", now, 8300, 8300, "held", null, "US");
+      sql.exec(reservation, "r-bound", now, 40000, 40000, "bound", bound, "GB");
+      sql.exec(reservation, "r-released", now, 40000, 40000, "released", null, "GB");
+      sql.exec("INSERT INTO counted (count_key, at_ms, usd_micros, settled) VALUES (?, ?, 50000, 1)", `msg:${bound}`, now);
+    });
+    const found = await runInDurableObject(guard(sid), (_instance, state) => state.storage.transactionSync(() => migrateAccountSchema(state.storage.sql, now)));
+    expect(found).toBe(3);
+    const rows = await runInDurableObject(guard(sid), (_instance, state) =>
+      state.storage.sql.exec<{ grain: string; events: number; countries: string }>("SELECT grain, events, countries FROM usage_buckets ORDER BY grain").toArray()
+        .map((r) => ({ ...r, countries: JSON.parse(r.countries) as unknown })),
+    );
+    // [sends, micro-USD, blocked]: the held send at its estimate, the bound one at its counted price, the released one not at all.
+    const expected = { US: [1, 8300, 0], GB: [1, 50000, 0] };
+    expect(rows).toEqual([{ grain: "day", events: 2, countries: expected }, { grain: "hour", events: 2, countries: expected }]);
+    // The upgraded account answers them, and settles the held send against its country.
+    await evictDurableObject(guard(sid));
+    const series = await guard(sid).usage("hour", now);
+    expect(series.points.at(-1)!.countries).toEqual([{ country: "GB", sends: 1, usd: 0.05, blocked: 0 }, { country: "US", sends: 1, usd: 0.0083, blocked: 0 }]);
+    await guard(sid).settleSend(sid, "r-held", { type: "rejected" }, now);
+    expect((await guard(sid).usage("hour", now)).countries).toEqual([{ country: "GB", sends: 1, usd: 0.05, blocked: 0, firstSentAt: null }]);
+  });
+
+  it("keeps schema 3's statements working (rollback): its bucket upsert leaves the countries as they were", async () => {
+    const sid = uniqueSid();
+    await guard(sid).record(sms(sid), null);
+    const now = Date.now();
+    const countries = await runInDurableObject(guard(sid), (_instance, state) => {
+      const sql = state.storage.sql;
+      sql.exec("UPDATE usage_buckets SET countries = '{\"US\":[1,8300,0]}' WHERE grain = 'hour'");
+      // Schema 3's own bucket statement (account-guard.ts before schema 4).
+      sql.exec(
+        `INSERT INTO usage_buckets (grain, start_ms, usd_micros, events, blocked) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (grain, start_ms) DO UPDATE SET usd_micros = usd_micros + excluded.usd_micros, events = events + excluded.events, blocked = blocked + excluded.blocked`,
+        "hour", windowStart("hour", now), 7900, 1, 0,
+      );
+      return sql.exec<{ events: number; countries: string }>("SELECT events, countries FROM usage_buckets WHERE grain = 'hour'").one();
+    });
+    expect(countries).toEqual({ events: 2, countries: '{"US":[1,8300,0]}' });
   });
 });

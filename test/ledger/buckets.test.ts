@@ -32,11 +32,11 @@ describe("buckets", () => {
 describe("buildSeries", () => {
   const hour = bucketStart("hour", NOW);
   const rows: BucketRow[] = [
-    { grain: "hour", startMs: hour, usdMicros: 2_500_000, events: 30, blocked: 4 },
-    { grain: "hour", startMs: hour - 5 * HOUR, usdMicros: 1_000_000, events: 10, blocked: 0 },
+    { grain: "hour", startMs: hour, usdMicros: 2_500_000, events: 30, blocked: 4, countries: new Map([["US", { sends: 2, usdMicros: 16_600, blocked: 0 }], ["GB", { sends: 1, usdMicros: 40_000, blocked: 0 }]]) },
+    { grain: "hour", startMs: hour - 5 * HOUR, usdMicros: 1_000_000, events: 10, blocked: 0, countries: new Map([["GB", { sends: 0, usdMicros: 0, blocked: 3 }], ["US", { sends: 1, usdMicros: 8_300, blocked: 0 }]]) },
     // Too old for the range, and another grain: both ignored.
-    { grain: "hour", startMs: hour - 48 * HOUR, usdMicros: 9_000_000, events: 9, blocked: 9 },
-    { grain: "day", startMs: bucketStart("day", NOW), usdMicros: 7_000_000, events: 70, blocked: 0 },
+    { grain: "hour", startMs: hour - 48 * HOUR, usdMicros: 9_000_000, events: 9, blocked: 9, countries: new Map([["CU", { sends: 9, usdMicros: 9, blocked: 0 }]]) },
+    { grain: "day", startMs: bucketStart("day", NOW), usdMicros: 7_000_000, events: 70, blocked: 0, countries: new Map() },
   ];
 
   it("answers every hour of the range, oldest first, with zeros where nothing was recorded", () => {
@@ -48,6 +48,17 @@ describe("buildSeries", () => {
     expect(series.points[10]).toMatchObject({ usd: 0, events: 0, blocked: 0, trips: [] });
     expect(series.totals).toEqual({ usd: 3.5, events: 40, blocked: 4, trips: 0 });
     expect(series).toMatchObject({ by: "hour", from: hour - 47 * HOUR, to: hour, limits: { usd: 4, events: 500 } });
+  });
+
+  it("answers each bucket's sends by destination country, and their total over the range with the first send's time", () => {
+    const series = buildSeries("hour", NOW, rows, [], policy, new Map([["US", hour - 40 * HOUR], ["GB", hour - 5 * HOUR]]));
+    expect(series.points[47]!.countries).toEqual([{ country: "US", sends: 2, usd: 0.0166, blocked: 0 }, { country: "GB", sends: 1, usd: 0.04, blocked: 0 }]);
+    expect(series.points[42]!.countries).toEqual([{ country: "US", sends: 1, usd: 0.0083, blocked: 0 }, { country: "GB", sends: 0, usd: 0, blocked: 3 }]);
+    expect(series.points[10]!.countries).toEqual([]);
+    expect(series.countries).toEqual([
+      { country: "US", sends: 3, usd: 0.0249, blocked: 0, firstSentAt: hour - 40 * HOUR },
+      { country: "GB", sends: 1, usd: 0.04, blocked: 3, firstSentAt: hour - 5 * HOUR },
+    ]);
   });
 
   it("marks each trip in the bucket it opened in", () => {

@@ -4,9 +4,11 @@
 // dev dependency, or CHROMIUM_PATH). Real signed webhooks make one account trip, one warn and one stay
 // quiet; forged ones fill the refused-requests log. Then, at 1400 px: sign in, the overview and the
 // list (search, filter), an account's charts (spend and events per hour and per day against the limits,
-// blocked events and the trip marked), the wrong-account case (an unknown SID after an open account
+// blocked events and the trip marked; a sender's sends through the egress gate by destination country,
+// the refused country in red, a release given back), the wrong-account case (an unknown SID after an open account
 // must clear it), one elevation (one code) for a trip and a reset, the refused-requests page; at 390 px
-// the same views without horizontal overflow, and the list refreshing itself. Screenshots of each state
+// the same views without horizontal overflow (the country table in light and dark mode too), and the
+// list refreshing itself. Screenshots of each state
 // go to .test-results/dashboard-<width>-<state>.png.
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -28,6 +30,8 @@ const ADMIN_TOKEN = `admin-token-${randomBytes(12).toString("hex")}`;
 const TOTP_SECRET = generateSecretBase32();
 /** Five inbound messages an hour per account; warn at 60%. */
 const POLICY = JSON.stringify({ limits: [{ window: "hour", events: 5 }, { window: "day", usd: 1 }], warnAt: 0.6, action: "suspend" });
+/** The sender's own policy: sends through the egress gate to three countries only, far from its limit. */
+const SENDER_POLICY = { limits: [{ window: "day", usd: 5 }], warnAt: 0.8, action: "alert", egress: { countries: ["US", "GB", "DE"] } };
 /** Summaries reach the list within 5 s (trailing push), the page refreshes every 5 s. */
 const REFRESH_WAIT_MS = 15_000;
 
@@ -60,6 +64,26 @@ async function inboundSms(sid: string, token: string): Promise<Response> {
     headers: { "content-type": "application/x-www-form-urlencoded", "x-twilio-signature": twilio.getExpectedTwilioSignature(token, url, params) },
     body: new URLSearchParams(params).toString(),
   });
+}
+
+/** An admin call as the operator's tooling makes it (bearer token, and an elevation for a change). */
+async function admin(method: string, path: string, headers: Record<string, string> = {}, body?: unknown): Promise<Response> {
+  return fetch(`${guard.url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...(body === undefined ? {} : { "content-type": "application/json" }), ...headers },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+}
+
+/** A send through the REST egress gate, as the app's SDK makes it with the account's egress key. */
+async function sendThroughGate(sid: string, key: string, to: string): Promise<number> {
+  const response = await fetch(`${guard.url}/twilio/api.twilio.com/2010-04-01/Accounts/${sid}/Messages.json`, {
+    method: "POST",
+    headers: { "content-type": "application/x-www-form-urlencoded", authorization: `Basic ${Buffer.from(`${sid}:${key}`).toString("base64")}` },
+    body: new URLSearchParams({ To: to, From: "+15005550006", Body: "Your code is 123456" }).toString(),
+  });
+  await response.arrayBuffer();
+  return response.status;
 }
 
 async function eventually(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
@@ -110,6 +134,7 @@ describe("operator console in Chromium", () => {
   let tripped: { sid: string; authToken: string };
   let warned: { sid: string; authToken: string };
   let quiet: { sid: string; authToken: string };
+  let sender: { sid: string; authToken: string };
 
   beforeAll(async () => {
     origin = createServer((_req, res) => {
@@ -125,12 +150,14 @@ describe("operator console in Chromium", () => {
         RECONCILE_INTERVAL_S: "0",
         GUARD_POLICY: POLICY,
         ORIGIN_URL: `http://127.0.0.1:${(origin.address() as AddressInfo).port}`,
+        EGRESS_MODE: "enforce",
       },
       secrets: { TWILIO_AUTH_TOKEN: PARENT_TOKEN, ADMIN_TOKEN, ADMIN_TOTP_SECRET: TOTP_SECRET },
     });
     tripped = standin.addSubaccount({ friendlyName: "Acme Pizza (tenant 17)" });
     warned = standin.addSubaccount({ friendlyName: "Blue Dental" });
     quiet = standin.addSubaccount({ friendlyName: "Quiet Co" });
+    sender = standin.addSubaccount({ friendlyName: "Globex Outreach" });
     // Seven messages against five an hour: the sixth trips the breaker (suspension), the seventh is blocked.
     for (let i = 0; i < 7; i++) expect((await inboundSms(tripped.sid, tripped.authToken)).status).toBe(200);
     for (let i = 0; i < 3; i++) expect((await inboundSms(warned.sid, warned.authToken)).status).toBe(200);
@@ -139,6 +166,23 @@ describe("operator console in Chromium", () => {
     for (let i = 0; i < 3; i++) expect((await inboundSms(tripped.sid, "not-the-auth-token")).status).toBe(403);
     for (let i = 0; i < 2; i++) expect((await fetch(`${guard.url}/admin/accounts`, { headers: { authorization: "Bearer junk" } })).status).toBe(401);
     await eventually(() => standin.accounts.get(tripped.sid)!.status === "suspended", 15_000, "the suspension");
+    // The sender gets its policy and an egress key under one elevation. Its code is the previous step's
+    // (still accepted): the browser's own code later is a newer step, never a reused one.
+    const elevated = await admin("POST", "/admin/elevate", { "x-guard-totp": await totpCode(Date.now() - 30_000) });
+    expect(elevated.status).toBe(200);
+    const elevation = { "x-guard-elevation": ((await elevated.json()) as { elevation: string }).elevation };
+    expect((await admin("PUT", `/admin/accounts/${sender.sid}/policy`, elevation, SENDER_POLICY)).status).toBe(200);
+    const issued = await admin("POST", `/admin/accounts/${sender.sid}/egress-keys`, elevation);
+    expect(issued.status).toBe(201);
+    const { key } = (await issued.json()) as { key: string };
+    // Its app, through the egress gate: two texts to the US, one to the UK and one to Germany go out; a
+    // UK text Twilio refuses is given back; three to Moldova (not allowed) are refused at the gate.
+    const sends = [];
+    for (const to of ["+14155552671", "+14155552672", "+447400123456", "+4915112345678"]) sends.push(await sendThroughGate(sender.sid, key, to));
+    standin.failNext((req) => req.method === "POST" && req.path.endsWith("/Messages.json"), { status: 400, code: 21610, message: "Attempt to send to unsubscribed recipient" });
+    sends.push(await sendThroughGate(sender.sid, key, "+447400123457"));
+    for (let i = 0; i < 3; i++) sends.push(await sendThroughGate(sender.sid, key, "+37360123456"));
+    expect(sends).toEqual([201, 201, 201, 201, 400, 400, 400, 400]);
     mkdirSync(RESULTS, { recursive: true });
   }, 90_000);
 
@@ -168,6 +212,8 @@ describe("operator console in Chromium", () => {
     expect(await page.locator("#accounts-body tr").first().getAttribute("data-sid")).toBe(tripped.sid);
     // The names come from Twilio's account listing, learnt by the directory with the tokens.
     expect(await page.locator("#ov-top").textContent()).toContain("Acme Pizza (tenant 17)");
+    // The sender's sends through the egress gate count in its spend today (4 texts at 0.0083 USD).
+    await eventually(async () => (await row(sender.sid).textContent())?.includes("$0.0332") === true, REFRESH_WAIT_MS, "the sender's spend in the list");
     await shot(page, 1400, "accounts");
 
     // Search by SID, then by name, then filter to the open breakers.
@@ -207,6 +253,27 @@ describe("operator console in Chromium", () => {
     await page.locator('svg[data-chart="usd-day"]').waitFor({ state: "visible" });
     expect(await page.locator('svg[data-chart="usd-day"] line.limit[data-limit="1"]').count()).toBe(1);
     await shot(page, 1400, "account-open-daily");
+
+    // Sends by destination country: the sender's view lists each country with its figures, the refused
+    // one in red, and the countries first sent to today marked new.
+    await page.click("#by-hour");
+    await page.evaluate((sid) => { location.hash = `#/account/${sid}`; }, sender.sid);
+    const country = (code: string) => page.locator(`#countries-table tr[data-country="${code}"]`);
+    await country("US").waitFor({ state: "visible" });
+    expect(await page.locator("#countries-table tbody tr").evaluateAll((rows) => rows.map((r) => r.getAttribute("data-country")))).toEqual(["US", "DE", "GB", "MD"]);
+    const figures = async (code: string) => Object.fromEntries(await country(code).locator("[data-field]").evaluateAll((cells) => cells.map((c) => [c.getAttribute("data-field"), c.textContent])));
+    // (`current`, this hour's sends, is left alone: the seeding may have been in the previous hour.)
+    expect(await figures("US")).toMatchObject({ sends: "2", usd: "$0.0166", blocked: "0" });
+    // The UK text Twilio refused was given back: one send, not two.
+    expect(await figures("GB")).toMatchObject({ sends: "1", blocked: "0" });
+    expect(await figures("MD")).toMatchObject({ sends: "0", current: "0", usd: "$0.00", blocked: "3" });
+    expect(await country("MD").locator("td.refused").count()).toBe(1);
+    expect(await country("GB").textContent()).toContain("United Kingdom");
+    expect(await country("DE").getAttribute("data-new")).toBe("1");
+    expect(await country("MD").getAttribute("data-new")).toBe("0");
+    await page.locator("#countries-title").scrollIntoViewIfNeeded();
+    await page.locator("#countries").screenshot({ path: `${RESULTS}/dashboard-1400-countries.png` });
+    await shot(page, 1400, "account-countries");
 
     // The wrong-account case: an unknown SID after an open account shows only "not found", no buttons.
     const unknown = `AC${randomBytes(16).toString("hex")}`;
@@ -340,6 +407,18 @@ describe("operator console in Chromium", () => {
     await page.locator('svg[data-chart="usd-hour"]').waitFor({ state: "visible" });
     await expectNoOverflow(page, 390, "account");
     await shot(page, 390, "account-open-hourly");
+
+    await page.evaluate((sid) => { location.hash = `#/account/${sid}`; }, sender.sid);
+    await page.locator('#countries-table tr[data-country="MD"]').waitFor({ state: "visible" });
+    await expectNoOverflow(page, 390, "sends by country");
+    const table = await page.locator("#countries-table").boundingBox();
+    expect(table!.width).toBeLessThanOrEqual(390);
+    await page.locator("#countries").screenshot({ path: `${RESULTS}/dashboard-390-countries.png` });
+    // …and in dark mode: dark panel, no light track behind the share bars.
+    await page.emulateMedia({ colorScheme: "dark" });
+    expect(await page.locator("#countries-table .share").first().evaluate((e) => getComputedStyle(e).backgroundColor)).toBe("rgb(33, 38, 45)");
+    await page.locator("#countries").screenshot({ path: `${RESULTS}/dashboard-390-countries-dark.png` });
+    await page.emulateMedia({ colorScheme: "light" });
 
     await page.evaluate(() => { location.hash = `#/account/AC${"0".repeat(32)}`; });
     await page.locator("#missing").waitFor({ state: "visible" });

@@ -1,0 +1,102 @@
+// Sends through the REST egress gate by destination country, per usage bucket (the pumping signal of
+// GET /admin/accounts/:sid/usage): how many sends were made to each ISO 3166 country, what they cost and
+// how many the gate refused. Pure: the AccountGuard keeps one bounded map per bucket (the `countries`
+// column of usage_buckets, schema.ts) and changes it only through these functions, in the same
+// transaction as the reservation or settlement the change comes from.
+//
+// Exactness with a bound: a bucket names at most MAX_COUNTRIES_PER_BUCKET countries; a send to another
+// country once the bucket is full goes to OTHER. A bucket's keys are never removed (only whole buckets
+// are pruned), so a country that has its own key at settlement time had it when the send was reserved
+// (a full bucket gains no key): a settlement moves the figures of the key the send was counted under,
+// and finds neither key only when the bucket itself was pruned, where there is nothing left to correct.
+
+/**
+ * Countries named per bucket before the rest is folded under OTHER: an account sends to a handful of
+ * countries, traffic pumping spreads over dozens; 24 names them all in a normal bucket and keeps a
+ * bucket's row under ~1 KB however many countries an attack reaches (2 × 138 buckets per account).
+ */
+export const MAX_COUNTRIES_PER_BUCKET = 24;
+/** The key of the sends to countries past the bound. */
+export const OTHER = "other";
+/** The key of sends whose number names no country (not a valid E.164 number, or a client:/sip: address). */
+export const UNKNOWN = "unknown";
+
+export interface CountryFigures {
+  /** Sends reserved (and not released: Twilio's error gives the send back). */
+  sends: number;
+  /** Their cost in micro-USD: the estimate until the real price replaces it. */
+  usdMicros: number;
+  /** Sends the gate refused in enforce mode (country not allowed, pumping rule, limit, open breaker). */
+  blocked: number;
+}
+
+/** One bucket's figures by key (ISO 3166 alpha-2, UNKNOWN or OTHER). */
+export type CountryMap = ReadonlyMap<string, CountryFigures>;
+
+export type CountryDelta = CountryFigures;
+
+/** The key a destination country is stored under (before the bound). */
+export function countryKey(country: string | null): string {
+  return country === null ? UNKNOWN : country;
+}
+
+function plus(a: CountryFigures | undefined, d: CountryDelta): CountryFigures {
+  return { sends: (a?.sends ?? 0) + d.sends, usdMicros: (a?.usdMicros ?? 0) + d.usdMicros, blocked: (a?.blocked ?? 0) + d.blocked };
+}
+
+/** Keys that count against the bound: every key but OTHER. */
+function named(map: CountryMap): number {
+  return map.size - (map.has(OTHER) ? 1 : 0);
+}
+
+/** A new send (or refusal) to `country` at this bucket: its own key while there is room, else OTHER. */
+export function addSend(map: CountryMap, country: string | null, delta: CountryDelta): CountryMap {
+  const own = countryKey(country);
+  const key = map.has(own) || named(map) < MAX_COUNTRIES_PER_BUCKET ? own : OTHER;
+  return new Map(map).set(key, plus(map.get(key), delta));
+}
+
+/**
+ * A correction of a send already counted in this bucket (released, or its price known): moves the key it
+ * was counted under (see the top of this file). Null when the bucket no longer holds it (pruned).
+ */
+export function correctSend(map: CountryMap, country: string | null, delta: CountryDelta): CountryMap | null {
+  const own = countryKey(country);
+  const key = map.has(own) ? own : map.has(OTHER) ? OTHER : null;
+  if (key === null) return null;
+  return new Map(map).set(key, plus(map.get(key), delta));
+}
+
+/** Storage form: `{"US":[sends,usdMicros,blocked],…}` (compact: it is rewritten with every send). */
+export function encodeCountries(map: CountryMap): string {
+  return JSON.stringify(Object.fromEntries([...map].map(([k, f]) => [k, [f.sends, f.usdMicros, f.blocked]])));
+}
+
+/** Reads the stored form; NULL (a bucket no send touched, or written before schema 4) is an empty map. */
+export function decodeCountries(text: string | null): Map<string, CountryFigures> {
+  const map = new Map<string, CountryFigures>();
+  if (text === null || text === "") return map;
+  const parsed = JSON.parse(text) as Record<string, [number, number, number]>;
+  for (const [k, [sends, usdMicros, blocked]] of Object.entries(parsed)) map.set(k, { sends, usdMicros, blocked });
+  return map;
+}
+
+/** One country's line in an answer. */
+export interface CountryPoint {
+  country: string;
+  sends: number;
+  usd: number;
+  blocked: number;
+}
+
+/** Sums maps (the range's total), as answer lines: most sends (then refusals, spend) first, OTHER last. */
+export function countryLines(maps: Iterable<CountryMap>): CountryPoint[] {
+  const sum = new Map<string, CountryFigures>();
+  for (const map of maps) for (const [k, f] of map) sum.set(k, plus(sum.get(k), f));
+  return [...sum]
+    .filter(([, f]) => f.sends !== 0 || f.blocked !== 0 || f.usdMicros !== 0)
+    .map(([country, f]) => ({ country, sends: f.sends, usd: f.usdMicros / 1_000_000, blocked: f.blocked }))
+    .sort((a, b) =>
+      Number(a.country === OTHER) - Number(b.country === OTHER) || b.sends - a.sends || b.blocked - a.blocked || b.usd - a.usd || a.country.localeCompare(b.country),
+    );
+}
