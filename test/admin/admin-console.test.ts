@@ -1,22 +1,21 @@
 // The console's read side, driven with real signed webhooks on an injected clock: the usage history
 // (GET /admin/accounts/:sid/usage, hour and day), the listing served from the light summary (search,
 // sort, filter), the overview across accounts, and the refused-requests log (GET /admin/rejections).
-import { createExecutionContext, runInDurableObject, waitOnExecutionContext } from "cloudflare:test";
+import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { TokenCache } from "../../src/accounts/token-cache.ts";
-import { createApp } from "../../src/app.ts";
 import { rejections } from "../../src/admin/rejections.ts";
-import type { GuardEnv } from "../../src/config/env.ts";
 import type { Policy } from "../../src/ledger/policy.ts";
 import { adminCaller, uniqueIp, WORKER } from "../support/admin.ts";
+import { viaApp } from "../support/app.ts";
+import { subaccount as knownSubaccount } from "../support/money.ts";
 import { ORIGIN, TWILIO_API, fakeTwilio, mockOutbound, twiml, type FakeTwilio } from "../support/origin.ts";
 import { PARENT_SID, inboundSms, signedForm, uniqueSid, type Params } from "../support/twilio.ts";
 
 const tokenCache = new TokenCache();
 const HOUR = 3_600_000;
 const DAY = 86_400_000;
-/** A future day: nothing the real clock prunes can touch its buckets. */
 /** Five years ahead of the real clock (never a fixed date): alarms on the real clock never prune these windows. */
 const Y = new Date().getUTCFullYear() + 5;
 const T0 = Date.parse(`${Y}-06-15T10:20:00.000Z`);
@@ -36,22 +35,15 @@ function setup(): void {
   ]);
 }
 
-async function subaccount(policy: Partial<Policy>): Promise<{ sid: string; token: string }> {
-  const sid = uniqueSid();
-  const token = `token-of-${sid}`;
-  twilio.subaccounts.set(sid, { token, status: "active", owner: PARENT_SID });
-  await env.ACCOUNT_GUARD.getByName(sid).setPolicy(sid, { limits: [{ window: "day", events: 1000 }], warnAt: 0.8, action: "block", ...policy });
-  return { sid, token };
+/** A subaccount whose breaker answers at the edge ("block"), 1000 events a day unless the test says otherwise. */
+function subaccount(policy: Partial<Policy>): Promise<{ sid: string; token: string }> {
+  return knownSubaccount(twilio, { limits: [{ window: "day", events: 1000 }], action: "block", ...policy });
 }
 
 /** One webhook as if it arrived at `atMs`, with its after-the-answer work done. */
 async function webhookAt(atMs: number, params: Params, token: string, ip = "198.51.100.7"): Promise<Response> {
-  const app = createApp({ now: () => atMs, tokenCache });
-  const ctx = createExecutionContext();
   const request = await signedForm(`${WORKER}/webhooks/sms`, params, { token, headers: { "cf-connecting-ip": ip } });
-  const response = await app.fetch(request, env as GuardEnv, ctx);
-  await waitOnExecutionContext(ctx);
-  return response;
+  return viaApp(request, {}, { now: () => atMs, tokenCache });
 }
 
 type Point = { start: number; usd: number; events: number; blocked: number; trips: Array<{ at: number; reason: string }> };

@@ -3,7 +3,8 @@
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { WORKER, drainAlarms, guard, send, subaccount } from "../support/money.ts";
+import { drainAlarms, guard } from "../support/guard.ts";
+import { WORKER, send, subaccount } from "../support/money.ts";
 import type { AccountGuard } from "../../src/breaker/account-guard.ts";
 import { ALERTS, ORIGIN, TWILIO_API, fakeTwilio, mockOutbound, statusCalls, twiml, twilioError, type FakeTwilio } from "../support/origin.ts";
 import {
