@@ -14,7 +14,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import zlib from "node:zlib";
 import twilio from "twilio";
-import { startGuard, type GuardLogLine, type StartedGuard } from "../../support/e2e-worker.ts";
+import { startGuard, type GuardLogLine, type StartedGuard } from "../../../dev/worker.ts";
 import { startTwilioStandin, type TwilioStandin } from "../../../dev/twilio-standin.ts";
 
 // ---- Recognisable secrets ------------------------------------------------------------------------------
