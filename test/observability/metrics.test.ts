@@ -17,6 +17,7 @@ import {
   type MetricsBatch,
 } from "../../src/observability/metrics.ts";
 import { uniqueSid } from "../support/twilio.ts";
+import { privateMinute } from "../support/admin.ts";
 
 const ADMIN_TOKEN = "test-admin-token-for-metrics";
 
@@ -190,7 +191,8 @@ describe("renderPrometheus", () => {
 describe("GET /admin/metrics", () => {
   function scrape(token = ADMIN_TOKEN) {
     // A wrong token is a counted failure: on a clock of its own it cannot add to another test's lockout.
-    const app = createApp(token === ADMIN_TOKEN ? {} : { now: () => Date.UTC(2032, 0, 1) + Math.floor(Math.random() * 1e6) * 60_000 });
+    const own = privateMinute();
+    const app = createApp(token === ADMIN_TOKEN ? {} : { now: () => own });
     return app.fetch(
       new Request("https://guard.example.com/admin/metrics", { headers: { authorization: `Bearer ${token}` } }),
       { ...(env as GuardEnv), ADMIN_TOKEN },

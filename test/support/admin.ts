@@ -62,6 +62,8 @@ export async function totpCodeAt(secret: string, atMs: number): Promise<string> 
   return totpAt(await importTotpKey(base32Decode(secret)), atMs / 1000);
 }
 
+/** Private minutes start at the UTC new year five years ahead of the real clock (derived, never a fixed date). */
+const PRIVATE_MINUTES_FROM = Date.UTC(new Date().getUTCFullYear() + 5, 0, 1);
 let minuteCounter = 0;
 /**
  * A UTC minute no other test uses (far from real time), and an instant `offsetS` seconds into it.
@@ -70,7 +72,7 @@ let minuteCounter = 0;
 export function privateMinute(offsetS = 10): number {
   minuteCounter += 1;
   const random = Math.floor(Math.random() * 1_000_000);
-  return Date.UTC(2032, 0, 1) + (random * 100 + minuteCounter) * 60_000 + offsetS * 1000;
+  return PRIVATE_MINUTES_FROM + (random * 100 + minuteCounter) * 60_000 + offsetS * 1000;
 }
 
 /** A client address no other test uses. */
