@@ -125,21 +125,6 @@ describe("MetricsRegistry", () => {
   });
 });
 
-describe("the aggregator (AdminGate)", () => {
-  it("sums deltas from many isolates and keeps each account's latest breaker state", async () => {
-    const aggregator = env.ADMIN_GATE.getByName(`metrics-test-${uniqueSid()}`);
-    const labels = JSON.stringify({ via: "signature" });
-    await aggregator.addMetrics({ counters: [{ name: "guard_requests_verified_total", labels, n: 3 }], breakers: [{ sid: "ACa", open: true, atMs: 10 }] });
-    await aggregator.addMetrics({ counters: [{ name: "guard_requests_verified_total", labels, n: 4 }], breakers: [{ sid: "ACb", open: true, atMs: 10 }] });
-    await aggregator.addMetrics({ counters: [], breakers: [{ sid: "ACa", open: false, atMs: 20 }, { sid: "ACb", open: false, atMs: 5 }] });
-    const read = await aggregator.readMetrics();
-    expect(read.counters).toEqual([{ name: "guard_requests_verified_total", labels, value: 7 }]);
-    expect(read.openBreakers).toBe(1);
-    expect(read.batches).toBe(3);
-    expect(read.lastBatchAtMs).toBeGreaterThan(0);
-  });
-});
-
 describe("renderPrometheus", () => {
   const aggregate: AggregatedMetrics = {
     counters: [
