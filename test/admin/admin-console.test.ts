@@ -10,8 +10,8 @@ import type { Policy } from "../../src/ledger/policy.ts";
 import { adminCaller, uniqueIp, WORKER } from "../support/admin.ts";
 import { viaApp } from "../support/app.ts";
 import { subaccount as knownSubaccount } from "../support/money.ts";
-import { ORIGIN, TWILIO_API, fakeTwilio, mockOutbound, twiml, type FakeTwilio } from "../support/origin.ts";
-import { PARENT_SID, inboundSms, signedForm, uniqueSid, type Params } from "../support/twilio.ts";
+import { mockOutbound, twilioWorld, type FakeTwilio } from "../support/origin.ts";
+import { inboundSms, signedForm, uniqueSid, type Params } from "../support/twilio.ts";
 
 const tokenCache = new TokenCache();
 const HOUR = 3_600_000;
@@ -30,11 +30,7 @@ afterEach(() => {
 });
 
 function setup(): void {
-  twilio = fakeTwilio(PARENT_SID);
-  outbound = mockOutbound([
-    [ORIGIN, () => twiml()],
-    [TWILIO_API, (req) => twilio.responder(req)],
-  ]);
+  ({ twilio, outbound } = twilioWorld({ alerts: false }));
 }
 
 /** A subaccount whose breaker answers at the edge ("block"), 1000 events a day unless the test says otherwise. */

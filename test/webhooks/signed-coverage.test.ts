@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { computeSignature } from "../../src/verification/signature.ts";
 import { encodeForm } from "../../src/verification/form.ts";
 import { forwardHeaders, MAX_FORWARDED_HEADER_BYTES } from "../../src/webhooks/forward.ts";
-import { ALERTS, ORIGIN, TWILIO_API, fakeTwilio, mockOutbound, twiml, type FakeTwilio } from "../support/origin.ts";
+import { ORIGIN, mockOutbound, twilioWorld, type FakeTwilio } from "../support/origin.ts";
 import { PARENT_SID, PRIMARY_TOKEN, inboundSms, messageStatus, signedForm, signedGet, uniqueSid, basicAuth, type Params } from "../support/twilio.ts";
 import { guard } from "../support/guard.ts";
 import { viaApp } from "../support/app.ts";
@@ -20,12 +20,7 @@ const BASIC_HEADER = basicAuth(BASIC.BASIC_AUTH_USER, BASIC.BASIC_AUTH_PASSWORD)
 let outbound: ReturnType<typeof mockOutbound>;
 let twilio: FakeTwilio;
 function setup(): void {
-  twilio = fakeTwilio(PARENT_SID);
-  outbound = mockOutbound([
-    [ORIGIN, () => twiml()],
-    [TWILIO_API, (req) => twilio.responder(req)],
-    [ALERTS, () => new Response("ok")],
-  ]);
+  ({ twilio, outbound } = twilioWorld());
 }
 afterEach(() => {
   outbound?.restore();
