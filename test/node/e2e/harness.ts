@@ -16,6 +16,9 @@ import zlib from "node:zlib";
 import twilio from "twilio";
 import { startGuard, type GuardLogLine, type StartedGuard } from "../../../dev/worker.ts";
 import { startTwilioStandin, type TwilioStandin } from "../../../dev/twilio-standin.ts";
+// Twilio's payloads and fresh SIDs: the same builders the workerd tests use (signing stays twilio-node's, below).
+import { inboundCall, inboundSms, messageStatus, uniqueSid } from "../../support/twilio.ts";
+export { inboundCall, inboundSms, messageStatus, uniqueSid };
 
 // ---- Recognisable secrets ------------------------------------------------------------------------------
 
@@ -64,9 +67,6 @@ export async function eventually<T>(check: () => T | Promise<T>, timeoutMs = 10_
   }
 }
 
-export function uniqueSid(prefix: "AC" | "SM" | "MM" | "CA" | "UT"): string {
-  return prefix + randomBytes(16).toString("hex");
-}
 
 export function sha256Hex(body: string | Buffer): string {
   return createHash("sha256").update(body).digest("hex");
@@ -112,51 +112,8 @@ export function formBody(pairs: Pairs): string {
   return new URLSearchParams(pairs).toString();
 }
 
-export function inboundSms(accountSid: string, overrides: Record<string, string> = {}): Pairs {
-  const sid = uniqueSid("SM");
-  return Object.entries({
-    ToCountry: "US",
-    SmsMessageSid: sid,
-    NumMedia: "0",
-    SmsSid: sid,
-    SmsStatus: "received",
-    Body: "hello from e2e",
-    To: "+15005550006",
-    NumSegments: "1",
-    MessageSid: sid,
-    AccountSid: accountSid,
-    From: "+14155550100",
-    ApiVersion: "2010-04-01",
-    ...overrides,
-  });
-}
 
-export function inboundCall(accountSid: string, overrides: Record<string, string> = {}): Pairs {
-  return Object.entries({
-    CallSid: uniqueSid("CA"),
-    AccountSid: accountSid,
-    From: "+14155550100",
-    To: "+15005550006",
-    CallStatus: "ringing",
-    Direction: "inbound",
-    ApiVersion: "2010-04-01",
-    ...overrides,
-  });
-}
 
-export function messageStatus(accountSid: string, messageSid: string, status: string, overrides: Record<string, string> = {}): Pairs {
-  return Object.entries({
-    MessageSid: messageSid,
-    SmsSid: messageSid,
-    MessageStatus: status,
-    SmsStatus: status,
-    AccountSid: accountSid,
-    From: "+15005550006",
-    To: "+14155550100",
-    ApiVersion: "2010-04-01",
-    ...overrides,
-  });
-}
 
 /** Not billable: a Gather's digits without a Sid. Verifies and forwards, and counts nothing. */
 export function notBillable(accountSid: string): Pairs {
