@@ -10,6 +10,7 @@ import { Logger } from "./observability/log.ts";
 export { AccountGuard } from "./breaker/account-guard.ts";
 export { GuardDirectory } from "./accounts/directory.ts";
 export { AdminGate } from "./admin/gate.ts";
+export { MetricsAggregator } from "./observability/aggregator.ts";
 
 const app = createApp();
 

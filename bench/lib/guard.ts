@@ -2,7 +2,7 @@
 // exactly what `wrangler deploy` would upload) run by workerd through Miniflare, with this repo's
 // wrangler.toml (compatibility date and flags, [vars], Durable Object bindings, SQLite classes).
 //
-// Why not wrangler's unstable_startWorker (dev/worker.ts, test/support/e2e-worker.ts)? It puts a
+// Why not wrangler's unstable_startWorker (dev/worker.ts)? It puts a
 // second workerd process (wrangler dev's reload proxy) and Miniflare's entry worker in front of the
 // Worker: measured here, a bare `return new Response("ok")` Worker answers in ~9 ms p50 that way and in
 // ~0.7 ms through a direct socket. Neither hop exists in production, so the benchmarks listen on a

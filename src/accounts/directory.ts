@@ -9,8 +9,9 @@
 import { getConfig } from "../config/config.ts";
 import type { GuardEnv } from "../config/env.ts";
 import { GuardObject, versionedSchema } from "../durable/base.ts";
-import { createTwilioClient, type TwilioAccount } from "../twilio/rest.ts";
-import { metrics, restCallObserver } from "../observability/metrics.ts";
+import type { TwilioAccount } from "../twilio/rest.ts";
+import { twilioClientFor } from "../twilio/client.ts";
+import { metrics } from "../observability/metrics.ts";
 import { ensureSummaryTables, overviewOf, putFriendlyNames, putSummary, querySummaries, type AccountSummary, type Overview, type SummaryQuery } from "./summary.ts";
 
 /**
@@ -131,7 +132,7 @@ export class GuardDirectory extends GuardObject {
     this.sql.exec("INSERT OR REPLACE INTO listing (id, listed_at, attempted_at) VALUES (1, ?, ?)", listedAt, now);
     const listing = (async () => {
       const config = getConfig(this.env);
-      const client = createTwilioClient({ apiBase: config.apiBase, accountSid: config.accountSid, authToken: config.authTokens[0]!, onCall: restCallObserver() });
+      const client = twilioClientFor(config);
       let accounts: TwilioAccount[];
       try {
         accounts = await client.listAccounts();

@@ -1,19 +1,21 @@
-// AdminGate: the admin console's shared state, in one Durable Object class (SQLite storage) with two
-// instances, so metric traffic never queues behind an operator's sign-in:
+// AdminGate: the admin console's shared state, in one Durable Object class (SQLite storage) with these
+// instances:
 //   - "admin" (ADMIN_GATE_NAME): failed admin attempts per client address and UTC minute (the rate
 //     limit), the last accepted TOTP step (a code is accepted once), and the audit trail of every admin
 //     mutation;
 //   - "rejections" (REJECTIONS_NAME, src/admin/rejections.ts): a bounded ring of the latest refused
-//     requests, so junk traffic never queues behind an operator's sign-in either;
-//   - "metrics" (METRICS_AGGREGATOR_NAME, src/observability/metrics.ts): the sum of every isolate's counter
-//     deltas and each account's latest breaker state.
-// A thin shell: the decisions are in auth.ts and metrics.ts. Every method is synchronous, so each runs
+//     requests, so junk traffic never queues behind an operator's sign-in;
+//   - "egress-auth:<address>" (src/app.ts, src/egress/auth-limit.ts): failed egress-gate credentials per
+//     client address.
+// The metrics are summed elsewhere, by their own class (MetricsAggregator, src/observability/aggregator.ts).
+// Schema 1 created `counters` and `breakers` tables for the metrics this class once aggregated: they are
+// left as they are (no schema change), so a rollback to a release that still writes them keeps working.
+// A thin shell: the decisions are in auth.ts. Every method is synchronous, so each runs
 // alone from start to end (a Durable Object interleaves calls only at awaits): checking and consuming
 // a TOTP step, or checking and counting a failure, is atomic across every isolate of the guard.
 import type { GuardEnv } from "../config/env.ts";
 import { GuardObject, versionedSchema } from "../durable/base.ts";
 import { MAX_CLIENTS_PER_MINUTE, OVERFLOW_CLIENT, minuteOf, rateLimit, type RateLimit } from "./auth.ts";
-import type { AggregatedMetrics, MetricsBatch } from "../observability/metrics.ts";
 import { REJECTIONS_KEPT, sanitizeRejection, type Rejection, type RejectionBatch } from "./rejections.ts";
 
 export const ADMIN_GATE_NAME = "admin";
@@ -23,8 +25,6 @@ const AUDIT_KEPT = 20_000;
 const AUDIT_PRUNE_EVERY = 100;
 /** An account page shows at most this many audit entries. */
 export const AUDIT_PAGE_MAX = 500;
-/** The aggregator refuses new series beyond this many (existing ones keep counting): bounded storage. */
-const MAX_SERIES = 5_000;
 /** before/after snapshots in an audit entry are capped; a policy is far smaller. */
 const MAX_AUDIT_JSON_CHARS = 16_384;
 
@@ -215,45 +215,6 @@ export class AdminGate extends GuardObject {
     return {
       rejections: rows.map((r) => ({ atMs: r.at_ms, route: r.route, method: r.method, path: r.path, status: r.status, reason: r.reason, client: r.client, account: r.account })),
       dropped: Number(this.meta("rejections_dropped") ?? "0"),
-    };
-  }
-
-  // ---------------------------------------------------------------- metrics aggregation ("metrics")
-
-  /** Adds one isolate's deltas and breaker reports, in one transaction. */
-  addMetrics(batch: MetricsBatch): void {
-    this.transaction(() => {
-      let series = this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM counters").one().n;
-      for (const c of batch.counters ?? []) {
-        if (typeof c.name !== "string" || typeof c.labels !== "string" || !Number.isFinite(c.n) || c.n <= 0) continue;
-        const updated = this.sql.exec("UPDATE counters SET value = value + ? WHERE name = ? AND labels = ?", Math.round(c.n), c.name, c.labels).rowsWritten;
-        if (updated === 0 && series < MAX_SERIES) {
-          this.sql.exec("INSERT INTO counters (name, labels, value) VALUES (?, ?, ?)", c.name, c.labels, Math.round(c.n));
-          series += 1;
-        }
-      }
-      for (const b of batch.breakers ?? []) {
-        if (typeof b.sid !== "string" || !Number.isFinite(b.atMs)) continue;
-        // The latest report wins: a late batch from another isolate cannot reopen a breaker closed since.
-        this.sql.exec(
-          `INSERT INTO breakers (sid, open, at_ms) VALUES (?, ?, ?)
-           ON CONFLICT (sid) DO UPDATE SET open = excluded.open, at_ms = excluded.at_ms WHERE excluded.at_ms >= breakers.at_ms`,
-          b.sid, b.open ? 1 : 0, b.atMs,
-        );
-      }
-      const batches = Number(this.meta("batches") ?? "0") + 1;
-      this.setMeta("batches", String(batches));
-      this.setMeta("last_batch_at", String(Date.now()));
-    });
-  }
-
-  readMetrics(): AggregatedMetrics {
-    const lastBatch = this.meta("last_batch_at");
-    return {
-      counters: this.sql.exec<{ name: string; labels: string; value: number }>("SELECT name, labels, value FROM counters ORDER BY name, labels").toArray(),
-      openBreakers: this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM breakers WHERE open = 1").one().n,
-      batches: Number(this.meta("batches") ?? "0"),
-      lastBatchAtMs: lastBatch === null ? null : Number(lastBatch),
     };
   }
 }

@@ -58,7 +58,7 @@ import {
 } from "./auth.ts";
 import { dashboardResponse } from "./dashboard.ts";
 import { ADMIN_GATE_NAME, type AdminCall, type AuditEntry } from "./gate.ts";
-import { METRICS_AGGREGATOR_NAME, PROMETHEUS_CONTENT_TYPE, metrics, renderPrometheus } from "../observability/metrics.ts";
+import { PROMETHEUS_CONTENT_TYPE, metrics, metricsAggregator, renderPrometheus } from "../observability/metrics.ts";
 import { REJECTIONS_KEPT, REJECTIONS_NAME } from "./rejections.ts";
 import { ProvisioningError, provisionUsageTriggers, triggerCallbackUrl } from "./usage-triggers.ts";
 import { issueEgressKey } from "../egress/keys.ts";
@@ -561,7 +561,7 @@ async function metricsText(env: GuardEnv): Promise<Response> {
   // This isolate's own pending deltas first, so a scrape always includes what it can see locally.
   await metrics.flushNow(env);
   const [aggregate, accounts] = await Promise.all([
-    env.ADMIN_GATE.getByName(METRICS_AGGREGATOR_NAME).readMetrics(),
+    metricsAggregator(env).readMetrics(),
     env.DIRECTORY.getByName("directory").countAccounts().catch(() => null),
   ]);
   return new Response(renderPrometheus(aggregate, { accounts }), {

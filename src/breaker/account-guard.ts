@@ -19,7 +19,7 @@ import type { Config } from "../config/config.ts";
 import { getConfig } from "../config/config.ts";
 import type { GuardEnv } from "../config/env.ts";
 import { GuardObject } from "../durable/base.ts";
-import { metrics, restCallObserver } from "../observability/metrics.ts";
+import { metrics } from "../observability/metrics.ts";
 import type { BillableEvent } from "../ledger/classify.ts";
 import { applyBillableEvent, awaitPrice, realPrice, type LedgerEntry } from "../ledger/entries.ts";
 import {
@@ -38,7 +38,8 @@ import { parsePolicy, type Policy } from "../ledger/policy.ts";
 import { fromMicros, priceEvent, toMicros } from "../ledger/pricing.ts";
 import { countEvent } from "../ledger/reconcile.ts";
 import { ALL_WINDOWS, windowEnd, windowId, windowStart } from "../ledger/windows.ts";
-import { createTwilioClient, type TwilioClient } from "../twilio/rest.ts";
+import type { TwilioClient } from "../twilio/rest.ts";
+import { twilioClientFor } from "../twilio/client.ts";
 import type { RecordVerdict } from "../ledger/port.ts";
 import { Outbox, type OutboxHost } from "./outbox.ts";
 import { MAX_PENDING_PRICE_LOOKUPS, PRICE_LOOKUP_FIRST_DELAY_MS, type PriceLookup } from "./price-lookup.ts";
@@ -172,8 +173,7 @@ export class AccountGuard extends GuardObject {
   }
 
   #client(): TwilioClient {
-    const config = this.#config;
-    return createTwilioClient({ apiBase: config.apiBase, accountSid: config.accountSid, authToken: config.authTokens[0]!, onCall: restCallObserver() });
+    return twilioClientFor(this.#config);
   }
 
   #history(now: number, tripId: string | null, kind: string, outcome: string, detail: string): void {

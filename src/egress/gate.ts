@@ -223,7 +223,7 @@ async function fetchWithin(doFetch: typeof fetch, url: string, init: RequestInit
     })();
     return await Promise.race([exchange, timeout]);
   } finally {
-    clearTimeout(timer);
+    if (timer !== undefined) clearTimeout(timer);
   }
 }
 

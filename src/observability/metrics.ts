@@ -5,7 +5,8 @@
 //   - Code anywhere (the Worker's request path, every Durable Object) calls `metrics.inc(name, labels, n)`:
 //     a Map update in this isolate's memory, nothing else, so it costs nothing on the hot path.
 //   - `metrics.flush(env, waitUntil)` (called once per request, and by Durable Objects after their work)
-//     sends the accumulated *deltas* to the AdminGate instance named "metrics" over RPC, at most once per
+//     sends the accumulated *deltas* to the MetricsAggregator Durable Object (src/observability/aggregator.ts,
+//     its one instance named "metrics") over RPC, at most once per
 //     METRICS_FLUSH_INTERVAL_MS per isolate. A flush that comes too soon schedules one delayed send (kept
 //     alive by waitUntil) for when the interval is up, so an isolate that goes quiet still reports.
 //   - The aggregator adds the deltas up in SQLite: the figures are global, across every isolate and
@@ -38,7 +39,7 @@ const MAX_SERIES_PER_COUNTER = 200;
 const MAX_LABEL_VALUE_CHARS = 64;
 /** The label value new series fold into once a counter has MAX_SERIES_PER_COUNTER of them. */
 export const OVERFLOW_LABEL_VALUE = "other";
-/** The name of the AdminGate instance that aggregates (the class also serves "admin"). */
+/** The name of the one MetricsAggregator instance (binding METRICS) every isolate flushes to. */
 export const METRICS_AGGREGATOR_NAME = "metrics";
 
 interface CounterSpec {
@@ -133,7 +134,7 @@ export interface AggregatedMetrics {
   lastBatchAtMs: number | null;
 }
 
-/** Where a batch goes; in production the AdminGate "metrics" instance, in unit tests anything. */
+/** Where a batch goes; in production the MetricsAggregator "metrics" instance, in unit tests anything. */
 export type MetricsSink = (batch: MetricsBatch) => Promise<void>;
 
 function canonicalLabels(labels: Record<string, string>, spec: CounterSpec): string {
@@ -243,22 +244,27 @@ export class MetricsRegistry {
     }
   }
 
-  /** flushTo the guard's aggregator; a no-op where the ADMIN_GATE binding does not exist. */
-  flush(env: Pick<GuardEnv, "ADMIN_GATE">, waitUntil: (promise: Promise<unknown>) => void): void {
-    if (env.ADMIN_GATE === undefined) return;
+  /** flushTo the guard's aggregator; a no-op where the METRICS binding does not exist. */
+  flush(env: Pick<GuardEnv, "METRICS">, waitUntil: (promise: Promise<unknown>) => void): void {
+    if (env.METRICS === undefined) return;
     this.flushTo(aggregatorSink(env), waitUntil);
   }
 
   /** sendNow to the guard's aggregator (GET /admin/metrics does this before reading). */
-  flushNow(env: Pick<GuardEnv, "ADMIN_GATE">): Promise<void> {
-    if (env.ADMIN_GATE === undefined) return Promise.resolve();
+  flushNow(env: Pick<GuardEnv, "METRICS">): Promise<void> {
+    if (env.METRICS === undefined) return Promise.resolve();
     return this.sendNow(aggregatorSink(env));
   }
 }
 
-function aggregatorSink(env: Pick<GuardEnv, "ADMIN_GATE">): MetricsSink {
+/** The MetricsAggregator Durable Object's one instance (src/observability/aggregator.ts). */
+export function metricsAggregator(env: Pick<GuardEnv, "METRICS">) {
+  return env.METRICS.getByName(METRICS_AGGREGATOR_NAME);
+}
+
+function aggregatorSink(env: Pick<GuardEnv, "METRICS">): MetricsSink {
   return async (batch) => {
-    await env.ADMIN_GATE.getByName(METRICS_AGGREGATOR_NAME).addMetrics(batch);
+    await metricsAggregator(env).addMetrics(batch);
   };
 }
 

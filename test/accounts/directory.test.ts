@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { LISTING_MIN_INTERVAL_MS, type GuardDirectory } from "../../src/accounts/directory.ts";
 import { createApp } from "../../src/app.ts";
 import type { GuardEnv } from "../../src/config/env.ts";
-import { ORIGIN, TWILIO_API, fakeTwilio, mockOutbound, twiml, type FakeTwilio } from "../support/origin.ts";
+import { mockOutbound, twilioWorld, type FakeTwilio } from "../support/origin.ts";
 import { PARENT_SID, inboundSms, signedForm, uniqueSid, type Params } from "../support/twilio.ts";
 
 const WORKER = "https://guard.example.com";
@@ -15,11 +15,7 @@ const WORKER = "https://guard.example.com";
 let outbound: ReturnType<typeof mockOutbound>;
 let twilio: FakeTwilio;
 function setup(): void {
-  twilio = fakeTwilio(PARENT_SID);
-  outbound = mockOutbound([
-    [ORIGIN, () => twiml()],
-    [TWILIO_API, (req) => twilio.responder(req)],
-  ]);
+  ({ twilio, outbound } = twilioWorld({ alerts: false }));
 }
 afterEach(() => {
   outbound?.restore();

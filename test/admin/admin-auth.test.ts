@@ -18,11 +18,8 @@ import {
 import { generateSecretBase32 } from "../../src/admin/totp.ts";
 import { uniqueSid } from "../support/twilio.ts";
 import { TEST_ADMIN_TOKEN, WORKER, adminCaller, privateMinute, totpCodeAt, type AdminCall } from "../support/admin.ts";
+import { breakerState } from "../support/guard.ts";
 
-
-async function breakerState(sid: string): Promise<string> {
-  return (await env.ACCOUNT_GUARD.getByName(sid).snapshot()).breaker.state;
-}
 
 describe("admin off", () => {
   it("answers every /admin route 404 when ADMIN_TOKEN is unset, like a route that does not exist", async () => {

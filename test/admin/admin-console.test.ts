@@ -1,25 +1,26 @@
 // The console's read side, driven with real signed webhooks on an injected clock: the usage history
 // (GET /admin/accounts/:sid/usage, hour and day), the listing served from the light summary (search,
 // sort, filter), the overview across accounts, and the refused-requests log (GET /admin/rejections).
-import { createExecutionContext, runInDurableObject, waitOnExecutionContext } from "cloudflare:test";
+import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { TokenCache } from "../../src/accounts/token-cache.ts";
-import { createApp } from "../../src/app.ts";
 import { rejections } from "../../src/admin/rejections.ts";
-import type { GuardEnv } from "../../src/config/env.ts";
 import type { Policy } from "../../src/ledger/policy.ts";
 import { adminCaller, uniqueIp, WORKER } from "../support/admin.ts";
-import { ORIGIN, TWILIO_API, fakeTwilio, mockOutbound, twiml, type FakeTwilio } from "../support/origin.ts";
-import { PARENT_SID, inboundSms, signedForm, uniqueSid, type Params } from "../support/twilio.ts";
+import { viaApp } from "../support/app.ts";
+import { subaccount as knownSubaccount } from "../support/money.ts";
+import { mockOutbound, twilioWorld, type FakeTwilio } from "../support/origin.ts";
+import { inboundSms, signedForm, uniqueSid, type Params } from "../support/twilio.ts";
 
 const tokenCache = new TokenCache();
 const HOUR = 3_600_000;
 const DAY = 86_400_000;
-/** A future day: nothing the real clock prunes can touch its buckets. */
 /** Five years ahead of the real clock (never a fixed date): alarms on the real clock never prune these windows. */
 const Y = new Date().getUTCFullYear() + 5;
 const T0 = Date.parse(`${Y}-06-15T10:20:00.000Z`);
+/** How long a summary push (an AccountGuard's waitUntil) may take to land in the directory: polled, not slept. */
+const PUSH_LANDS = { timeout: 5_000, interval: 10 };
 
 let twilio: FakeTwilio;
 let outbound: ReturnType<typeof mockOutbound>;
@@ -29,29 +30,18 @@ afterEach(() => {
 });
 
 function setup(): void {
-  twilio = fakeTwilio(PARENT_SID);
-  outbound = mockOutbound([
-    [ORIGIN, () => twiml()],
-    [TWILIO_API, (req) => twilio.responder(req)],
-  ]);
+  ({ twilio, outbound } = twilioWorld({ alerts: false }));
 }
 
-async function subaccount(policy: Partial<Policy>): Promise<{ sid: string; token: string }> {
-  const sid = uniqueSid();
-  const token = `token-of-${sid}`;
-  twilio.subaccounts.set(sid, { token, status: "active", owner: PARENT_SID });
-  await env.ACCOUNT_GUARD.getByName(sid).setPolicy(sid, { limits: [{ window: "day", events: 1000 }], warnAt: 0.8, action: "block", ...policy });
-  return { sid, token };
+/** A subaccount whose breaker answers at the edge ("block"), 1000 events a day unless the test says otherwise. */
+function subaccount(policy: Partial<Policy>): Promise<{ sid: string; token: string }> {
+  return knownSubaccount(twilio, { limits: [{ window: "day", events: 1000 }], action: "block", ...policy });
 }
 
 /** One webhook as if it arrived at `atMs`, with its after-the-answer work done. */
 async function webhookAt(atMs: number, params: Params, token: string, ip = "198.51.100.7"): Promise<Response> {
-  const app = createApp({ now: () => atMs, tokenCache });
-  const ctx = createExecutionContext();
   const request = await signedForm(`${WORKER}/webhooks/sms`, params, { token, headers: { "cf-connecting-ip": ip } });
-  const response = await app.fetch(request, env as GuardEnv, ctx);
-  await waitOnExecutionContext(ctx);
-  return response;
+  return viaApp(request, {}, { now: () => atMs, tokenCache });
 }
 
 type Point = { start: number; usd: number; events: number; blocked: number; trips: Array<{ at: number; reason: string }> };
@@ -136,14 +126,17 @@ describe("the account listing, from the light summary", () => {
     // Summaries are pushed after the answer; the last ones of a burst by the trailing push.
     const sids = [quiet.sid, busy.sid, warned.sid, open.sid];
     for (const sid of sids) await env.ACCOUNT_GUARD.getByName(sid).summary(T0 + 10_000);
-    await new Promise((resolve) => setTimeout(resolve, 50));
 
     const call = adminCaller({ now: () => T0 + 10_000 });
     const mine = (rows: Listed[]) => rows.filter((r) => sids.includes(r.sid)).map((r) => r.sid);
     const list = async (query: string) => (await (await call("GET", `/admin/accounts?limit=500&${query}`)).json()) as Listing;
 
-    const bySpend = await list("sort=spend");
-    expect(mine(bySpend.accounts)).toEqual([busy.sid, warned.sid, open.sid, quiet.sid]);
+    // The pushes land after each object's answer (its waitUntil): wait for the listing to show them.
+    const bySpend = await vi.waitFor(async () => {
+      const page = await list("sort=spend");
+      expect(mine(page.accounts)).toEqual([busy.sid, warned.sid, open.sid, quiet.sid]);
+      return page;
+    }, PUSH_LANDS);
     const busyRow = bySpend.accounts.find((r) => r.sid === busy.sid)!;
     expect(busyRow).toMatchObject({ eventsToday: 4, breaker: { state: "closed" }, lastActivityAt: T0 + 1_003 });
     expect(busyRow.spendTodayUsd).toBeGreaterThan(0);
@@ -161,12 +154,11 @@ describe("the account listing, from the light summary", () => {
     setup();
     const { sid, token } = await subaccount({ limits: [{ window: "day", events: 100 }] });
     for (let i = 0; i < 4; i++) await webhookAt(T0 + i, inboundSms(sid), token);
-    await new Promise((resolve) => setTimeout(resolve, 50));
     const listed = async () => {
       const page = (await (await adminCaller({ now: () => T0 + 100 })("GET", `/admin/accounts?q=${sid}`)).json()) as Listing;
-      return page.accounts[0]!.eventsToday;
+      return page.accounts[0]?.eventsToday ?? 0;
     };
-    expect(await listed()).toBe(1);
+    await vi.waitFor(async () => expect(await listed()).toBe(1), PUSH_LANDS);
     const stub = env.ACCOUNT_GUARD.getByName(sid);
     const due = await runInDurableObject(stub, (_instance, state) => {
       const at = state.storage.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'summary_at'").one().value;
@@ -175,8 +167,7 @@ describe("the account listing, from the light summary", () => {
     });
     expect(due).toBeGreaterThan(0);
     await runInDurableObject(stub, (instance) => instance.alarm());
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    expect(await listed()).toBe(4);
+    await vi.waitFor(async () => expect(await listed()).toBe(4), PUSH_LANDS);
   });
 
   it("searches friendly names learned from Twilio's listing, and shows them", async () => {
@@ -245,10 +236,13 @@ describe("GET /admin/overview", () => {
     await webhookAt(day, inboundSms(a.sid), a.token);
     await webhookAt(day + 1, inboundSms(a.sid), a.token);
     await env.ACCOUNT_GUARD.getByName(a.sid).summary(day + 2);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    const overview = (await (await adminCaller({ now: () => day + 10 })("GET", "/admin/overview")).json()) as {
-      open: number; accounts: number; spendTodayUsd: number; topSpenders: Array<{ sid: string; state: string }>; day: string;
-    };
+    type Overview = { open: number; accounts: number; spendTodayUsd: number; topSpenders: Array<{ sid: string; state: string }>; day: string };
+    // The push lands after the object's answer: wait until the overview has the account.
+    const overview = await vi.waitFor(async () => {
+      const o = (await (await adminCaller({ now: () => day + 10 })("GET", "/admin/overview")).json()) as Overview;
+      expect(o.topSpenders.map((t) => t.sid)).toContain(a.sid);
+      return o;
+    }, PUSH_LANDS);
     expect(overview.day).toBe(`${Y}-07-01`);
     expect(overview.open).toBeGreaterThanOrEqual(1);
     expect(overview.spendTodayUsd).toBeGreaterThan(0);

@@ -1,30 +1,15 @@
 // The admin API's egress keys (CONTRACT.md: POST/GET /admin/accounts/:sid/egress-keys, DELETE …/:id):
 // a key is shown once, only its hash is kept, listing never shows it, revoking takes effect at the gate.
-import { createExecutionContext, runInDurableObject, waitOnExecutionContext } from "cloudflare:test";
+import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { createApp } from "../../src/app.ts";
-import type { GuardEnv } from "../../src/config/env.ts";
-import { base32Decode } from "../../src/admin/base32.ts";
-import { generateSecretBase32, importTotpKey, totpAt } from "../../src/admin/totp.ts";
+import { generateSecretBase32 } from "../../src/admin/totp.ts";
+import { adminCaller, totpCodeAt } from "../support/admin.ts";
 import { TWILIO_API, mockOutbound } from "../support/origin.ts";
-import { uniqueSid } from "../support/twilio.ts";
+import { basicAuth, uniqueSid } from "../support/twilio.ts";
 
-const WORKER = "https://guard.example.com";
-const ADMIN_TOKEN = "test-admin-token-for-egress-keys";
-
-function adminApp(options: { totpSecret?: string } = {}) {
-  const app = createApp();
-  const adminEnv: GuardEnv = { ...(env as GuardEnv), ADMIN_TOKEN, EGRESS_MODE: "enforce" };
-  if (options.totpSecret) adminEnv.ADMIN_TOTP_SECRET = options.totpSecret;
-  return async (method: string, path: string, headers: Record<string, string> = {}, body?: string): Promise<Response> => {
-    const ctx = createExecutionContext();
-    const auth: Record<string, string> = path.startsWith("/admin") ? { authorization: `Bearer ${ADMIN_TOKEN}` } : {};
-    const response = await app.fetch(new Request(`${WORKER}${path}`, { method, headers: { ...auth, ...headers }, body }), adminEnv, ctx);
-    await waitOnExecutionContext(ctx);
-    return response;
-  };
-}
+/** The gate on, so a revoked key can be seen refused there. */
+const adminApp = (options: { totpSecret?: string } = {}) => adminCaller({ totpSecret: options.totpSecret ?? null, vars: { EGRESS_MODE: "enforce" } });
 
 let outbound: ReturnType<typeof mockOutbound>;
 beforeEach(() => {
@@ -57,9 +42,10 @@ describe("egress keys in the admin API", () => {
     const sid = uniqueSid();
     const issued = (await (await call("POST", `/admin/accounts/${sid}/egress-keys`)).json()) as Issued;
     const send = () => call("POST", `/twilio/api.twilio.com/2010-04-01/Accounts/${sid}/Messages.json`, {
-      authorization: `Basic ${btoa(`${sid}:${issued.key}`)}`,
-      "content-type": "application/x-www-form-urlencoded",
-    }, "To=%2B14155552671&Body=hi");
+      token: null,
+      headers: { authorization: basicAuth(sid, issued.key), "content-type": "application/x-www-form-urlencoded" },
+      body: "To=%2B14155552671&Body=hi",
+    });
     expect((await send()).status).toBe(201);
     const keys = (await (await call("GET", `/admin/accounts/${sid}/egress-keys`)).json()) as { keys: Array<{ lastUsedAt: number | null }> };
     expect(keys.keys[0]!.lastUsedAt).toEqual(expect.any(Number));
@@ -85,8 +71,8 @@ describe("egress keys in the admin API", () => {
     const call = adminApp({ totpSecret: secret });
     const sid = uniqueSid();
     expect((await call("POST", `/admin/accounts/${sid}/egress-keys`)).status).toBe(403);
-    const code = await totpAt(await importTotpKey(base32Decode(secret)!), Date.now() / 1000);
-    expect((await call("POST", `/admin/accounts/${sid}/egress-keys`, { "x-guard-totp": code })).status).toBe(201);
+    const code = await totpCodeAt(secret, Date.now());
+    expect((await call("POST", `/admin/accounts/${sid}/egress-keys`, { totp: code })).status).toBe(201);
   });
 
   it("refuses bad ids and methods", async () => {

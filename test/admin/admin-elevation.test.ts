@@ -1,16 +1,12 @@
 // POST /admin/elevate (CONTRACT.md, "Admin API"): one fresh TOTP code buys an elevation token good for
 // ten minutes, for the bearer token it was issued to only; X-Guard-Elevation then stands in for
 // X-Guard-TOTP on mutating calls. The clock is injected: expiry is tested without waiting.
-import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { ELEVATION_TTL_MS, checkElevation, issueElevation } from "../../src/admin/auth.ts";
 import { generateSecretBase32 } from "../../src/admin/totp.ts";
 import { adminCaller, privateMinute, totpCodeAt, uniqueIp } from "../support/admin.ts";
 import { uniqueSid } from "../support/twilio.ts";
-
-async function breakerState(sid: string): Promise<string> {
-  return (await env.ACCOUNT_GUARD.getByName(sid).snapshot()).breaker.state;
-}
+import { breakerState } from "../support/guard.ts";
 
 type Elevated = { elevation: string; expiresAt: number; ttlSeconds: number };
 

@@ -1,16 +1,12 @@
 // The failure lockout is per client address (CONTRACT.md, "Admin API"): an attacker's junk locks out the
 // attacker's address, never an operator elsewhere; a CORS preflight and a forgotten TOTP header are no
 // failures. Each test runs on its own clock minute and its own addresses.
-import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { ADMIN_FAILURES_PER_MINUTE, clientAddress } from "../../src/admin/auth.ts";
 import { generateSecretBase32 } from "../../src/admin/totp.ts";
 import { adminCaller, privateMinute, totpCodeAt, uniqueIp } from "../support/admin.ts";
 import { uniqueSid } from "../support/twilio.ts";
-
-async function breakerState(sid: string): Promise<string> {
-  return (await env.ACCOUNT_GUARD.getByName(sid).snapshot()).breaker.state;
-}
+import { breakerState } from "../support/guard.ts";
 
 describe("failure lockout per client address", () => {
   it("locks out the address that failed, while a correct token from another address keeps working", async () => {

@@ -1,9 +1,7 @@
 // Usage-trigger provisioning: the pure plan (create / keep / delete / skip), the executor against a
 // fetch-mocked Twilio, and POST /admin/accounts/:sid/usage-triggers end to end (idempotent, audited).
-import { createExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { createApp } from "../../src/app.ts";
 import type { GuardEnv } from "../../src/config/env.ts";
 import { DEFAULT_POLICY, parsePolicy, type Policy } from "../../src/ledger/policy.ts";
 import { createTwilioClient, type UsageTrigger } from "../../src/twilio/rest.ts";
@@ -16,11 +14,11 @@ import {
   triggerCallbackUrl,
   triggerName,
 } from "../../src/admin/usage-triggers.ts";
+import { adminCaller } from "../support/admin.ts";
 import { TWILIO_API, mockOutbound, type Captured } from "../support/origin.ts";
 import { PARENT_SID, PRIMARY_TOKEN, uniqueSid } from "../support/twilio.ts";
 
 const CALLBACK = "https://guard.example.com/usage-trigger";
-const ADMIN_TOKEN = "test-admin-token-for-trigger-tests";
 
 const policy = (input: unknown): Policy => parsePolicy(input);
 
@@ -250,12 +248,7 @@ describe("provisionUsageTriggers", () => {
 });
 
 describe("POST /admin/accounts/:sid/usage-triggers", () => {
-  function adminApp(vars: Partial<GuardEnv> = {}) {
-    const app = createApp();
-    const adminEnv: GuardEnv = { ...(env as GuardEnv), ADMIN_TOKEN, ...vars };
-    return (method: string, path: string, host = "https://guard.example.com") =>
-      app.fetch(new Request(`${host}${path}`, { method, headers: { authorization: `Bearer ${ADMIN_TOKEN}` } }), adminEnv, createExecutionContext());
-  }
+  const adminApp = (vars: Partial<GuardEnv> = {}) => adminCaller({ vars });
 
   it("mirrors the account's policy, calls back the request's origin, is idempotent, and is audited", async () => {
     const twilio = triggerStandin();
@@ -263,12 +256,12 @@ describe("POST /admin/accounts/:sid/usage-triggers", () => {
     const call = adminApp();
     const sid = uniqueSid();
     await env.ACCOUNT_GUARD.getByName(sid).setPolicy(sid, { limits: [{ window: "day", usd: 25 }, { window: "minute", events: 60 }] });
-    const first = await call("POST", `/admin/accounts/${sid}/usage-triggers`, "https://edge.example.net");
+    const first = await call("POST", `/admin/accounts/${sid}/usage-triggers`, { host: "https://edge.example.net" });
     expect(first.status).toBe(200);
     const report = (await first.json()) as { created: Array<{ callbackUrl: string; friendlyName: string }>; kept: unknown[]; deleted: unknown[]; skipped: Array<{ reason: string }> };
     expect(report.created).toMatchObject([{ friendlyName: "twilio-edge-guard day 25 USD", callbackUrl: "https://edge.example.net/usage-trigger" }]);
     expect(report.skipped).toHaveLength(1);
-    const again = (await (await call("POST", `/admin/accounts/${sid}/usage-triggers`, "https://edge.example.net")).json()) as typeof report;
+    const again = (await (await call("POST", `/admin/accounts/${sid}/usage-triggers`, { host: "https://edge.example.net" })).json()) as typeof report;
     expect(again).toMatchObject({ created: [], deleted: [], kept: [{ friendlyName: "twilio-edge-guard day 25 USD" }] });
     const { audit } = (await (await call("GET", `/admin/accounts/${sid}`)).json()) as { audit: Array<{ action: string; outcome: string; detail: string }> };
     expect(audit.map((e) => [e.action, e.outcome, e.detail])).toEqual([

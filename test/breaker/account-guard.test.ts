@@ -3,9 +3,10 @@
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { WORKER, drainAlarms, guard, send, subaccount } from "../support/money.ts";
+import { drainAlarms, guard } from "../support/guard.ts";
+import { WORKER, send, subaccount } from "../support/money.ts";
 import type { AccountGuard } from "../../src/breaker/account-guard.ts";
-import { ALERTS, ORIGIN, TWILIO_API, fakeTwilio, mockOutbound, statusCalls, twiml, twilioError, type FakeTwilio } from "../support/origin.ts";
+import { ALERTS, ORIGIN, TWILIO_API, mockOutbound, statusCalls, twilioError, twilioWorld, type FakeTwilio } from "../support/origin.ts";
 import {
   PARENT_SID,
   callStatus,
@@ -20,12 +21,7 @@ import {
 let outbound: ReturnType<typeof mockOutbound>;
 let twilio: FakeTwilio;
 function setup(): void {
-  twilio = fakeTwilio(PARENT_SID);
-  outbound = mockOutbound([
-    [ORIGIN, () => twiml()],
-    [TWILIO_API, (req) => twilio.responder(req)],
-    [ALERTS, () => new Response("ok")],
-  ]);
+  ({ twilio, outbound } = twilioWorld());
 }
 
 function alertsFor(sid: string): Array<{ level: string; text: string }> {

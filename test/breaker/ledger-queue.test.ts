@@ -7,7 +7,7 @@ import { consumeLedgerQueue, parseLedgerMessage, type LedgerQueueMessage } from 
 import type { GuardEnv } from "../../src/config/env.ts";
 import { Logger } from "../../src/observability/log.ts";
 import { classifyWebhook, type BillableEvent } from "../../src/ledger/classify.ts";
-import { guard, today } from "../support/money.ts";
+import { guard, today } from "../support/guard.ts";
 import { messageStatus, uniqueSid } from "../support/twilio.ts";
 
 function delivered(sid: string, messageSid = uniqueSid("SM")): BillableEvent {

@@ -11,7 +11,8 @@ import type { GuardEnv } from "../../src/config/env.ts";
 import { classifyWebhook, type BillableEvent } from "../../src/ledger/classify.ts";
 import { windowEnd, windowStart } from "../../src/ledger/windows.ts";
 import { ALERTS, ORIGIN, TWILIO_API, fakeTwilio, mockOutbound, statusCalls, twiml, twilioError, type Captured, type FakeTwilio } from "../support/origin.ts";
-import { WORKER, drainAlarms, gate, guard, reconcileNow, send, subaccount, today } from "../support/money.ts";
+import { drainAlarms, guard, reconcileNow, today } from "../support/guard.ts";
+import { WORKER, gate, send, subaccount } from "../support/money.ts";
 import { callStatus, inboundCall, messageStatus, signedForm, uniqueSid, type Params } from "../support/twilio.ts";
 
 let outbound: ReturnType<typeof mockOutbound>;

@@ -10,7 +10,8 @@ import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { classifyWebhook, type BillableEvent } from "../../src/ledger/classify.ts";
 import { ALERTS, TWILIO_API, fakeTwilio, mockOutbound, twilioError, type FakeTwilio } from "../support/origin.ts";
-import { drainAlarms, guard, subaccount } from "../support/money.ts";
+import { drainAlarms, guard } from "../support/guard.ts";
+import { subaccount } from "../support/money.ts";
 import { Seeded } from "../support/seeded.ts";
 import { callStatus, inboundCall, inboundSms, messageStatus, uniqueSid, type Params } from "../support/twilio.ts";
 

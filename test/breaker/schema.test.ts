@@ -1,13 +1,12 @@
 // The AccountGuard's storage layout: a new object starts at the current schema, and an object written by
 // the first release (schema 1) is rebuilt in place on its next start, keeping its money state.
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
-import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import type { AccountGuard } from "../../src/breaker/account-guard.ts";
 import { ACCOUNT_SCHEMA_VERSION, RECENT_EVENTS_KEPT, migrateAccountSchema } from "../../src/breaker/schema.ts";
 import { classifyWebhook, type BillableEvent } from "../../src/ledger/classify.ts";
 import { ALL_WINDOWS, windowId, windowStart } from "../../src/ledger/windows.ts";
 import { uniqueSid } from "../support/twilio.ts";
+import { guard } from "../support/guard.ts";
 
 /** The first release's tables, exactly as it created them. */
 const SCHEMA_V1 = `
@@ -31,9 +30,6 @@ const SCHEMA_V1 = `
 
 const OWN_TABLES = ["meta", "totals", "seen", "counted", "recent_events", "warned", "trips", "history", "outbox", "trigger_firings"];
 
-function guard(sid: string): DurableObjectStub<AccountGuard> {
-  return env.ACCOUNT_GUARD.getByName(sid);
-}
 
 function sms(account: string, messageSid = uniqueSid("SM")): BillableEvent {
   const event = classifyWebhook(new Map([["AccountSid", account], ["MessageSid", messageSid], ["SmsSid", messageSid], ["SmsStatus", "received"], ["NumSegments", "1"], ["NumMedia", "0"]]));

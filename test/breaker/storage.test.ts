@@ -11,7 +11,7 @@ import { describe, expect, it } from "vitest";
 import type { AccountGuard } from "../../src/breaker/account-guard.ts";
 import { classifyWebhook, type BillableEvent } from "../../src/ledger/classify.ts";
 import { windowStart } from "../../src/ledger/windows.ts";
-import { guard } from "../support/money.ts";
+import { guard } from "../support/guard.ts";
 import { messageStatus, uniqueSid } from "../support/twilio.ts";
 
 const EVENTS = Number((env as unknown as { STORAGE_EVENTS?: string }).STORAGE_EVENTS || "2000");

@@ -8,11 +8,11 @@ import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { TokenCache } from "../../src/accounts/token-cache.ts";
 import { createApp } from "../../src/app.ts";
-import type { AccountGuard } from "../../src/breaker/account-guard.ts";
 import type { GuardEnv } from "../../src/config/env.ts";
 import type { Policy } from "../../src/ledger/policy.ts";
 import { ORIGIN, TWILIO_API, fakeTwilio, mockOutbound, twiml, type FakeTwilio } from "../support/origin.ts";
 import { PARENT_SID, inboundSms, messageStatus, signedForm, uniqueSid, type Params } from "../support/twilio.ts";
+import { guard } from "../support/guard.ts";
 
 const WORKER = "https://guard.example.com";
 /** One token cache for every per-request app, as one isolate has: one Twilio lookup per subaccount. */
@@ -45,9 +45,6 @@ function ids(atMs: number): { minute: string; hour: string; day: string; month: 
   return { minute: `minute:${iso.slice(0, 16)}`, hour: `hour:${iso.slice(0, 13)}`, day: `day:${iso.slice(0, 10)}`, month: `month:${iso.slice(0, 7)}` };
 }
 
-function guard(sid: string): DurableObjectStub<AccountGuard> {
-  return env.ACCOUNT_GUARD.getByName(sid);
-}
 
 let twilio: FakeTwilio;
 let outbound: ReturnType<typeof mockOutbound>;

@@ -4,12 +4,12 @@ import { createExecutionContext, runInDurableObject, waitOnExecutionContext } fr
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createApp } from "../../src/app.ts";
-import type { AccountGuard } from "../../src/breaker/account-guard.ts";
 import type { GuardEnv } from "../../src/config/env.ts";
 import { issueEgressKey } from "../../src/egress/keys.ts";
 import { drainAlarms } from "../support/guard.ts";
 import { ALERTS, TWILIO_API, mockOutbound, type Captured } from "../support/origin.ts";
-import { PARENT_SID, PRIMARY_TOKEN, messageStatus, signedForm, uniqueSid } from "../support/twilio.ts";
+import { PARENT_SID, PRIMARY_TOKEN, messageStatus, signedForm, uniqueSid, basicAuth } from "../support/twilio.ts";
+import { guard } from "../support/guard.ts";
 
 const GUARD = "https://guard.example.com";
 const US = "+14155552671";
@@ -17,10 +17,6 @@ const enforce = { ...env, EGRESS_MODE: "enforce" } as GuardEnv;
 const reportOnly = { ...env, EGRESS_MODE: "report-only" } as GuardEnv;
 const off = { ...env, EGRESS_MODE: "off" } as GuardEnv;
 
-function guard(sid: string): DurableObjectStub<AccountGuard> {
-  return env.ACCOUNT_GUARD.getByName(sid);
-}
-const basic = (user: string, secret: string) => `Basic ${btoa(`${user}:${secret}`)}`;
 
 let outbound: ReturnType<typeof mockOutbound>;
 let twilioAnswer: (req: Captured) => Response | Promise<Response>;
@@ -57,7 +53,7 @@ async function account(policy: Record<string, unknown> = { limits: [{ window: "d
   await guard(sid).setPolicy(sid, policy);
   const key = await issueEgressKey();
   await guard(sid).issueEgressKey(sid, key.id, key.hash);
-  return { sid, key: key.key, auth: basic(sid, key.key) };
+  return { sid, key: key.key, auth: basicAuth(sid, key.key) };
 }
 
 async function dayTotals(sid: string) {
@@ -69,19 +65,19 @@ const sends = () => outbound.to(TWILIO_API).filter((c) => c.method === "POST" &&
 
 describe("egress gate: what it refuses before anything is fetched", () => {
   it("answers 404 (Twilio-shaped) while EGRESS_MODE is off", async () => {
-    const r = await call(messagesPath(PARENT_SID), { auth: basic(PARENT_SID, PRIMARY_TOKEN), form: { To: US, Body: "x" } }, off);
+    const r = await call(messagesPath(PARENT_SID), { auth: basicAuth(PARENT_SID, PRIMARY_TOKEN), form: { To: US, Body: "x" } }, off);
     expect(r.status).toBe(404);
     expect(await r.json()).toMatchObject({ code: 20404, status: 404 });
     expect(outbound.to(TWILIO_API)).toHaveLength(0);
   });
   it("refuses a host that is not a Twilio product host", async () => {
-    const r = await call("/twilio/evil.example.com/2010-04-01/Accounts.json", { auth: basic(PARENT_SID, PRIMARY_TOKEN) });
+    const r = await call("/twilio/evil.example.com/2010-04-01/Accounts.json", { auth: basicAuth(PARENT_SID, PRIMARY_TOKEN) });
     expect(r.status).toBe(403);
     expect(await r.json()).toMatchObject({ code: 20403, details: { reason: "host-not-allowed" } });
     expect(outbound.to(TWILIO_API)).toHaveLength(0);
   });
   it("answers 401 / 20003 to wrong credentials, without echoing them", async () => {
-    const r = await call(messagesPath(PARENT_SID), { auth: basic(PARENT_SID, "wrong-token-guess-123"), form: { To: US, Body: "x" }, ip: "198.51.100.7" });
+    const r = await call(messagesPath(PARENT_SID), { auth: basicAuth(PARENT_SID, "wrong-token-guess-123"), form: { To: US, Body: "x" }, ip: "198.51.100.7" });
     expect(r.status).toBe(401);
     const text = await r.text();
     expect(JSON.parse(text)).toMatchObject({ code: 20003, status: 401, more_info: "https://www.twilio.com/docs/errors/20003" });
@@ -90,19 +86,19 @@ describe("egress gate: what it refuses before anything is fetched", () => {
   });
   it("answers 401 when the path names another account than the credentials", async () => {
     const { key } = await account();
-    const r = await call(messagesPath(uniqueSid()), { auth: basic(PARENT_SID, key), form: { To: US, Body: "x" } });
+    const r = await call(messagesPath(uniqueSid()), { auth: basicAuth(PARENT_SID, key), form: { To: US, Body: "x" } });
     expect(r.status).toBe(401);
   });
   it("rate limits credential guessing per client address", async () => {
     const app = createApp();
     const statuses: number[] = [];
-    for (let i = 0; i < 7; i++) statuses.push((await call(messagesPath(PARENT_SID), { auth: basic(PARENT_SID, `guess-${i}-xxxxxxxx`), form: { To: US }, ip: "192.0.2.99" }, enforce, app)).status);
+    for (let i = 0; i < 7; i++) statuses.push((await call(messagesPath(PARENT_SID), { auth: basicAuth(PARENT_SID, `guess-${i}-xxxxxxxx`), form: { To: US }, ip: "192.0.2.99" }, enforce, app)).status);
     expect(statuses).toEqual([401, 401, 401, 401, 401, 429, 429]);
     // The limited address is refused even with the right token; another address is not.
-    const limited = await call(messagesPath(PARENT_SID), { auth: basic(PARENT_SID, PRIMARY_TOKEN), form: { To: US, Body: "x" }, ip: "192.0.2.99" }, enforce, app);
+    const limited = await call(messagesPath(PARENT_SID), { auth: basicAuth(PARENT_SID, PRIMARY_TOKEN), form: { To: US, Body: "x" }, ip: "192.0.2.99" }, enforce, app);
     expect(limited.status).toBe(429);
     expect(limited.headers.get("retry-after")).toMatch(/^\d+$/);
-    const other = await call(messagesPath(PARENT_SID), { auth: basic(PARENT_SID, PRIMARY_TOKEN), form: { To: US, Body: "x" }, ip: "192.0.2.100" }, enforce, app);
+    const other = await call(messagesPath(PARENT_SID), { auth: basicAuth(PARENT_SID, PRIMARY_TOKEN), form: { To: US, Body: "x" }, ip: "192.0.2.100" }, enforce, app);
     expect(other.status).toBe(201);
   });
   it("keeps an egress key to its account's messages and calls", async () => {
@@ -122,7 +118,7 @@ describe("egress gate: what it refuses before anything is fetched", () => {
     const key = await issueEgressKey();
     await guard(sid).issueEgressKey(sid, key.id, key.hash);
     expect(await guard(sid).revokeEgressKey(sid, key.id)).toBe(true);
-    const r = await call(messagesPath(sid), { auth: basic(sid, key.key), form: { To: US, Body: "x" } });
+    const r = await call(messagesPath(sid), { auth: basicAuth(sid, key.key), form: { To: US, Body: "x" } });
     expect(r.status).toBe(401);
     expect(outbound.to(TWILIO_API)).toHaveLength(0);
   });
@@ -135,7 +131,7 @@ describe("egress gate: forwarding a send", () => {
     expect(r.status).toBe(201);
     const [sent] = sends();
     expect(sent!.url).toBe(`${TWILIO_API}/2010-04-01/Accounts/${sid}/Messages.json`);
-    expect(sent!.headers.get("authorization")).toBe(basic(PARENT_SID, PRIMARY_TOKEN));
+    expect(sent!.headers.get("authorization")).toBe(basicAuth(PARENT_SID, PRIMARY_TOKEN));
     const form = new URLSearchParams(new TextDecoder().decode(sent!.body));
     expect(form.get("Body")).toBe("hello");
     expect(form.get("StatusCallback")).toMatch(new RegExp(`^${GUARD}/webhooks/_guard/status/[0-9a-f-]{36}$`));
@@ -144,10 +140,10 @@ describe("egress gate: forwarding a send", () => {
     expect(keys[0]!.lastUsedAt).not.toBeNull();
   });
   it("forwards the account's own token unchanged and keeps the app's StatusCallback", async () => {
-    const r = await call(messagesPath(PARENT_SID), { auth: basic(PARENT_SID, PRIMARY_TOKEN), form: { To: US, Body: "x", StatusCallback: "https://app.test/cb" } });
+    const r = await call(messagesPath(PARENT_SID), { auth: basicAuth(PARENT_SID, PRIMARY_TOKEN), form: { To: US, Body: "x", StatusCallback: "https://app.test/cb" } });
     expect(r.status).toBe(201);
     const sent = sends().at(-1)!;
-    expect(sent.headers.get("authorization")).toBe(basic(PARENT_SID, PRIMARY_TOKEN));
+    expect(sent.headers.get("authorization")).toBe(basicAuth(PARENT_SID, PRIMARY_TOKEN));
     expect(new URLSearchParams(new TextDecoder().decode(sent.body)).getAll("StatusCallback")).toEqual(["https://app.test/cb"]);
   });
   it("sets TimeLimit on a call without one and reserves maxCallMinutes at the destination's rate", async () => {
@@ -222,7 +218,7 @@ describe("egress gate: a send Twilio never answered", () => {
     expect(r.status).toBe(409);
     const lookup = outbound.to(TWILIO_API).find((c) => c.method === "GET")!;
     expect(lookup.url).toBe(`${TWILIO_API}/2010-04-01/Accounts/${sid}/Messages.json?To=%2B14155552671&PageSize=20&From=%2B15005550006`);
-    expect(lookup.headers.get("authorization")).toBe(basic(PARENT_SID, PRIMARY_TOKEN));
+    expect(lookup.headers.get("authorization")).toBe(basicAuth(PARENT_SID, PRIMARY_TOKEN));
     const reservation = await runInDurableObject(guard(sid), (_i, state) => state.storage.sql.exec<{ state: string; sid: string | null }>("SELECT state, sid FROM egress_reservations").one());
     expect(reservation).toEqual({ state: "bound", sid: messageSid });
     // Its status callback, wherever it goes, finds it counted.

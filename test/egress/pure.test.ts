@@ -11,10 +11,10 @@ import { refusal } from "../../src/egress/refusals.ts";
 import { lookupQuery, settlementFromList } from "../../src/egress/lookup.ts";
 import { toErrorResponse } from "../../src/http/errors.ts";
 import { DEFAULT_PRICES, parsePolicy, PolicyError } from "../../src/ledger/policy.ts";
+import { basicAuth } from "../support/twilio.ts";
 
 const SID = "AC0123456789abcdef0123456789abcdef";
 const OTHER = "ACfedcba9876543210fedcba9876543210";
-const basic = (user: string, secret: string) => `Basic ${btoa(`${user}:${secret}`)}`;
 const form = (fields: Record<string, string | string[]>) => {
   const p = new URLSearchParams();
   for (const [k, v] of Object.entries(fields)) for (const x of Array.isArray(v) ? v : [v]) p.append(k, x);
@@ -72,15 +72,15 @@ describe("request scope", () => {
 describe("credentials", () => {
   it("classifies an egress key, a token and an API key", async () => {
     const { key, id } = await issueEgressKey();
-    expect(presentedCredentials(basic(SID, key), SID)).toEqual({ kind: "egress-key", accountSid: SID, keyId: id, key });
-    expect(presentedCredentials(basic(SID, "a".repeat(32)), SID)).toEqual({ kind: "token", accountSid: SID, secret: "a".repeat(32) });
-    expect(presentedCredentials(basic("SK0123456789abcdef0123456789abcdef", "s"), SID)).toEqual({ kind: "api-key", keySid: "SK0123456789abcdef0123456789abcdef" });
+    expect(presentedCredentials(basicAuth(SID, key), SID)).toEqual({ kind: "egress-key", accountSid: SID, keyId: id, key });
+    expect(presentedCredentials(basicAuth(SID, "a".repeat(32)), SID)).toEqual({ kind: "token", accountSid: SID, secret: "a".repeat(32) });
+    expect(presentedCredentials(basicAuth("SK0123456789abcdef0123456789abcdef", "s"), SID)).toEqual({ kind: "api-key", keySid: "SK0123456789abcdef0123456789abcdef" });
   });
   it("refuses another account's path, no credentials and odd users", () => {
-    expect(presentedCredentials(basic(SID, "x"), OTHER).kind).toBe("invalid");
+    expect(presentedCredentials(basicAuth(SID, "x"), OTHER).kind).toBe("invalid");
     expect(presentedCredentials(null, SID).kind).toBe("invalid");
-    expect(presentedCredentials(basic("admin", "x"), SID).kind).toBe("invalid");
-    expect(presentedCredentials(basic(SID, ""), SID).kind).toBe("invalid");
+    expect(presentedCredentials(basicAuth("admin", "x"), SID).kind).toBe("invalid");
+    expect(presentedCredentials(basicAuth(SID, ""), SID).kind).toBe("invalid");
   });
   it("compares tokens against every token of the account", () => {
     expect(tokenMatches("b", ["a", "b"])).toBe(true);

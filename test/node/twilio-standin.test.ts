@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import twilio from "twilio";
 import { createTwilioClient, TwilioRestError, type TwilioClient } from "../../src/twilio/rest.ts";
 import { startTwilioStandin, type TwilioStandin } from "../../dev/twilio-standin.ts";
@@ -347,7 +347,7 @@ describe("twilio stand-in: failNext", () => {
     const sub = standin.addSubaccount();
     standin.failNext("fetch-account", "hang");
     const pending = clientFor(standin, { timeoutMs: 5_000 }).fetchAccount(sub.sid).catch((e: unknown) => e);
-    while (standin.requests.length === 0) await new Promise((r) => setTimeout(r, 5));
+    await vi.waitFor(() => expect(standin.requests).not.toHaveLength(0), { timeout: 5_000, interval: 5 });
     const started = Date.now();
     await standin.close();
     expect(Date.now() - started).toBeLessThan(1_000);

@@ -17,6 +17,7 @@ import {
   type MetricsBatch,
 } from "../../src/observability/metrics.ts";
 import { uniqueSid } from "../support/twilio.ts";
+import { privateMinute } from "../support/admin.ts";
 
 const ADMIN_TOKEN = "test-admin-token-for-metrics";
 
@@ -124,21 +125,6 @@ describe("MetricsRegistry", () => {
   });
 });
 
-describe("the aggregator (AdminGate)", () => {
-  it("sums deltas from many isolates and keeps each account's latest breaker state", async () => {
-    const aggregator = env.ADMIN_GATE.getByName(`metrics-test-${uniqueSid()}`);
-    const labels = JSON.stringify({ via: "signature" });
-    await aggregator.addMetrics({ counters: [{ name: "guard_requests_verified_total", labels, n: 3 }], breakers: [{ sid: "ACa", open: true, atMs: 10 }] });
-    await aggregator.addMetrics({ counters: [{ name: "guard_requests_verified_total", labels, n: 4 }], breakers: [{ sid: "ACb", open: true, atMs: 10 }] });
-    await aggregator.addMetrics({ counters: [], breakers: [{ sid: "ACa", open: false, atMs: 20 }, { sid: "ACb", open: false, atMs: 5 }] });
-    const read = await aggregator.readMetrics();
-    expect(read.counters).toEqual([{ name: "guard_requests_verified_total", labels, value: 7 }]);
-    expect(read.openBreakers).toBe(1);
-    expect(read.batches).toBe(3);
-    expect(read.lastBatchAtMs).toBeGreaterThan(0);
-  });
-});
-
 describe("renderPrometheus", () => {
   const aggregate: AggregatedMetrics = {
     counters: [
@@ -190,7 +176,8 @@ describe("renderPrometheus", () => {
 describe("GET /admin/metrics", () => {
   function scrape(token = ADMIN_TOKEN) {
     // A wrong token is a counted failure: on a clock of its own it cannot add to another test's lockout.
-    const app = createApp(token === ADMIN_TOKEN ? {} : { now: () => Date.UTC(2032, 0, 1) + Math.floor(Math.random() * 1e6) * 60_000 });
+    const own = privateMinute();
+    const app = createApp(token === ADMIN_TOKEN ? {} : { now: () => own });
     return app.fetch(
       new Request("https://guard.example.com/admin/metrics", { headers: { authorization: `Bearer ${token}` } }),
       { ...(env as GuardEnv), ADMIN_TOKEN },

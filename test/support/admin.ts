@@ -1,6 +1,6 @@
 // Admin API calls from workerd tests: the app with admin settings and an injected clock, requests with a
 // bearer token, an optional TOTP code or elevation token, and a client address (CF-Connecting-IP).
-import { createExecutionContext } from "cloudflare:test";
+import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { createApp } from "../../src/app.ts";
 import type { GuardEnv } from "../../src/config/env.ts";
@@ -15,8 +15,11 @@ export interface AdminCall {
   totp?: string;
   elevation?: string;
   ip?: string;
+  /** JSON-encoded unless a string; a string is sent as is (its content-type from `headers`, else JSON). */
   body?: unknown;
   headers?: Record<string, string>;
+  /** The origin the request is addressed to (default WORKER). */
+  host?: string;
 }
 
 export type AdminCaller = (method: string, path: string, call?: AdminCall) => Promise<Response>;
@@ -24,13 +27,16 @@ export type AdminCaller = (method: string, path: string, call?: AdminCall) => Pr
 /**
  * The app with admin settings. `now` is the clock: a function (read on every call, so a test can move
  * it) or a pinned instant. `adminToken: null` leaves ADMIN_TOKEN unset (admin off); calls still send
- * TEST_ADMIN_TOKEN unless they say otherwise.
+ * TEST_ADMIN_TOKEN unless they say otherwise. `vars`: more settings. Each call returns once the
+ * request's after-the-answer work (waitUntil) is done.
  */
-export function adminCaller(options: { now?: number | (() => number); totpSecret?: string | null; adminToken?: string | null } = {}): AdminCaller {
+export function adminCaller(
+  options: { now?: number | (() => number); totpSecret?: string | null; adminToken?: string | null; vars?: Partial<GuardEnv> } = {},
+): AdminCaller {
   const pinned = options.now;
   const now = typeof pinned === "number" ? () => pinned : pinned;
   const app = createApp(now === undefined ? {} : { now });
-  const adminEnv: GuardEnv = { ...(env as GuardEnv) };
+  const adminEnv: GuardEnv = { ...(env as GuardEnv), ...options.vars };
   if (options.adminToken !== null) adminEnv.ADMIN_TOKEN = options.adminToken ?? TEST_ADMIN_TOKEN;
   if (options.totpSecret) adminEnv.ADMIN_TOTP_SECRET = options.totpSecret;
   return async (method, path, call = {}) => {
@@ -43,9 +49,12 @@ export function adminCaller(options: { now?: number | (() => number); totpSecret
     let body: string | undefined;
     if (call.body !== undefined) {
       body = typeof call.body === "string" ? call.body : JSON.stringify(call.body);
-      headers.set("content-type", "application/json");
+      if (!headers.has("content-type")) headers.set("content-type", "application/json");
     }
-    return app.fetch(new Request(`${WORKER}${path}`, { method, headers, body }), adminEnv, createExecutionContext());
+    const ctx = createExecutionContext();
+    const response = await app.fetch(new Request(`${call.host ?? WORKER}${path}`, { method, headers, body }), adminEnv, ctx);
+    await waitOnExecutionContext(ctx);
+    return response;
   };
 }
 
@@ -53,6 +62,8 @@ export async function totpCodeAt(secret: string, atMs: number): Promise<string> 
   return totpAt(await importTotpKey(base32Decode(secret)), atMs / 1000);
 }
 
+/** Private minutes start at the UTC new year five years ahead of the real clock (derived, never a fixed date). */
+const PRIVATE_MINUTES_FROM = Date.UTC(new Date().getUTCFullYear() + 5, 0, 1);
 let minuteCounter = 0;
 /**
  * A UTC minute no other test uses (far from real time), and an instant `offsetS` seconds into it.
@@ -61,7 +72,7 @@ let minuteCounter = 0;
 export function privateMinute(offsetS = 10): number {
   minuteCounter += 1;
   const random = Math.floor(Math.random() * 1_000_000);
-  return Date.UTC(2032, 0, 1) + (random * 100 + minuteCounter) * 60_000 + offsetS * 1000;
+  return PRIVATE_MINUTES_FROM + (random * 100 + minuteCounter) * 60_000 + offsetS * 1000;
 }
 
 /** A client address no other test uses. */

@@ -3,6 +3,7 @@
 import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { vi } from "vitest";
+import { PARENT_SID } from "./twilio.ts";
 
 /**
  * The GuardDirectory lists Twilio's accounts at most once a minute (src/accounts/directory.ts), so a
@@ -61,6 +62,21 @@ export const ALERTS = "https://alerts.test";
 
 export function twiml(body = "<Response><Message>ok</Message></Response>", status = 200): Response {
   return new Response(body, { status, headers: { "content-type": "text/xml" } });
+}
+
+/**
+ * The usual outbound world of a workerd test: the origin answering TwiML, Twilio's REST API served by a
+ * fresh fakeTwilio of the parent, and (unless `alerts: false`) the alert webhook accepting. The caller
+ * restores `outbound` after the test.
+ */
+export function twilioWorld(options: { alerts?: boolean } = {}): { twilio: FakeTwilio; outbound: ReturnType<typeof mockOutbound> } {
+  const twilio = fakeTwilio(PARENT_SID);
+  const routes: Array<[string, Responder]> = [
+    [ORIGIN, () => twiml()],
+    [TWILIO_API, (req) => twilio.responder(req)],
+  ];
+  if (options.alerts !== false) routes.push([ALERTS, () => new Response("ok")]);
+  return { twilio, outbound: mockOutbound(routes) };
 }
 
 /**

@@ -21,6 +21,11 @@ export function uniqueSid(prefix: "AC" | "SM" | "CA" | "MM" | "UT" = "AC"): stri
 
 export type Params = Array<[string, string]>;
 
+/** An HTTP Basic Authorization header value (Twilio's REST auth, and webhooks under WEBHOOK_AUTH=basic). */
+export function basicAuth(user: string, secret: string): string {
+  return `Basic ${btoa(`${user}:${secret}`)}`;
+}
+
 export async function signedForm(
   url: string,
   params: Params,

@@ -1,6 +1,6 @@
 // The /webhooks/* proxy, driven through the Worker's own fetch with real signed requests (CONTRACT.md,
 // "Answers on /webhooks/*"). The origin is a fetch mock: it records what reached it.
-import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
+import { createExecutionContext } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { createApp } from "../../src/app.ts";
@@ -16,6 +16,7 @@ import {
   inboundSms,
   type Params,
 } from "../support/twilio.ts";
+import { viaApp } from "../support/app.ts";
 
 const WORKER = "https://guard.example.com";
 // Not billable (no status, no direction): exercises verification and forwarding alone.
@@ -27,13 +28,6 @@ const plainParams = (): Params => [
   ["Note", "ünïcode & spaces + 'quotes'"],
 ];
 
-async function viaApp(request: Request, overrides: Partial<GuardEnv> = {}, deps: Parameters<typeof createApp>[0] = {}) {
-  const app = createApp(deps);
-  const ctx = createExecutionContext();
-  const response = await app.fetch(request, { ...(env as GuardEnv), ...overrides }, ctx);
-  await waitOnExecutionContext(ctx);
-  return response;
-}
 
 let outbound: ReturnType<typeof mockOutbound>;
 afterEach(() => {

@@ -1,60 +1,40 @@
 // Issue 11: the guard acts on and forwards only what Twilio signed. Each test sends a request whose
 // signature is genuine (or was genuine for another request) and checks that nothing unsigned is
 // counted, stored or forwarded.
-import { createExecutionContext, runInDurableObject, waitOnExecutionContext } from "cloudflare:test";
-import { env, exports } from "cloudflare:workers";
+import { runInDurableObject } from "cloudflare:test";
+import { exports } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { createApp } from "../../src/app.ts";
-import type { GuardEnv } from "../../src/config/env.ts";
 import { computeSignature } from "../../src/verification/signature.ts";
 import { encodeForm } from "../../src/verification/form.ts";
 import { forwardHeaders, MAX_FORWARDED_HEADER_BYTES } from "../../src/webhooks/forward.ts";
-import { ALERTS, ORIGIN, TWILIO_API, fakeTwilio, mockOutbound, twiml, type FakeTwilio } from "../support/origin.ts";
-import { PARENT_SID, PRIMARY_TOKEN, inboundSms, messageStatus, signedForm, signedGet, uniqueSid, type Params } from "../support/twilio.ts";
+import { ORIGIN, mockOutbound, twilioWorld, type FakeTwilio } from "../support/origin.ts";
+import { PARENT_SID, PRIMARY_TOKEN, inboundSms, messageStatus, signedForm, signedGet, uniqueSid, basicAuth, type Params } from "../support/twilio.ts";
+import { guard } from "../support/guard.ts";
+import { viaApp } from "../support/app.ts";
+import { subaccount } from "../support/money.ts";
 
 const WORKER = "https://guard.example.com";
 const BASIC = { BASIC_AUTH_USER: "twilio", BASIC_AUTH_PASSWORD: "basic-password-not-a-secret" };
-const BASIC_HEADER = `Basic ${btoa(`${BASIC.BASIC_AUTH_USER}:${BASIC.BASIC_AUTH_PASSWORD}`)}`;
+const BASIC_HEADER = basicAuth(BASIC.BASIC_AUTH_USER, BASIC.BASIC_AUTH_PASSWORD);
 
 let outbound: ReturnType<typeof mockOutbound>;
 let twilio: FakeTwilio;
 function setup(): void {
-  twilio = fakeTwilio(PARENT_SID);
-  outbound = mockOutbound([
-    [ORIGIN, () => twiml()],
-    [TWILIO_API, (req) => twilio.responder(req)],
-    [ALERTS, () => new Response("ok")],
-  ]);
+  ({ twilio, outbound } = twilioWorld());
 }
 afterEach(() => {
   outbound?.restore();
   vi.restoreAllMocks();
 });
 
-async function viaApp(request: Request, overrides: Partial<GuardEnv> = {}) {
-  const app = createApp();
-  const ctx = createExecutionContext();
-  const response = await app.fetch(request, { ...(env as GuardEnv), ...overrides }, ctx);
-  await waitOnExecutionContext(ctx);
-  return response;
-}
 
-function guard(sid: string) {
-  return env.ACCOUNT_GUARD.getByName(sid);
-}
 
 async function dayEvents(sid: string): Promise<number> {
   return (await guard(sid).snapshot()).windows.find((w) => w.window === "day")?.events ?? 0;
 }
 
 /** A subaccount the fake Twilio knows, with a generous policy. */
-async function subaccount(): Promise<{ sid: string; token: string }> {
-  const sid = uniqueSid();
-  const token = `token-of-${sid}`;
-  twilio.subaccounts.set(sid, { token, status: "active", owner: PARENT_SID });
-  await guard(sid).setPolicy(sid, { limits: [{ window: "day", events: 100 }], warnAt: 0.8, action: "suspend" });
-  return { sid, token };
-}
+const generous = () => subaccount(twilio, { limits: [{ window: "day", events: 100 }] });
 
 function rawPost(url: string, body: string, signature: string, headers: Record<string, string> = {}): Request {
   return new Request(url, {
@@ -67,7 +47,7 @@ function rawPost(url: string, body: string, signature: string, headers: Record<s
 describe("appended parameters ride no signature", () => {
   it("refuses a captured GET webhook with 998 '&' and a new MessageSid and Price appended", async () => {
     setup();
-    const { sid, token } = await subaccount();
+    const { sid, token } = await generous();
     const captured = await signedGet(`${WORKER}/webhooks/sms`, inboundSms(sid), { token });
     const smuggled = `${captured.url}${"&".repeat(998)}&MessageSid=${uniqueSid("SM")}&Price=-999.00`;
     const response = await exports.default.fetch(new Request(smuggled, { headers: captured.headers }));
@@ -124,7 +104,7 @@ describe("an SMS whose Body was re-split into call parameters", () => {
 
   it("is refused, and never counted as a call", async () => {
     setup();
-    const { sid, token } = await subaccount();
+    const { sid, token } = await generous();
     const callSid = uniqueSid("CA");
     // The attacker texts this Body; Twilio signs Body+"hi"+"CallSid"... with no separators.
     const original = inboundSms(sid, { Body: `hiCallSid${callSid}CallStatuscompletedDuration1440` });
@@ -148,7 +128,7 @@ describe("an SMS whose Body was re-split into call parameters", () => {
 describe("the unsigned I-Twilio-Idempotency-Token header", () => {
   it("decides nothing and is never stored: replays with new tokens are duplicates of the event", async () => {
     setup();
-    const { sid, token } = await subaccount();
+    const { sid, token } = await generous();
     const params = inboundSms(sid);
     for (let i = 0; i < 5; i++) {
       const response = await exports.default.fetch(await signedForm(`${WORKER}/webhooks/sms`, params, { token, headers: { "I-Twilio-Idempotency-Token": `t${i}-${"x".repeat(8000)}` } }));
@@ -220,7 +200,7 @@ describe("headers forwarded to the origin", () => {
 describe("WEBHOOK_AUTH=basic", () => {
   it("ignores a payload's Price: shared credentials do not vouch for one account's figures", async () => {
     setup();
-    const { sid } = await subaccount();
+    const { sid } = await generous();
     await guard(sid).setPolicy(sid, { limits: [{ window: "day", usd: 5 }], warnAt: 0.8, action: "suspend" });
     const body = encodeForm(messageStatus(sid, uniqueSid("SM"), "delivered", { Price: "-999.00", PriceUnit: "USD" }));
     const request = new Request(`${WORKER}/webhooks/status`, {
@@ -253,7 +233,7 @@ describe("/usage-trigger", () => {
 
   it.each(["basic", "both", "signature"])("requires the account's signature with WEBHOOK_AUTH=%s", async (mode) => {
     setup();
-    const { sid } = await subaccount();
+    const { sid } = await generous();
     const unsigned = new Request(`${WORKER}/usage-trigger`, {
       method: "POST",
       headers: { "content-type": "application/x-www-form-urlencoded", authorization: BASIC_HEADER },
@@ -269,7 +249,7 @@ describe("/usage-trigger", () => {
 
   it("keys idempotency on signed fields, never on the I-Twilio-Idempotency-Token header", async () => {
     setup();
-    const { sid, token } = await subaccount();
+    const { sid, token } = await generous();
     const params = firing(sid);
     const first = await exports.default.fetch(await signedForm(`${WORKER}/usage-trigger`, params, { token, headers: { "I-Twilio-Idempotency-Token": "h1" } }));
     expect(await first.json()).toMatchObject({ tripped: true, duplicate: false });
@@ -285,7 +265,7 @@ describe("/usage-trigger", () => {
     ["without a DateFired", () => ""],
   ])("refuses a firing %s: a replay could outlive what is remembered", async (_name, date) => {
     setup();
-    const { sid, token } = await subaccount();
+    const { sid, token } = await generous();
     const params = firing(sid, { DateFired: date() }).filter(([, v]) => v !== "");
     const response = await exports.default.fetch(await signedForm(`${WORKER}/usage-trigger`, params, { token }));
     expect(response.status).toBe(400);

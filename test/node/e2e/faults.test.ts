@@ -7,7 +7,10 @@
 //   E2E_HEAVY=1   2 000 concurrent requests instead of 500, and more retry rounds
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  TRIP_EFFECTS,
   awayFromUtcMidnight,
+  dayEventsReach,
+  effectsSettled,
   eventually,
   expectLedgerAt,
   inboundCall,
@@ -16,7 +19,6 @@ import {
   notBillable,
   signForm,
   formBody,
-  sleep,
   startE2E,
   uniqueSid,
   type Account,
@@ -169,8 +171,9 @@ describe.concurrent("faults, concurrently", () => {
       await trip(sub, ownPath("rest"));
       await eventually(() => expect(e2e.standin.accounts.get(sub.sid)!.status).toBe("suspended"), SUSPENSION_WAIT_MS, 100);
       await eventually(() => expect(e2e.standin.calls.get(call)!.status).toBe("completed"), 5_000);
-      // Give a duplicate suspension or alert the time to show up, if there were one.
-      await sleep(1_000);
+      // The guard owes nothing more (each effect's last outcome is final): what reached Twilio is all there is.
+      const { history } = await effectsSettled(e2e, sub.sid);
+      expect(history.filter((h) => h.kind === "suspend" && h.outcome === "done")).toHaveLength(1);
       expect(e2e.suspensions(sub.sid)).toBe(1);
       expect(e2e.suspendAttempts(sub.sid)).toBe(failures.length + 1);
       expect(failedAttemptLogs(sub.sid)).toHaveLength(failures.length);
@@ -185,7 +188,7 @@ describe.concurrent("faults, concurrently", () => {
     e2e.alerts.failNext(2, 500, (json) => json?.account === sub.sid && json?.level === "trip");
     await trip(sub, ownPath("alert"));
     await eventually(() => expect(e2e.alertsFor(sub.sid, "trip")).toHaveLength(1), SUSPENSION_WAIT_MS, 100);
-    await sleep(1_000);
+    await effectsSettled(e2e, sub.sid, TRIP_EFFECTS, SUSPENSION_WAIT_MS);
     expect(e2e.alertsFor(sub.sid, "trip")).toHaveLength(1);
     expect(e2e.alerts.posts.filter((p) => p.json?.account === sub.sid && p.json?.level === "trip" && p.status === 500)).toHaveLength(2);
     expect(e2e.suspensions(sub.sid)).toBe(1);
@@ -208,8 +211,8 @@ describe.concurrent("faults, concurrently", () => {
     const answers = await Promise.all(retries);
     expect(answers.filter((a) => a.status !== 200 || a.headers["x-guard-breaker"] !== undefined)).toEqual([]);
     expect(originHits(path).filter((h) => h.headers["x-guard-duplicate"] === "1")).toHaveLength(events.length * RETRY_ROUNDS);
-    // Status callbacks are recorded after the answer (waitUntil): let the last of them land.
-    await sleep(300);
+    // Status callbacks are recorded after the answer (waitUntil): wait until the ledger holds all of them.
+    await dayEventsReach(e2e, sub.sid, LIMIT);
     const next = await send(sub, inboundSms(sub.sid), path);
     expect(next.headers["x-guard-breaker"]).toBe("open");
     await eventually(() => expect(e2e.suspensions(sub.sid)).toBe(1), SUSPENSION_WAIT_MS);
@@ -240,7 +243,7 @@ describe.concurrent("faults, concurrently", () => {
     expect(answers.map((a) => a.status)).toEqual([200, 200, 200]);
     expect(answers.map((a) => (JSON.parse(a.body) as { tripped: boolean }).tripped)).toEqual([true, false, false]);
     await eventually(() => expect(e2e.standin.accounts.get(sub.sid)!.status).toBe("suspended"), SUSPENSION_WAIT_MS);
-    await sleep(500);
+    await effectsSettled(e2e, sub.sid, TRIP_EFFECTS, SUSPENSION_WAIT_MS);
     expect(e2e.suspensions(sub.sid)).toBe(1);
     expect(e2e.alertsFor(sub.sid, "trip")).toHaveLength(1);
     // While open: an inbound call is rejected at the edge, a status callback still reaches the origin.
@@ -277,7 +280,7 @@ describe("a race across one limit", () => {
     expect(tally).toEqual({ "200 closed": LIMIT, "200 open": CONCURRENT - LIMIT });
     expect(originHits(path)).toHaveLength(LIMIT);
     await eventually(() => expect(e2e.suspensions(sub.sid)).toBe(1), SUSPENSION_WAIT_MS);
-    await sleep(500);
+    await effectsSettled(e2e, sub.sid, TRIP_EFFECTS, SUSPENSION_WAIT_MS);
     expect(e2e.suspendAttempts(sub.sid)).toBe(1);
     expect(e2e.alertsFor(sub.sid, "trip")).toHaveLength(1);
   }, 120_000);

@@ -14,8 +14,11 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import zlib from "node:zlib";
 import twilio from "twilio";
-import { startGuard, type GuardLogLine, type StartedGuard } from "../../support/e2e-worker.ts";
+import { startGuard, type GuardLogLine, type StartedGuard } from "../../../dev/worker.ts";
 import { startTwilioStandin, type TwilioStandin } from "../../../dev/twilio-standin.ts";
+// Twilio's payloads and fresh SIDs: the same builders the workerd tests use (signing stays twilio-node's, below).
+import { inboundCall, inboundSms, messageStatus, uniqueSid } from "../../support/twilio.ts";
+export { inboundCall, inboundSms, messageStatus, uniqueSid };
 
 // ---- Recognisable secrets ------------------------------------------------------------------------------
 
@@ -64,9 +67,6 @@ export async function eventually<T>(check: () => T | Promise<T>, timeoutMs = 10_
   }
 }
 
-export function uniqueSid(prefix: "AC" | "SM" | "MM" | "CA" | "UT"): string {
-  return prefix + randomBytes(16).toString("hex");
-}
 
 export function sha256Hex(body: string | Buffer): string {
   return createHash("sha256").update(body).digest("hex");
@@ -112,51 +112,8 @@ export function formBody(pairs: Pairs): string {
   return new URLSearchParams(pairs).toString();
 }
 
-export function inboundSms(accountSid: string, overrides: Record<string, string> = {}): Pairs {
-  const sid = uniqueSid("SM");
-  return Object.entries({
-    ToCountry: "US",
-    SmsMessageSid: sid,
-    NumMedia: "0",
-    SmsSid: sid,
-    SmsStatus: "received",
-    Body: "hello from e2e",
-    To: "+15005550006",
-    NumSegments: "1",
-    MessageSid: sid,
-    AccountSid: accountSid,
-    From: "+14155550100",
-    ApiVersion: "2010-04-01",
-    ...overrides,
-  });
-}
 
-export function inboundCall(accountSid: string, overrides: Record<string, string> = {}): Pairs {
-  return Object.entries({
-    CallSid: uniqueSid("CA"),
-    AccountSid: accountSid,
-    From: "+14155550100",
-    To: "+15005550006",
-    CallStatus: "ringing",
-    Direction: "inbound",
-    ApiVersion: "2010-04-01",
-    ...overrides,
-  });
-}
 
-export function messageStatus(accountSid: string, messageSid: string, status: string, overrides: Record<string, string> = {}): Pairs {
-  return Object.entries({
-    MessageSid: messageSid,
-    SmsSid: messageSid,
-    MessageStatus: status,
-    SmsStatus: status,
-    AccountSid: accountSid,
-    From: "+15005550006",
-    To: "+14155550100",
-    ApiVersion: "2010-04-01",
-    ...overrides,
-  });
-}
 
 /** Not billable: a Gather's digits without a Sid. Verifies and forwards, and counts nothing. */
 export function notBillable(accountSid: string): Pairs {
@@ -464,7 +421,16 @@ export interface E2E {
   /** Where a secret appeared: empty when nothing leaked. */
   leaks(): string[];
   logs(): GuardLogLine[];
+  /** The account's view through the admin API (GET /admin/accounts/:sid); not kept in `answers`. */
+  account(sid: string): Promise<AccountView>;
   stop(): Promise<void>;
+}
+
+/** The part of the admin API's account view (docs/admin-api.md, "The snapshot") the e2e tests read. */
+export interface AccountView {
+  windows: Array<{ window: string; events: number }>;
+  /** Newest first. */
+  history: Array<{ at: number; tripId: string | null; kind: string; outcome: string; detail: string }>;
 }
 
 export interface E2EOptions {
@@ -581,12 +547,51 @@ export async function startE2E(options: E2EOptions = {}): Promise<E2E> {
       return found;
     },
     logs: () => guard.logs,
+    async account(sid) {
+      const answer = await rawRequest(base, { method: "GET", path: `/admin/accounts/${sid}`, headers: [["Authorization", `Bearer ${SECRETS.adminToken}`]] });
+      if (answer.status !== 200) throw new Error(`GET /admin/accounts/${sid}: ${answer.status} ${answer.body.slice(0, 200)}`);
+      return (JSON.parse(answer.body) as { account: AccountView }).account;
+    },
     async stop() {
       await guard.stop().catch(() => {});
       await Promise.all([standin.close(), origin.close(), alerts.close()]);
     },
   };
   return e2e;
+}
+
+// ---- Waiting on the guard's own state, never on the wall clock ---------------------------------------------------
+
+/** The outcomes after which the outbox sends nothing more for an effect (src/breaker/outbox.ts). */
+const FINAL_OUTCOMES = new Set(["done", "failed", "fenced"]);
+/** What a trip with action "suspend" owes: the suspension, then ending live calls, and the trip alert. */
+export const TRIP_EFFECTS = ["suspend", "end-calls", "alert-webhook"] as const;
+
+/**
+ * Waits until the guard's history shows a final outcome for each of `kinds` of the account's latest trip
+ * (the outbox has nothing more of them to send), so a test can count what reached Twilio and the alert
+ * receiver without sleeping "long enough" for a duplicate to show. Polls the admin API; throws after
+ * `timeoutMs`. Entries of other trips, and warnings (no trip), are not considered.
+ */
+export async function effectsSettled(e2e: E2E, sid: string, kinds: readonly string[] = TRIP_EFFECTS, timeoutMs = 25_000): Promise<AccountView> {
+  return eventually(async () => {
+    const view = await e2e.account(sid);
+    const tripId = view.history.find((h) => h.kind === "trip" && h.outcome === "open")?.tripId;
+    if (tripId === undefined || tripId === null) throw new Error(`no trip in the history of ${sid}`);
+    const latest = new Map<string, string>();
+    for (const h of view.history) if (h.tripId === tripId && !latest.has(h.kind)) latest.set(h.kind, h.outcome);
+    const unsettled = kinds.filter((k) => !FINAL_OUTCOMES.has(latest.get(k) ?? "absent"));
+    if (unsettled.length > 0) throw new Error(`effects not settled for ${sid}: ${unsettled.map((k) => `${k}=${latest.get(k) ?? "absent"}`).join(", ")}`);
+    return view;
+  }, timeoutMs, 100);
+}
+
+/** Waits until the account's day window holds `events` events (work done after the answer has landed). */
+export async function dayEventsReach(e2e: E2E, sid: string, events: number, timeoutMs = 10_000): Promise<void> {
+  await eventually(async () => {
+    const day = (await e2e.account(sid)).windows.find((w) => w.window === "day");
+    if ((day?.events ?? 0) < events) throw new Error(`day window of ${sid} holds ${day?.events ?? 0} events, waiting for ${events}`);
+  }, timeoutMs);
 }
 
 // ---- Ledger checks through the front door -------------------------------------------------------------------------
