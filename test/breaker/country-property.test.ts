@@ -15,7 +15,7 @@ import { windowStart } from "../../src/ledger/windows.ts";
 import { destinationOf } from "../../src/egress/destination.ts";
 import type { SendFacts } from "../../src/egress/send.ts";
 import { ALERTS, mockOutbound } from "../support/origin.ts";
-import { guard } from "../support/money.ts";
+import { guard } from "../support/guard.ts";
 import { Seeded } from "../support/seeded.ts";
 import { callStatus, messageStatus, uniqueSid, type Params } from "../support/twilio.ts";
 
