@@ -43,7 +43,7 @@ import { Outbox, type OutboxHost } from "./outbox.ts";
 import { PRUNE_INTERVAL_MS, SEEN_RETENTION_MS, pruneAccount } from "./prune.ts";
 import { reconcileIfDue, type ReconcileHost } from "./reconcile.ts";
 import { ACCOUNT_SCHEMA, RECENT_EVENTS_KEPT } from "./schema.ts";
-import { readTotals, writeTotals } from "./totals.ts";
+import { readTotals, writeTotals, type TotalsRow } from "./totals.ts";
 import { dashboardLink } from "./alerts.ts";
 import { EgressStore, type EgressKeyView } from "../egress/store.ts";
 import type { GateRefusal, ReserveAnswer, ReserveRequest } from "../egress/protocol.ts";
@@ -287,9 +287,11 @@ export class AccountGuard extends GuardObject {
     return ++this.#recentSeq;
   }
 
-  /** Adds to the windows of `now`, warns and trips as the policy says. True when outbox rows were added. */
-  #count(policy: Policy, now: number, add: Addition): boolean {
-    const rows = readTotals(this.sql, ALL_WINDOWS, now);
+  /**
+   * Adds to the windows of `now`, warns and trips as the policy says. True when outbox rows were added.
+   * `rows`: the windows of `now` when this transaction has already read them (a reservation, to decide).
+   */
+  #count(policy: Policy, now: number, add: Addition, rows: TotalsRow[] = readTotals(this.sql, ALL_WINDOWS, now)): boolean {
     const day = rows.find((r) => r.window === "day")!;
     const change = countEvent({ countedMicros: day.countedMicros, twilioMicros: day.twilioMicros }, add);
     const evaluation = applyEvent(policy, rows, now, add, change.perWindow);
@@ -593,7 +595,8 @@ export class AccountGuard extends GuardObject {
       const { usdMicros, unitMicros } = priceSend(facts, policy.prices, policy.egress?.maxCallMinutes);
       const setTimeLimitS = facts.kind === "call" ? callReservation(facts, policy.egress?.maxCallMinutes).setTimeLimitS : null;
       const pumping = checkPumping(policy.egress, facts.destination, now, (key) => this.#egress.count(key));
-      const decision = decideReservation(policy, readTotals(this.sql, ALL_WINDOWS, now), now, usdMicros, breakerBlocks(this.#breaker()));
+      const totals = readTotals(this.sql, ALL_WINDOWS, now);
+      const decision = decideReservation(policy, totals, now, usdMicros, breakerBlocks(this.#breaker()));
       let refusal: GateRefusal | null = null;
       if (!pumping.ok) {
         refusal = pumping.reason === "country"
@@ -621,7 +624,8 @@ export class AccountGuard extends GuardObject {
         this.logger.warn("egress-new-country", { account: this.#sid, country: country ?? "unknown", channel: facts.channel });
         queued = this.#outbox.enqueueAlerts("", now, "warn", `first send through the egress gate to ${country ?? "a number of unknown country"} (${facts.channel})`) || queued;
       }
-      queued = this.#count(policy, now, { usdMicros, events: 1 }) || queued;
+      // Nothing above wrote the totals: they are counted from the rows the decision read.
+      queued = this.#count(policy, now, { usdMicros, events: 1 }, totals) || queued;
       return {
         answer: { ok: true, reservationId: reservation.id, estimateUsd: fromMicros(usdMicros), setTimeLimitS, wouldRefuse: refusal, newCountry },
         effects: queued,
@@ -632,15 +636,17 @@ export class AccountGuard extends GuardObject {
     return answer;
   }
 
-  /** Settles a reservation with Twilio's answer (idempotent: a second settlement changes nothing). */
-  async settleSend(sid: string, reservationId: string, settlement: Settlement, atMs?: number): Promise<Reservation | null> {
+  /**
+   * Settles a reservation with Twilio's answer (idempotent: a second settlement changes nothing). Answers
+   * nothing: the gate calls it after its own answer and needs no reply (no read, no copy over RPC).
+   */
+  async settleSend(sid: string, reservationId: string, settlement: Settlement, atMs?: number): Promise<void> {
     const now = atMs ?? Date.now();
     this.#identify(sid, now);
     const { policy } = this.#policy();
     const queued = this.transaction(() => this.#settleReservation(reservationId, settlement, policy));
     await this.#afterWrite(queued, now);
     metrics.flush(this.env, (promise) => this.ctx.waitUntil(promise));
-    return this.#egress.reservation(reservationId);
   }
 
   /** Inside a transaction: applies the pure transition, binds the Sid, corrects the windows of the send. */

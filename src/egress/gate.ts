@@ -129,7 +129,8 @@ export async function handleEgress(request: Request, deps: EgressDeps, trace: Eg
   let sent: SentMessage | null = null;
 
   if (scope.send !== null && account !== null) {
-    const form = new URLSearchParams(new TextDecoder().decode(rawBody ?? new Uint8Array(0)));
+    const original = rawBody === null ? "" : new TextDecoder().decode(rawBody);
+    const form = new URLSearchParams(original);
     let facts;
     try {
       facts = sendFacts(scope.send, form);
@@ -160,10 +161,8 @@ export async function handleEgress(request: Request, deps: EgressDeps, trace: Eg
     const added = new URLSearchParams();
     if (!facts.hasStatusCallback) added.set("StatusCallback", `${statusBase(deps.config, url)}${GUARD_STATUS_PATH}${answer.reservationId}`);
     if (answer.setTimeLimitS !== null) added.set("TimeLimit", String(answer.setTimeLimitS));
-    if ([...added.keys()].length > 0) {
-      const original = new TextDecoder().decode(rawBody ?? new Uint8Array(0));
-      body = original === "" ? added.toString() : `${original}&${added.toString()}`;
-    }
+    const addition = added.toString();
+    if (addition !== "") body = original === "" ? addition : `${original}&${addition}`;
   } else if (key !== null && account !== null) {
     if (!(await deps.ledger(account).checkEgressKey(account, key.id, key.hash, now))) return denied();
     trace.verdict = "egress-forwarded";
@@ -267,8 +266,16 @@ export function settlementOf(status: number, text: string): Settlement {
   return { type: "unknown" };
 }
 
+/** The parent's Basic credentials, encoded once per configuration (getConfig keeps one per isolate). */
+const parentAuthorizations = new WeakMap<Config, string>();
+
 function parentAuthorization(config: Config): string {
-  return `Basic ${toBase64(utf8(`${config.accountSid}:${config.authTokens[0]!}`))}`;
+  let value = parentAuthorizations.get(config);
+  if (value === undefined) {
+    value = `Basic ${toBase64(utf8(`${config.accountSid}:${config.authTokens[0]!}`))}`;
+    parentAuthorizations.set(config, value);
+  }
+  return value;
 }
 
 /** The base URL the guard hands out for its own status callbacks: PUBLIC_URL, else the request's origin. */
