@@ -47,6 +47,7 @@ import { readTotals, writeTotals, type TotalsRow } from "./totals.ts";
 import { dashboardLink } from "./alerts.ts";
 import { EgressStore, type EgressKeyView } from "../egress/store.ts";
 import type { GateRefusal, ReserveAnswer, ReserveRequest } from "../egress/protocol.ts";
+import type { SettlementItem } from "../egress/settlements.ts";
 import { checkPumping } from "../egress/pumping.ts";
 import { callReservation, priceSend } from "../egress/send.ts";
 import { decideReservation, releaseAsDuplicate, settleReservation, type Reservation, type Settlement } from "../ledger/reservations.ts";
@@ -587,66 +588,88 @@ export class AccountGuard extends GuardObject {
     const now = req.atMs;
     this.#identify(req.accountSid, now);
     const { policy } = this.#policy();
-    const facts = req.send;
     const { answer, effects } = this.transaction((): { answer: ReserveAnswer; effects: boolean } => {
-      if (req.key !== null && !this.#egress.useKey(req.key.id, req.key.hash, now)) {
-        return { answer: { ok: false, refusal: { reason: "credentials", detail: "Authenticate" } }, effects: false };
-      }
-      const { usdMicros, unitMicros } = priceSend(facts, policy.prices, policy.egress?.maxCallMinutes);
-      const setTimeLimitS = facts.kind === "call" ? callReservation(facts, policy.egress?.maxCallMinutes).setTimeLimitS : null;
-      const pumping = checkPumping(policy.egress, facts.destination, now, (key) => this.#egress.count(key));
-      const totals = readTotals(this.sql, ALL_WINDOWS, now);
-      const decision = decideReservation(policy, totals, now, usdMicros, breakerBlocks(this.#breaker()));
-      let refusal: GateRefusal | null = null;
-      if (!pumping.ok) {
-        refusal = pumping.reason === "country"
-          ? { reason: "country", detail: `Permission to send to ${pumping.country ?? "this destination"} has not been enabled for this account by the guard's policy.` }
-          : { reason: pumping.reason, retryAfterS: pumping.retryAfterS, detail: pumping.reason === "per-prefix" ? "Too many sends to this block of numbers; retry later." : "Too many sends to this number; retry later." };
-      } else if (!decision.ok) {
-        refusal = decision.reason === "breaker-open"
-          ? { reason: "breaker-open", detail: "The guard's circuit breaker is open for this account: sends are blocked." }
-          : { reason: "limit", detail: `This send would take the account above its ${limitLabel(decision.limit)} limit.` };
-      }
-      let queued = false;
-      if (refusal !== null && req.mode === "enforce") {
-        if (!decision.ok && decision.reason === "limit") {
-          const label = limitLabel(decision.limit);
-          queued = this.#trip(`limit ${label}`, `a send through the egress gate would cross ${label} in ${windowId(decision.limit.window, now)}`, now, policy);
-        }
-        return { answer: { ok: false, refusal }, effects: queued };
-      }
-      const reservation: Reservation = { id: crypto.randomUUID(), atMs: now, kind: facts.kind, usdMicros, state: "held", sid: null };
-      const country = facts.destination.country;
-      this.#egress.insertReservation(reservation, unitMicros, country);
-      if (pumping.ok) for (const c of pumping.counters) this.#egress.increment(c.key, windowEnd(c.window, now));
-      const newCountry = this.#egress.firstSendTo(country, now);
-      if (newCountry) {
-        this.logger.warn("egress-new-country", { account: this.#sid, country: country ?? "unknown", channel: facts.channel });
-        queued = this.#outbox.enqueueAlerts("", now, "warn", `first send through the egress gate to ${country ?? "a number of unknown country"} (${facts.channel})`) || queued;
-      }
-      // Nothing above wrote the totals: they are counted from the rows the decision read.
-      queued = this.#count(policy, now, { usdMicros, events: 1 }, totals) || queued;
-      return {
-        answer: { ok: true, reservationId: reservation.id, estimateUsd: fromMicros(usdMicros), setTimeLimitS, wouldRefuse: refusal, newCountry },
-        effects: queued,
-      };
+      // Earlier sends' outcomes first (whatever this call decides): a released one frees its budget.
+      const settled = this.#settleAll(req.settle ?? [], policy);
+      const result = this.#reserve(req, policy, now);
+      return { answer: result.answer, effects: result.effects || settled };
     });
     await this.#afterWrite(effects, now);
     metrics.flush(this.env, (promise) => this.ctx.waitUntil(promise));
     return answer;
   }
 
-  /**
-   * Settles a reservation with Twilio's answer (idempotent: a second settlement changes nothing). Answers
-   * nothing: the gate calls it after its own answer and needs no reply (no read, no copy over RPC).
-   */
+  /** Inside reserveSend's transaction: the reservation itself. */
+  #reserve(req: ReserveRequest, policy: Policy, now: number): { answer: ReserveAnswer; effects: boolean } {
+    const facts = req.send;
+    if (req.key !== null && !this.#egress.useKey(req.key.id, req.key.hash, now)) {
+      return { answer: { ok: false, refusal: { reason: "credentials", detail: "Authenticate" } }, effects: false };
+    }
+    const { usdMicros, unitMicros } = priceSend(facts, policy.prices, policy.egress?.maxCallMinutes);
+    const setTimeLimitS = facts.kind === "call" ? callReservation(facts, policy.egress?.maxCallMinutes).setTimeLimitS : null;
+    const pumping = checkPumping(policy.egress, facts.destination, now, (key) => this.#egress.count(key));
+    const totals = readTotals(this.sql, ALL_WINDOWS, now);
+    const decision = decideReservation(policy, totals, now, usdMicros, breakerBlocks(this.#breaker()));
+    let refusal: GateRefusal | null = null;
+    if (!pumping.ok) {
+      refusal = pumping.reason === "country"
+        ? { reason: "country", detail: `Permission to send to ${pumping.country ?? "this destination"} has not been enabled for this account by the guard's policy.` }
+        : { reason: pumping.reason, retryAfterS: pumping.retryAfterS, detail: pumping.reason === "per-prefix" ? "Too many sends to this block of numbers; retry later." : "Too many sends to this number; retry later." };
+    } else if (!decision.ok) {
+      refusal = decision.reason === "breaker-open"
+        ? { reason: "breaker-open", detail: "The guard's circuit breaker is open for this account: sends are blocked." }
+        : { reason: "limit", detail: `This send would take the account above its ${limitLabel(decision.limit)} limit.` };
+    }
+    let queued = false;
+    if (refusal !== null && req.mode === "enforce") {
+      if (!decision.ok && decision.reason === "limit") {
+        const label = limitLabel(decision.limit);
+        queued = this.#trip(`limit ${label}`, `a send through the egress gate would cross ${label} in ${windowId(decision.limit.window, now)}`, now, policy);
+      }
+      return { answer: { ok: false, refusal }, effects: queued };
+    }
+    const reservation: Reservation = { id: crypto.randomUUID(), atMs: now, kind: facts.kind, usdMicros, state: "held", sid: null };
+    const country = facts.destination.country;
+    this.#egress.insertReservation(reservation, unitMicros, country);
+    if (pumping.ok) for (const c of pumping.counters) this.#egress.increment(c.key, windowEnd(c.window, now));
+    const newCountry = this.#egress.firstSendTo(country, now);
+    if (newCountry) {
+      this.logger.warn("egress-new-country", { account: this.#sid, country: country ?? "unknown", channel: facts.channel });
+      queued = this.#outbox.enqueueAlerts("", now, "warn", `first send through the egress gate to ${country ?? "a number of unknown country"} (${facts.channel})`) || queued;
+    }
+    // Nothing above wrote the totals: they are counted from the rows the decision read.
+    queued = this.#count(policy, now, { usdMicros, events: 1 }, totals) || queued;
+    return {
+      answer: { ok: true, reservationId: reservation.id, estimateUsd: fromMicros(usdMicros), setTimeLimitS, wouldRefuse: refusal, newCountry },
+      effects: queued,
+    };
+  }
+
+  /** Settles a reservation with Twilio's answer (idempotent: a second settlement changes nothing). */
   async settleSend(sid: string, reservationId: string, settlement: Settlement, atMs?: number): Promise<void> {
+    const now = atMs ?? Date.now();
+    await this.settleSends(sid, [{ reservationId, settlement }], now);
+  }
+
+  /**
+   * Settles several reservations in one transaction (the gate's settlements that no reservation
+   * carried: src/egress/settlements.ts). Each is applied as settleSend would; answers nothing, since
+   * the gate calls it after its own answer (no read, no copy over RPC).
+   */
+  async settleSends(sid: string, items: readonly SettlementItem[], atMs?: number): Promise<void> {
     const now = atMs ?? Date.now();
     this.#identify(sid, now);
     const { policy } = this.#policy();
-    const queued = this.transaction(() => this.#settleReservation(reservationId, settlement, policy));
+    const queued = this.transaction(() => this.#settleAll(items, policy));
     await this.#afterWrite(queued, now);
     metrics.flush(this.env, (promise) => this.ctx.waitUntil(promise));
+  }
+
+  /** Inside a transaction: settles each of `items`; true when outbox rows were added. */
+  #settleAll(items: readonly SettlementItem[], policy: Policy): boolean {
+    let effects = false;
+    for (const item of items) effects = this.#settleReservation(item.reservationId, item.settlement, policy) || effects;
+    return effects;
   }
 
   /** Inside a transaction: applies the pure transition, binds the Sid, corrects the windows of the send. */

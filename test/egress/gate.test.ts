@@ -7,6 +7,7 @@ import { createApp } from "../../src/app.ts";
 import type { AccountGuard } from "../../src/breaker/account-guard.ts";
 import type { GuardEnv } from "../../src/config/env.ts";
 import { issueEgressKey } from "../../src/egress/keys.ts";
+import { SettlementQueue } from "../../src/egress/settlements.ts";
 import { ALERTS, TWILIO_API, mockOutbound, type Captured } from "../support/origin.ts";
 import { PARENT_SID, PRIMARY_TOKEN, messageStatus, signedForm, uniqueSid } from "../support/twilio.ts";
 
@@ -183,6 +184,41 @@ describe("egress gate: forwarding a send", () => {
     expect(await dayTotals(sid)).toEqual({ usd: 0.0166, events: 1 });
     await guard(sid).record({ kind: "message-status", sid: messageSid, accountSid: sid, status: "sent", dedupeKey: `${messageSid}:sent`, countKey: `msg:${messageSid}`, units: { segments: 2, media: 0 }, billable: true, reportedPriceUsd: 0.0158 }, null);
     expect(await dayTotals(sid)).toEqual({ usd: 0.0158, events: 1 });
+  });
+  it("settles every send of a burst once, its successes bound and its errors released, however the settlements were batched", async () => {
+    const { sid, auth } = await account();
+    let n = 0;
+    twilioAnswer = () => (n++ % 3 === 2 ? new Response(JSON.stringify({ code: 21211, message: "Invalid 'To' Phone Number", status: 400 }), { status: 400 }) : created());
+    const answers = await Promise.all(Array.from({ length: 12 }, () => call(messagesPath(sid), { auth, form: { To: US, Body: "x" } })));
+    expect(answers.map((r) => r.status).sort()).toEqual([...Array(8).fill(201), ...Array(4).fill(400)]);
+    const states = await runInDurableObject(guard(sid), (_i, state) => state.storage.sql.exec<{ state: string; n: number }>("SELECT state, COUNT(*) AS n FROM egress_reservations GROUP BY state ORDER BY state").toArray());
+    expect(states.map((r) => ({ ...r }))).toEqual([{ state: "bound", n: 8 }, { state: "released", n: 4 }]);
+    expect(await dayTotals(sid)).toEqual({ usd: 0.0664, events: 8 });
+  });
+  it("lets the account's next reservation carry a settlement still held back, in its own Durable Object call", async () => {
+    const { sid, auth } = await account();
+    let endHold = () => {};
+    const held = new SettlementQueue({ wait: () => new Promise<void>((resolve) => (endHold = resolve)) });
+    const app = createApp({ egressSettlements: held });
+    const send = async (body: string) => {
+      const ctx = createExecutionContext();
+      const response = await app.fetch(new Request(`${GUARD}${messagesPath(sid)}`, { method: "POST", headers: { authorization: auth, "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams({ To: US, Body: body }).toString() }), enforce, ctx);
+      return { response, ctx };
+    };
+    const first = await send("first");
+    expect(first.response.status).toBe(201);
+    const states = () => runInDurableObject(guard(sid), (_i, state) => state.storage.sql.exec<{ state: string }>("SELECT state FROM egress_reservations ORDER BY at_ms, state").toArray().map((r) => r.state));
+    expect(await states()).toEqual(["held"]);
+    const second = await send("second");
+    expect(second.response.status).toBe(201);
+    // The first send's hold has not ended: its settlement went with the second send's reservation.
+    expect((await states()).sort()).toEqual(["bound", "held"]);
+    expect(held.pending).toBe(1);
+    endHold();
+    await waitOnExecutionContext(first.ctx);
+    await waitOnExecutionContext(second.ctx);
+    expect(await states()).toEqual(["bound", "bound"]);
+    expect(await dayTotals(sid)).toEqual({ usd: 0.0166, events: 2 });
   });
   it("answers 409, never 5xx, when Twilio does not answer; the guard's status callback then binds it once", async () => {
     const { sid, auth } = await account();
