@@ -590,7 +590,7 @@ export class AccountGuard extends GuardObject {
     const { policy } = this.#policy();
     const { answer, effects } = this.transaction((): { answer: ReserveAnswer; effects: boolean } => {
       // Earlier sends' outcomes first (whatever this call decides): a released one frees its budget.
-      const settled = this.#settleAll(req.settle ?? [], policy);
+      const settled = this.#settleCarried(req.settle ?? [], policy);
       const result = this.#reserve(req, policy, now);
       return { answer: result.answer, effects: result.effects || settled };
     });
@@ -663,6 +663,23 @@ export class AccountGuard extends GuardObject {
     const queued = this.transaction(() => this.#settleAll(items, policy));
     await this.#afterWrite(queued, now);
     metrics.flush(this.env, (promise) => this.ctx.waitUntil(promise));
+  }
+
+  /**
+   * Inside reserveSend's transaction: the settlements it carries, each in its own savepoint, so one
+   * that fails is rolled back alone and logged (as a failed settlement call is) and never blocks the
+   * account's reservations.
+   */
+  #settleCarried(items: readonly SettlementItem[], policy: Policy): boolean {
+    let effects = false;
+    for (const item of items) {
+      try {
+        effects = this.transaction(() => this.#settleReservation(item.reservationId, item.settlement, policy)) || effects;
+      } catch (error) {
+        this.logger.error("egress-settle-failed", error, { account: this.#sid, reservation: item.reservationId });
+      }
+    }
+    return effects;
   }
 
   /** Inside a transaction: settles each of `items`; true when outbox rows were added. */

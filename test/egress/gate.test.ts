@@ -7,7 +7,8 @@ import { createApp } from "../../src/app.ts";
 import type { AccountGuard } from "../../src/breaker/account-guard.ts";
 import type { GuardEnv } from "../../src/config/env.ts";
 import { issueEgressKey } from "../../src/egress/keys.ts";
-import { SettlementQueue } from "../../src/egress/settlements.ts";
+import { sendFacts } from "../../src/egress/send.ts";
+import { SettlementQueue, type SettlementItem } from "../../src/egress/settlements.ts";
 import { ALERTS, TWILIO_API, mockOutbound, type Captured } from "../support/origin.ts";
 import { PARENT_SID, PRIMARY_TOKEN, messageStatus, signedForm, uniqueSid } from "../support/twilio.ts";
 
@@ -218,6 +219,22 @@ describe("egress gate: forwarding a send", () => {
     await waitOnExecutionContext(first.ctx);
     await waitOnExecutionContext(second.ctx);
     expect(await states()).toEqual(["bound", "bound"]);
+    expect(await dayTotals(sid)).toEqual({ usd: 0.0166, events: 2 });
+  });
+  it("applies the settlements a reservation carries; one that fails blocks neither the reservation nor the others", async () => {
+    const { sid } = await account();
+    const send = sendFacts("message", new URLSearchParams({ To: US, Body: "x" }));
+    const reserve = async (settle: SettlementItem[]) => {
+      const answer = await guard(sid).reserveSend({ accountSid: sid, atMs: Date.now(), mode: "enforce", key: null, send, settle });
+      if (!answer.ok) throw new Error(`refused: ${answer.refusal.reason}`);
+      return answer.reservationId;
+    };
+    const [a, b] = [await reserve([]), await reserve([])];
+    await guard(sid).settleSend(sid, a, { type: "accepted", sid: uniqueSid("SM") });
+    // A price that cannot be stored fails its own settlement; the release of b and the reservation c go through.
+    const c = await reserve([{ reservationId: a, settlement: { type: "price", usd: Number.NaN } }, { reservationId: b, settlement: { type: "rejected" } }]);
+    const states = await runInDurableObject(guard(sid), (_i, state) => Object.fromEntries(state.storage.sql.exec<{ id: string; state: string; usd_micros: number }>("SELECT id, state, usd_micros FROM egress_reservations").toArray().map((r) => [r.id, [r.state, r.usd_micros]])));
+    expect(states).toEqual({ [a]: ["bound", 8300], [b]: ["released", 8300], [c]: ["held", 8300] });
     expect(await dayTotals(sid)).toEqual({ usd: 0.0166, events: 2 });
   });
   it("answers 409, never 5xx, when Twilio does not answer; the guard's status callback then binds it once", async () => {
