@@ -88,6 +88,37 @@ try {
   };
   show("guard isolate: top self time (share of busy samples)", g.rows, "selfMs", 25);
   show("guard isolate: top inclusive time, src/ functions (share of busy samples)", g.rows.filter((r) => r.where.startsWith("src/")), "totalMs", 25);
+  if (egress) {
+    // The gate's stages: inclusive shares of the busy samples (approximate: an await splits a function's
+    // time over separate stacks, and native work is charged to its JavaScript caller), in µs per send
+    // at the workerd CPU per request measured above.
+    const cpuPerReq = ((cpuAfter - cpuBefore) / result.sent) * 1000;
+    const incl = (name: string, file: string) => g.rows.filter((r) => r.name === name && r.where.startsWith(file)).reduce((sum, r) => sum + r.totalMs, 0) / busyMs;
+    const handle = incl("handleEgress", "src/egress/gate.ts");
+    const app = incl("fetch", "src/app.ts");
+    const doReserve = incl("reserveSend", "src/breaker/account-guard.ts");
+    const doSettle = incl("settleSends", "src/breaker/account-guard.ts");
+    const parts: Array<[string, number]> = [
+      ["credentials: Basic parse, egress key's SHA-256", incl("presentedCredentials", "src/egress/credentials.ts") + incl("hashEgressKey", "src/egress/keys.ts")],
+      ["body read", incl("readBody", "src/webhooks/read.ts")],
+      ["sendFacts: segments, country", incl("sendFacts", "src/egress/send.ts")],
+      ["reservation call, Worker side", incl("reserve", "src/egress/gate.ts")],
+      ["upstream fetch and its answer", incl("fetchWithin", "src/egress/gate.ts")],
+      ["settlement, Worker side", incl("settle", "src/egress/gate.ts")],
+    ];
+    const stages: Array<[string, number]> = [
+      ["app.ts fetch: router, request log line, metrics (and the gate's synchronous start)", app],
+      ["  of which the request log line", incl("request", "src/observability/log.ts")],
+      ...parts,
+      ["the rest of handleEgress", handle - parts.reduce((sum, [, v]) => sum + v, 0)],
+      ["Durable Object: reserveSend (with the settlements it carries)", doReserve],
+      ["  of which carried settlements", Math.max(0, incl("#settleCarried", "src/breaker/account-guard.ts"))],
+      ["Durable Object: settleSends (what no reservation carried)", doSettle],
+      ["not in the guard's JavaScript: (program), GC", 1 - app - handle - doReserve - doSettle],
+    ];
+    console.log("\negress gate stages (share of busy samples, µs per send)");
+    for (const [what, v] of stages) console.log(`  ${(v * 100).toFixed(1).padStart(5)} %  ${(v * cpuPerReq).toFixed(0).padStart(5)} µs  ${what}`);
+  }
   console.log(`\nprofile: ${profilePath}`);
 } finally {
   await guard.stop();
