@@ -6,7 +6,11 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createApp } from "../../src/app.ts";
 import type { AccountGuard } from "../../src/breaker/account-guard.ts";
 import type { GuardEnv } from "../../src/config/env.ts";
+import { getConfig } from "../../src/config/config.ts";
+import { AuthLimiter } from "../../src/egress/auth-limit.ts";
+import { handleEgress, type EgressDeps, type EgressLedger } from "../../src/egress/gate.ts";
 import { issueEgressKey } from "../../src/egress/keys.ts";
+import { Logger } from "../../src/observability/log.ts";
 import { sendFacts } from "../../src/egress/send.ts";
 import { SettlementQueue, type SettlementItem } from "../../src/egress/settlements.ts";
 import { ALERTS, TWILIO_API, mockOutbound, type Captured } from "../support/origin.ts";
@@ -236,6 +240,37 @@ describe("egress gate: forwarding a send", () => {
     const states = await runInDurableObject(guard(sid), (_i, state) => Object.fromEntries(state.storage.sql.exec<{ id: string; state: string; usd_micros: number }>("SELECT id, state, usd_micros FROM egress_reservations").toArray().map((r) => [r.id, [r.state, r.usd_micros]])));
     expect(states).toEqual({ [a]: ["bound", 8300], [b]: ["released", 8300], [c]: ["held", 8300] });
     expect(await dayTotals(sid)).toEqual({ usd: 0.0166, events: 2 });
+  });
+  it("hands the settlements a failed reservation call carried back to the account's writer", async () => {
+    const sid = uniqueSid();
+    const key = await issueEgressKey();
+    let endHold = () => {};
+    const queue = new SettlementQueue({ wait: () => new Promise<void>((resolve) => (endHold = resolve)) });
+    const waiting: SettlementItem = { reservationId: "00000000-0000-4000-8000-000000000001", settlement: { type: "rejected" } };
+    const written: SettlementItem[][] = [];
+    const pending: Array<Promise<unknown>> = [];
+    const writer = queue.add(sid, waiting, async (items) => written.push(items), () => {});
+    const carried: Array<SettlementItem[] | undefined> = [];
+    const ledger: EgressLedger = {
+      reserveSend: async (req) => {
+        carried.push(req.settle);
+        throw new Error("Durable Object reset");
+      },
+      settleSend: async () => {},
+      settleSends: async (_sid, items) => void written.push(items),
+      checkEgressKey: async () => true,
+    };
+    const request = new Request(`${GUARD}${messagesPath(sid)}`, { method: "POST", headers: { authorization: basic(sid, key.key), "content-type": "application/x-www-form-urlencoded" }, body: "To=%2B14155552671&Body=x" });
+    const deps: EgressDeps = {
+      config: getConfig(enforce), logger: new Logger(), mode: "enforce", now: Date.now, resolveTokens: async () => null, ledger: () => ledger,
+      failures: { fail: () => Promise.reject(new Error("no credential failure here")) }, limiter: new AuthLimiter(), waitUntil: (p) => void pending.push(p), settlements: queue,
+    };
+    await expect(handleEgress(request, deps, {})).rejects.toThrow("Durable Object reset");
+    expect(carried).toEqual([[waiting]]);
+    await Promise.all(pending);
+    endHold();
+    await writer;
+    expect(written).toEqual([[waiting]]);
   });
   it("answers 409, never 5xx, when Twilio does not answer; the guard's status callback then binds it once", async () => {
     const { sid, auth } = await account();
