@@ -6,8 +6,8 @@
 //   3. a send (POST Messages.json / Calls.json): priced and reserved in the account's Durable Object, in
 //      the same call that checks an egress key (one Durable Object call on the hot path);
 //   4. forwarded with method, query and body unchanged (plus StatusCallback / TimeLimit when absent);
-//   5. Twilio's answer relayed, and the reservation settled after the answer (waitUntil), batched with
-//      the settlements of other sends of the account that finish meanwhile (settlements.ts).
+//   5. Twilio's answer relayed, and the reservation settled after the answer: carried by the account's
+//      next reservation call, or written within a few milliseconds by waitUntil (settlements.ts).
 // An upstream outcome that is unknown (timeout, connection lost) is answered 409, never 5xx: twilio-java
 // retries any 5xx POST, which could send the message twice.
 import type { Config, EgressMode } from "../config/config.ts";
