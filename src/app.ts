@@ -18,6 +18,7 @@ import type { LedgerPort } from "./ledger/port.ts";
 import type { RequestTrace } from "./observability/trace.ts";
 import { AuthLimiter } from "./egress/auth-limit.ts";
 import { handleEgress } from "./egress/gate.ts";
+import { SettlementQueue } from "./egress/settlements.ts";
 
 export interface AppDeps {
   /** The clock the ledger's windows use; injected by tests that cross UTC midnight without sleeping. */
@@ -29,6 +30,8 @@ export interface AppDeps {
   tokenCache: TokenCache;
   /** How long the egress gate waits for Twilio (default DEFAULT_UPSTREAM_TIMEOUT_MS). Tests shorten it. */
   upstreamTimeoutMs?: number;
+  /** The egress gate's settlements waiting to be written (default: one queue per app, i.e. per isolate). */
+  egressSettlements?: SettlementQueue;
 }
 
 interface RequestState {
@@ -112,6 +115,7 @@ function noteRejection(request: Request, state: RequestState, status: number, at
 export function createApp(overrides: Partial<AppDeps> = {}) {
   const deps: AppDeps = { now: Date.now, tokenCache: new TokenCache(), ...overrides };
   const egressLimiter = new AuthLimiter();
+  const egressSettlements = deps.egressSettlements ?? new SettlementQueue();
 
   const router = AutoRouter<IRequest, Args>({
     catch: (error: unknown, _request: IRequest, _env: GuardEnv, _ctx: ExecutionContext, state: RequestState) => {
@@ -186,6 +190,7 @@ export function createApp(overrides: Partial<AppDeps> = {}) {
         // Failed credentials are counted per client address, in an AdminGate instance of that address.
         failures: { fail: (address, now) => env.ADMIN_GATE.getByName(`egress-auth:${address}`).fail(now, address) },
         limiter: egressLimiter,
+        settlements: egressSettlements,
         waitUntil: (promise) => ctx.waitUntil(promise),
         ...(deps.fetch !== undefined ? { fetch: deps.fetch } : {}),
         ...(deps.upstreamTimeoutMs !== undefined ? { upstreamTimeoutMs: deps.upstreamTimeoutMs } : {}),

@@ -2,11 +2,13 @@
 // twilio-edge-guard/client) against the guard's /twilio/* gate, and against a bare Worker on the same
 // runtime that only forwards /twilio/<host>/<path> to the same Twilio stand-in. Both measured in the
 // same run, in alternating rounds, with the same client, concurrency and number of sends; latency is
-// the client's, from the call to the resolved promise.
+// the client's, from the call to the resolved promise. CPU per send is each side's workerd process
+// (user + system, /proc) over its measured rounds: the gate's includes its Durable Object's work.
 import twilio from "twilio";
 import { GuardRequestClient } from "twilio-edge-guard/client";
 import { startBareForwarder, type RunningGuard } from "../lib/guard.ts";
 import { summary } from "../lib/load.ts";
+import { cpuMs } from "../lib/profile.ts";
 import { ADMIN_TOKEN, PARENT_TOKEN, type World } from "../lib/world.ts";
 
 export interface EgressShape {
@@ -22,8 +24,8 @@ export interface EgressShape {
 const ROUNDS = 4;
 
 export interface EgressResult {
-  gate: { p50: number; p99: number; n: number };
-  bare: { p50: number; p99: number; n: number };
+  gate: { p50: number; p99: number; n: number; cpuUs: number };
+  bare: { p50: number; p99: number; n: number; cpuUs: number };
   /** Sends the stand-in received, against sends made (every one must arrive, once). */
   arrived: number;
   sent: number;
@@ -73,11 +75,17 @@ export async function benchEgress(world: World, guard: RunningGuard, shape: Egre
     await sendMany(bareClient, world.parent.sid, shape.warm, shape.concurrency, null);
     const gateLatencies: number[] = [];
     const bareLatencies: number[] = [];
+    const cpu = { gate: 0, bare: 0 };
+    const timedCpu = async (side: keyof typeof cpu, pid: number, run: () => Promise<void>) => {
+      const before = cpuMs(pid);
+      await run();
+      cpu[side] += cpuMs(pid) - before;
+    };
     const perRound = Math.ceil(shape.measure / ROUNDS);
     for (let round = 0; round < ROUNDS; round++) {
       const gateFirst = round % 2 === 0;
-      const runGate = () => sendMany(gateClient, account.sid, perRound, shape.concurrency, gateLatencies);
-      const runBare = () => sendMany(bareClient, world.parent.sid, perRound, shape.concurrency, bareLatencies);
+      const runGate = () => timedCpu("gate", guard.pid, () => sendMany(gateClient, account.sid, perRound, shape.concurrency, gateLatencies));
+      const runBare = () => timedCpu("bare", bare.pid, () => sendMany(bareClient, world.parent.sid, perRound, shape.concurrency, bareLatencies));
       if (gateFirst) {
         await runGate();
         await runBare();
@@ -89,7 +97,14 @@ export async function benchEgress(world: World, guard: RunningGuard, shape: Egre
     const sent = 2 * (shape.warm + perRound * ROUNDS);
     const arrived = world.standin.messages.length - before;
     const counted = (await monthEvents()) - countedBefore;
-    return { gate: summary(gateLatencies), bare: summary(bareLatencies), arrived, sent, counted };
+    const perSendUs = (ms: number, n: number) => (ms / n) * 1000;
+    return {
+      gate: { ...summary(gateLatencies), cpuUs: perSendUs(cpu.gate, gateLatencies.length) },
+      bare: { ...summary(bareLatencies), cpuUs: perSendUs(cpu.bare, bareLatencies.length) },
+      arrived,
+      sent,
+      counted,
+    };
   } finally {
     await bare.stop();
   }

@@ -46,10 +46,11 @@ import { MAX_PENDING_PRICE_LOOKUPS, PRICE_LOOKUP_FIRST_DELAY_MS, type PriceLooku
 import { PRUNE_INTERVAL_MS, SEEN_RETENTION_MS, pruneAccount } from "./prune.ts";
 import { reconcileIfDue, type ReconcileHost } from "./reconcile.ts";
 import { ACCOUNT_SCHEMA, RECENT_EVENTS_KEPT } from "./schema.ts";
-import { readTotals, writeTotals } from "./totals.ts";
+import { readTotals, writeTotals, type TotalsRow } from "./totals.ts";
 import { dashboardLink } from "./alerts.ts";
 import { EgressStore, type EgressKeyView } from "../egress/store.ts";
 import type { GateRefusal, ReserveAnswer, ReserveRequest } from "../egress/protocol.ts";
+import type { SettlementItem } from "../egress/settlements.ts";
 import { checkPumping } from "../egress/pumping.ts";
 import { callReservation, priceSend } from "../egress/send.ts";
 import { decideReservation, releaseAsDuplicate, settleReservation, type Reservation, type Settlement } from "../ledger/reservations.ts";
@@ -346,9 +347,11 @@ export class AccountGuard extends GuardObject {
     return ++this.#recentSeq;
   }
 
-  /** Adds to the windows of `now`, warns and trips as the policy says. True when outbox rows were added. */
-  #count(policy: Policy, now: number, add: Addition): boolean {
-    const rows = readTotals(this.sql, ALL_WINDOWS, now);
+  /**
+   * Adds to the windows of `now`, warns and trips as the policy says. True when outbox rows were added.
+   * `rows`: the windows of `now` when this transaction has already read them (a reservation, to decide).
+   */
+  #count(policy: Policy, now: number, add: Addition, rows: TotalsRow[] = readTotals(this.sql, ALL_WINDOWS, now)): boolean {
     const day = rows.find((r) => r.window === "day")!;
     const change = countEvent({ countedMicros: day.countedMicros, twilioMicros: day.twilioMicros }, add);
     const evaluation = applyEvent(policy, rows, now, add, change.perWindow);
@@ -663,50 +666,11 @@ export class AccountGuard extends GuardObject {
     const now = req.atMs;
     this.#identify(req.accountSid, now);
     const { policy } = this.#policy();
-    const facts = req.send;
     const { answer, effects } = this.transaction((): { answer: ReserveAnswer; effects: boolean } => {
-      if (req.key !== null && !this.#egress.useKey(req.key.id, req.key.hash, now)) {
-        return { answer: { ok: false, refusal: { reason: "credentials", detail: "Authenticate" } }, effects: false };
-      }
-      const { usdMicros, unitMicros } = priceSend(facts, policy.prices, policy.egress?.maxCallMinutes);
-      const setTimeLimitS = facts.kind === "call" ? callReservation(facts, policy.egress?.maxCallMinutes).setTimeLimitS : null;
-      const pumping = checkPumping(policy.egress, facts.destination, now, (key) => this.#egress.count(key));
-      const decision = decideReservation(policy, readTotals(this.sql, ALL_WINDOWS, now), now, usdMicros, breakerBlocks(this.#breaker()));
-      let refusal: GateRefusal | null = null;
-      if (!pumping.ok) {
-        refusal = pumping.reason === "country"
-          ? { reason: "country", detail: `Permission to send to ${pumping.country ?? "this destination"} has not been enabled for this account by the guard's policy.` }
-          : { reason: pumping.reason, retryAfterS: pumping.retryAfterS, detail: pumping.reason === "per-prefix" ? "Too many sends to this block of numbers; retry later." : "Too many sends to this number; retry later." };
-      } else if (!decision.ok) {
-        refusal = decision.reason === "breaker-open"
-          ? { reason: "breaker-open", detail: "The guard's circuit breaker is open for this account: sends are blocked." }
-          : { reason: "limit", detail: `This send would take the account above its ${limitLabel(decision.limit)} limit.` };
-      }
-      let queued = false;
-      if (refusal !== null && req.mode === "enforce") {
-        // Refused by the gate (never by bad credentials, above): the pumping signal, by country.
-        this.#moveCountry(now, facts.destination.country, { sends: 0, usdMicros: 0, blocked: 1 }, "add");
-        if (!decision.ok && decision.reason === "limit") {
-          const label = limitLabel(decision.limit);
-          queued = this.#trip(`limit ${label}`, `a send through the egress gate would cross ${label} in ${windowId(decision.limit.window, now)}`, now, policy);
-        }
-        return { answer: { ok: false, refusal }, effects: queued };
-      }
-      const reservation: Reservation = { id: crypto.randomUUID(), atMs: now, kind: facts.kind, usdMicros, state: "held", sid: null };
-      const country = facts.destination.country;
-      this.#egress.insertReservation(reservation, unitMicros, country);
-      if (pumping.ok) for (const c of pumping.counters) this.#egress.increment(c.key, windowEnd(c.window, now));
-      const newCountry = this.#egress.firstSendTo(country, now);
-      if (newCountry) {
-        this.logger.warn("egress-new-country", { account: this.#sid, country: country ?? "unknown", channel: facts.channel });
-        queued = this.#outbox.enqueueAlerts("", now, "warn", `first send through the egress gate to ${country ?? "a number of unknown country"} (${facts.channel})`) || queued;
-      }
-      queued = this.#count(policy, now, { usdMicros, events: 1 }) || queued;
-      this.#moveCountry(now, country, { sends: 1, usdMicros, blocked: 0 }, "add");
-      return {
-        answer: { ok: true, reservationId: reservation.id, estimateUsd: fromMicros(usdMicros), setTimeLimitS, wouldRefuse: refusal, newCountry },
-        effects: queued,
-      };
+      // Earlier sends' outcomes first (whatever this call decides): a released one frees its budget.
+      const settled = this.#settleCarried(req.settle ?? [], policy);
+      const result = this.#reserve(req, policy, now);
+      return { answer: result.answer, effects: result.effects || settled };
     });
     await this.#afterWrite(effects, now);
     // The listing's spend today includes the gate's sends, as it does webhooks' (throttled the same way).
@@ -715,16 +679,98 @@ export class AccountGuard extends GuardObject {
     return answer;
   }
 
+  /** Inside reserveSend's transaction: the reservation itself. */
+  #reserve(req: ReserveRequest, policy: Policy, now: number): { answer: ReserveAnswer; effects: boolean } {
+    const facts = req.send;
+    if (req.key !== null && !this.#egress.useKey(req.key.id, req.key.hash, now)) {
+      return { answer: { ok: false, refusal: { reason: "credentials", detail: "Authenticate" } }, effects: false };
+    }
+    const { usdMicros, unitMicros } = priceSend(facts, policy.prices, policy.egress?.maxCallMinutes);
+    const setTimeLimitS = facts.kind === "call" ? callReservation(facts, policy.egress?.maxCallMinutes).setTimeLimitS : null;
+    const pumping = checkPumping(policy.egress, facts.destination, now, (key) => this.#egress.count(key));
+    const totals = readTotals(this.sql, ALL_WINDOWS, now);
+    const decision = decideReservation(policy, totals, now, usdMicros, breakerBlocks(this.#breaker()));
+    let refusal: GateRefusal | null = null;
+    if (!pumping.ok) {
+      refusal = pumping.reason === "country"
+        ? { reason: "country", detail: `Permission to send to ${pumping.country ?? "this destination"} has not been enabled for this account by the guard's policy.` }
+        : { reason: pumping.reason, retryAfterS: pumping.retryAfterS, detail: pumping.reason === "per-prefix" ? "Too many sends to this block of numbers; retry later." : "Too many sends to this number; retry later." };
+    } else if (!decision.ok) {
+      refusal = decision.reason === "breaker-open"
+        ? { reason: "breaker-open", detail: "The guard's circuit breaker is open for this account: sends are blocked." }
+        : { reason: "limit", detail: `This send would take the account above its ${limitLabel(decision.limit)} limit.` };
+    }
+    let queued = false;
+    if (refusal !== null && req.mode === "enforce") {
+      // Refused by the gate (never by bad credentials, above): the pumping signal, by country.
+      this.#moveCountry(now, facts.destination.country, { sends: 0, usdMicros: 0, blocked: 1 }, "add");
+      if (!decision.ok && decision.reason === "limit") {
+        const label = limitLabel(decision.limit);
+        queued = this.#trip(`limit ${label}`, `a send through the egress gate would cross ${label} in ${windowId(decision.limit.window, now)}`, now, policy);
+      }
+      return { answer: { ok: false, refusal }, effects: queued };
+    }
+    const reservation: Reservation = { id: crypto.randomUUID(), atMs: now, kind: facts.kind, usdMicros, state: "held", sid: null };
+    const country = facts.destination.country;
+    this.#egress.insertReservation(reservation, unitMicros, country);
+    if (pumping.ok) for (const c of pumping.counters) this.#egress.increment(c.key, windowEnd(c.window, now));
+    const newCountry = this.#egress.firstSendTo(country, now);
+    if (newCountry) {
+      this.logger.warn("egress-new-country", { account: this.#sid, country: country ?? "unknown", channel: facts.channel });
+      queued = this.#outbox.enqueueAlerts("", now, "warn", `first send through the egress gate to ${country ?? "a number of unknown country"} (${facts.channel})`) || queued;
+    }
+    // Nothing above wrote the totals: they are counted from the rows the decision read.
+    queued = this.#count(policy, now, { usdMicros, events: 1 }, totals) || queued;
+    this.#moveCountry(now, country, { sends: 1, usdMicros, blocked: 0 }, "add");
+    return {
+      answer: { ok: true, reservationId: reservation.id, estimateUsd: fromMicros(usdMicros), setTimeLimitS, wouldRefuse: refusal, newCountry },
+      effects: queued,
+    };
+  }
+
   /** Settles a reservation with Twilio's answer (idempotent: a second settlement changes nothing). */
-  async settleSend(sid: string, reservationId: string, settlement: Settlement, atMs?: number): Promise<Reservation | null> {
+  async settleSend(sid: string, reservationId: string, settlement: Settlement, atMs?: number): Promise<void> {
+    const now = atMs ?? Date.now();
+    await this.settleSends(sid, [{ reservationId, settlement }], now);
+  }
+
+  /**
+   * Settles several reservations in one transaction (the gate's settlements that no reservation
+   * carried: src/egress/settlements.ts). Each is applied as settleSend would; answers nothing, since
+   * the gate calls it after its own answer (no read, no copy over RPC).
+   */
+  async settleSends(sid: string, items: readonly SettlementItem[], atMs?: number): Promise<void> {
     const now = atMs ?? Date.now();
     this.#identify(sid, now);
     const { policy } = this.#policy();
-    const queued = this.transaction(() => this.#settleReservation(reservationId, settlement, policy));
+    const queued = this.transaction(() => this.#settleAll(items, policy));
     await this.#afterWrite(queued, now);
     await this.#noteSummary(now, queued);
     metrics.flush(this.env, (promise) => this.ctx.waitUntil(promise));
-    return this.#egress.reservation(reservationId);
+  }
+
+  /**
+   * Inside reserveSend's transaction: the settlements it carries, each in its own savepoint, so one
+   * that fails is rolled back alone and logged (as a failed settlement call is) and never blocks the
+   * account's reservations.
+   */
+  #settleCarried(items: readonly SettlementItem[], policy: Policy): boolean {
+    let effects = false;
+    for (const item of items) {
+      try {
+        effects = this.transaction(() => this.#settleReservation(item.reservationId, item.settlement, policy)) || effects;
+      } catch (error) {
+        this.logger.error("egress-settle-failed", error, { account: this.#sid, reservation: item.reservationId });
+      }
+    }
+    return effects;
+  }
+
+  /** Inside a transaction: settles each of `items`; true when outbox rows were added. */
+  #settleAll(items: readonly SettlementItem[], policy: Policy): boolean {
+    let effects = false;
+    for (const item of items) effects = this.#settleReservation(item.reservationId, item.settlement, policy) || effects;
+    return effects;
   }
 
   /** Inside a transaction: applies the pure transition, binds the Sid, corrects the windows of the send. */

@@ -6,7 +6,8 @@
 //   3. a send (POST Messages.json / Calls.json): priced and reserved in the account's Durable Object, in
 //      the same call that checks an egress key (one Durable Object call on the hot path);
 //   4. forwarded with method, query and body unchanged (plus StatusCallback / TimeLimit when absent);
-//   5. Twilio's answer relayed, and the reservation settled after the answer (waitUntil).
+//   5. Twilio's answer relayed, and the reservation settled after the answer: carried by the account's
+//      next reservation call, or written within a few milliseconds by waitUntil (settlements.ts).
 // An upstream outcome that is unknown (timeout, connection lost) is answered 409, never 5xx: twilio-java
 // retries any 5xx POST, which could send the message twice.
 import type { Config, EgressMode } from "../config/config.ts";
@@ -25,6 +26,7 @@ import type { GateRefusal, ReserveAnswer, ReserveRequest } from "./protocol.ts";
 import { refusal } from "./refusals.ts";
 import { requestScope } from "./scope.ts";
 import { SendError, sendFacts } from "./send.ts";
+import type { SettlementFailure, SettlementItem, SettlementQueue, SettlementWrite } from "./settlements.ts";
 import { SEND_SID } from "../twilio/sids.ts";
 
 /** The guard's own status path: a status callback the gate added, naming its reservation. */
@@ -42,6 +44,7 @@ const RESERVATION_ID = /^[0-9a-f-]{36}$/;
 export interface EgressLedger {
   reserveSend(req: ReserveRequest): Promise<ReserveAnswer>;
   settleSend(sid: string, reservationId: string, settlement: Settlement, atMs?: number): Promise<unknown>;
+  settleSends(sid: string, items: SettlementItem[], atMs?: number): Promise<unknown>;
   checkEgressKey(sid: string, keyId: string, hash: string, atMs?: number): Promise<boolean>;
 }
 
@@ -62,6 +65,8 @@ export interface EgressDeps {
   waitUntil: (promise: Promise<unknown>) => void;
   fetch?: typeof fetch;
   upstreamTimeoutMs?: number;
+  /** Settlements waiting to be written (one queue per isolate: src/app.ts). */
+  settlements: SettlementQueue;
 }
 
 function refusedBy(reason: string, trace: EgressTrace): void {
@@ -129,7 +134,8 @@ export async function handleEgress(request: Request, deps: EgressDeps, trace: Eg
   let sent: SentMessage | null = null;
 
   if (scope.send !== null && account !== null) {
-    const form = new URLSearchParams(new TextDecoder().decode(rawBody ?? new Uint8Array(0)));
+    const original = rawBody === null ? "" : new TextDecoder().decode(rawBody);
+    const form = new URLSearchParams(original);
     let facts;
     try {
       facts = sendFacts(scope.send, form);
@@ -137,7 +143,7 @@ export async function handleEgress(request: Request, deps: EgressDeps, trace: Eg
       if (error instanceof SendError) throw refusal("bad-send", error.message);
       throw error;
     }
-    const answer = await deps.ledger(account).reserveSend({ accountSid: account, atMs: now, mode: deps.mode, key, send: facts });
+    const answer = await reserve(deps, { accountSid: account, atMs: now, mode: deps.mode, key, send: facts });
     if (!answer.ok) {
       if (answer.refusal.reason === "credentials") return denied();
       refusedBy(answer.refusal.reason, trace);
@@ -160,10 +166,8 @@ export async function handleEgress(request: Request, deps: EgressDeps, trace: Eg
     const added = new URLSearchParams();
     if (!facts.hasStatusCallback) added.set("StatusCallback", `${statusBase(deps.config, url)}${GUARD_STATUS_PATH}${answer.reservationId}`);
     if (answer.setTimeLimitS !== null) added.set("TimeLimit", String(answer.setTimeLimitS));
-    if ([...added.keys()].length > 0) {
-      const original = new TextDecoder().decode(rawBody ?? new Uint8Array(0));
-      body = original === "" ? added.toString() : `${original}&${added.toString()}`;
-    }
+    const addition = added.toString();
+    if (addition !== "") body = original === "" ? addition : `${original}&${addition}`;
   } else if (key !== null && account !== null) {
     if (!(await deps.ledger(account).checkEgressKey(account, key.id, key.hash, now))) return denied();
     trace.verdict = "egress-forwarded";
@@ -244,12 +248,46 @@ async function settleFromMessages(deps: EgressDeps, reservation: { id: string; a
   }
 }
 
+/**
+ * The reservation call, carrying the account's settlements that wait in this isolate (settlements.ts).
+ * If the call fails they are handed back to be written by the account's writer; that hand-back is kept
+ * alive by waitUntil, so it happens even when this request is cancelled mid-call.
+ */
+async function reserve(deps: EgressDeps, req: ReserveRequest): Promise<ReserveAnswer> {
+  const queue = deps.settlements;
+  const carried = queue.take(req.accountSid);
+  // A stub that cannot even be made rejects like a failed call, so what it was to carry is handed back.
+  const call = (async () => deps.ledger(req.accountSid).reserveSend(carried.length === 0 ? req : { ...req, settle: carried }))();
+  if (carried.length > 0) {
+    deps.waitUntil(
+      call.then(
+        () => undefined,
+        () => {
+          const writer = queue.putBack(req.accountSid, carried, settlementWrite(deps, req.accountSid), settlementFailed(deps, req.accountSid));
+          return writer ?? undefined;
+        },
+      ),
+    );
+  }
+  return call;
+}
+
 function settle(deps: EgressDeps, reservation: { id: string; account: string }, settlement: Settlement): void {
-  deps.waitUntil(
-    deps.ledger(reservation.account).settleSend(reservation.account, reservation.id, settlement, deps.now()).catch((error: unknown) => {
-      deps.logger.error("egress-settle-failed", error, { account: reservation.account });
-    }),
+  const writer = deps.settlements.add(
+    reservation.account,
+    { reservationId: reservation.id, settlement },
+    settlementWrite(deps, reservation.account),
+    settlementFailed(deps, reservation.account),
   );
+  if (writer !== null) deps.waitUntil(writer);
+}
+
+function settlementWrite(deps: EgressDeps, account: string): SettlementWrite {
+  return (items) => deps.ledger(account).settleSends(account, items, deps.now());
+}
+
+function settlementFailed(deps: EgressDeps, account: string): SettlementFailure {
+  return (error, items) => deps.logger.error("egress-settle-failed", error, { account, settlements: items.length });
 }
 
 /** Twilio's answer to a send: created (2xx with a Sid, maybe a price) or not. */
@@ -267,8 +305,16 @@ export function settlementOf(status: number, text: string): Settlement {
   return { type: "unknown" };
 }
 
+/** The parent's Basic credentials, encoded once per configuration (getConfig keeps one per isolate). */
+const parentAuthorizations = new WeakMap<Config, string>();
+
 function parentAuthorization(config: Config): string {
-  return `Basic ${toBase64(utf8(`${config.accountSid}:${config.authTokens[0]!}`))}`;
+  let value = parentAuthorizations.get(config);
+  if (value === undefined) {
+    value = `Basic ${toBase64(utf8(`${config.accountSid}:${config.authTokens[0]!}`))}`;
+    parentAuthorizations.set(config, value);
+  }
+  return value;
 }
 
 /** The base URL the guard hands out for its own status callbacks: PUBLIC_URL, else the request's origin. */

@@ -1,6 +1,8 @@
 // What the gate (a Worker) and the account's Durable Object say to each other: one reservation call
-// before a send is forwarded, one settlement call after Twilio answered. Plain data (RPC-serialisable).
+// before a send is forwarded (carrying the settlements of earlier sends), one settlement call after
+// Twilio answered when no reservation carried it. Plain data (RPC-serialisable).
 import type { SendFacts } from "./send.ts";
+import type { SettlementItem } from "./settlements.ts";
 
 export type { EgressMode } from "../config/config.ts";
 import type { EgressMode } from "../config/config.ts";
@@ -21,6 +23,8 @@ export interface ReserveRequest {
   /** An egress key to check in the same call (its id and SHA-256), or null for a token or API key. */
   key: { id: string; hash: string } | null;
   send: SendFacts;
+  /** Settlements of earlier sends of the account that this call carries (settlements.ts): applied first. */
+  settle?: SettlementItem[];
 }
 
 export type ReserveAnswer =

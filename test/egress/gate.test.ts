@@ -5,8 +5,14 @@ import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createApp } from "../../src/app.ts";
 import type { GuardEnv } from "../../src/config/env.ts";
+import { getConfig } from "../../src/config/config.ts";
+import { AuthLimiter } from "../../src/egress/auth-limit.ts";
+import { handleEgress, type EgressDeps, type EgressLedger } from "../../src/egress/gate.ts";
 import { issueEgressKey } from "../../src/egress/keys.ts";
 import { drainAlarms } from "../support/guard.ts";
+import { Logger } from "../../src/observability/log.ts";
+import { sendFacts } from "../../src/egress/send.ts";
+import { SettlementQueue, type SettlementItem } from "../../src/egress/settlements.ts";
 import { ALERTS, TWILIO_API, mockOutbound, type Captured } from "../support/origin.ts";
 import { PARENT_SID, PRIMARY_TOKEN, messageStatus, signedForm, uniqueSid, basicAuth } from "../support/twilio.ts";
 import { guard } from "../support/guard.ts";
@@ -180,6 +186,87 @@ describe("egress gate: forwarding a send", () => {
     expect(await dayTotals(sid)).toEqual({ usd: 0.0166, events: 1 });
     await guard(sid).record({ kind: "message-status", sid: messageSid, accountSid: sid, status: "sent", dedupeKey: `${messageSid}:sent`, countKey: `msg:${messageSid}`, units: { segments: 2, media: 0 }, billable: true, reportedPriceUsd: 0.0158 }, null);
     expect(await dayTotals(sid)).toEqual({ usd: 0.0158, events: 1 });
+  });
+  it("settles every send of a burst once, its successes bound and its errors released, however the settlements were batched", async () => {
+    const { sid, auth } = await account();
+    let n = 0;
+    twilioAnswer = () => (n++ % 3 === 2 ? new Response(JSON.stringify({ code: 21211, message: "Invalid 'To' Phone Number", status: 400 }), { status: 400 }) : created());
+    const answers = await Promise.all(Array.from({ length: 12 }, () => call(messagesPath(sid), { auth, form: { To: US, Body: "x" } })));
+    expect(answers.map((r) => r.status).sort()).toEqual([...Array(8).fill(201), ...Array(4).fill(400)]);
+    const states = await runInDurableObject(guard(sid), (_i, state) => state.storage.sql.exec<{ state: string; n: number }>("SELECT state, COUNT(*) AS n FROM egress_reservations GROUP BY state ORDER BY state").toArray());
+    expect(states.map((r) => ({ ...r }))).toEqual([{ state: "bound", n: 8 }, { state: "released", n: 4 }]);
+    expect(await dayTotals(sid)).toEqual({ usd: 0.0664, events: 8 });
+  });
+  it("lets the account's next reservation carry a settlement still held back, in its own Durable Object call", async () => {
+    const { sid, auth } = await account();
+    let endHold = () => {};
+    const held = new SettlementQueue({ wait: () => new Promise<void>((resolve) => (endHold = resolve)) });
+    const app = createApp({ egressSettlements: held });
+    const send = async (body: string) => {
+      const ctx = createExecutionContext();
+      const response = await app.fetch(new Request(`${GUARD}${messagesPath(sid)}`, { method: "POST", headers: { authorization: auth, "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams({ To: US, Body: body }).toString() }), enforce, ctx);
+      return { response, ctx };
+    };
+    const first = await send("first");
+    expect(first.response.status).toBe(201);
+    const states = () => runInDurableObject(guard(sid), (_i, state) => state.storage.sql.exec<{ state: string }>("SELECT state FROM egress_reservations ORDER BY at_ms, state").toArray().map((r) => r.state));
+    expect(await states()).toEqual(["held"]);
+    const second = await send("second");
+    expect(second.response.status).toBe(201);
+    // The first send's hold has not ended: its settlement went with the second send's reservation.
+    expect((await states()).sort()).toEqual(["bound", "held"]);
+    expect(held.pending).toBe(1);
+    endHold();
+    await waitOnExecutionContext(first.ctx);
+    await waitOnExecutionContext(second.ctx);
+    expect(await states()).toEqual(["bound", "bound"]);
+    expect(await dayTotals(sid)).toEqual({ usd: 0.0166, events: 2 });
+  });
+  it("applies the settlements a reservation carries; one that fails blocks neither the reservation nor the others", async () => {
+    const { sid } = await account();
+    const send = sendFacts("message", new URLSearchParams({ To: US, Body: "x" }));
+    const reserve = async (settle: SettlementItem[]) => {
+      const answer = await guard(sid).reserveSend({ accountSid: sid, atMs: Date.now(), mode: "enforce", key: null, send, settle });
+      if (!answer.ok) throw new Error(`refused: ${answer.refusal.reason}`);
+      return answer.reservationId;
+    };
+    const [a, b] = [await reserve([]), await reserve([])];
+    // A price that cannot be stored fails its own settlement; the release of b and the reservation c go through.
+    const c = await reserve([{ reservationId: a, settlement: { type: "accepted", sid: uniqueSid("SM"), priceUsd: Number.NaN } }, { reservationId: b, settlement: { type: "rejected" } }]);
+    const states = await runInDurableObject(guard(sid), (_i, state) => Object.fromEntries(state.storage.sql.exec<{ id: string; state: string; usd_micros: number }>("SELECT id, state, usd_micros FROM egress_reservations").toArray().map((r) => [r.id, [r.state, r.usd_micros]])));
+    expect(states).toEqual({ [a]: ["held", 8300], [b]: ["released", 8300], [c]: ["held", 8300] });
+    expect(await dayTotals(sid)).toEqual({ usd: 0.0166, events: 2 });
+  });
+  it("hands the settlements a failed reservation call carried back to the account's writer", async () => {
+    const sid = uniqueSid();
+    const key = await issueEgressKey();
+    let endHold = () => {};
+    const queue = new SettlementQueue({ wait: () => new Promise<void>((resolve) => (endHold = resolve)) });
+    const waiting: SettlementItem = { reservationId: "00000000-0000-4000-8000-000000000001", settlement: { type: "rejected" } };
+    const written: SettlementItem[][] = [];
+    const pending: Array<Promise<unknown>> = [];
+    const writer = queue.add(sid, waiting, async (items) => written.push(items), () => {});
+    const carried: Array<SettlementItem[] | undefined> = [];
+    const ledger: EgressLedger = {
+      reserveSend: async (req) => {
+        carried.push(req.settle);
+        throw new Error("Durable Object reset");
+      },
+      settleSend: async () => {},
+      settleSends: async (_sid, items) => void written.push(items),
+      checkEgressKey: async () => true,
+    };
+    const request = new Request(`${GUARD}${messagesPath(sid)}`, { method: "POST", headers: { authorization: basicAuth(sid, key.key), "content-type": "application/x-www-form-urlencoded" }, body: "To=%2B14155552671&Body=x" });
+    const deps: EgressDeps = {
+      config: getConfig(enforce), logger: new Logger(), mode: "enforce", now: Date.now, resolveTokens: async () => null, ledger: () => ledger,
+      failures: { fail: () => Promise.reject(new Error("no credential failure here")) }, limiter: new AuthLimiter(), waitUntil: (p) => void pending.push(p), settlements: queue,
+    };
+    await expect(handleEgress(request, deps, {})).rejects.toThrow("Durable Object reset");
+    expect(carried).toEqual([[waiting]]);
+    await Promise.all(pending);
+    endHold();
+    await writer;
+    expect(written).toEqual([[waiting]]);
   });
   it("answers 409, never 5xx, when Twilio does not answer; the guard's status callback then binds it once", async () => {
     const { sid, auth } = await account();
