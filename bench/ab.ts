@@ -1,9 +1,11 @@
-// `node bench/ab.ts <treeA> <treeB> [sms|status|do] [rounds]`: what a change to src/ does to the guard's cost.
+// `node bench/ab.ts <treeA> <treeB> [sms|status|do] [rounds] [per-round]`: what a change to src/ does to the guard's cost.
 // A tree is a directory with wrangler.toml and src/ (e.g. `git archive HEAD src wrangler.toml | tar -x
 // -C /tmp/a`, then patch a copy). Both guards run at once, each in its own workerd, behind the same
-// origin; rounds alternate A, B, A, B, … (3000 signed webhooks each, 16 connections, as fast as
-// answered), so a noisy moment hits both. Prints, per tree, the median over rounds of the workerd CPU
-// time per request (from /proc) and of the requests per second. `do` drives one account's AccountGuard
+// origin; rounds alternate A B, B A, A B, … (3000 signed webhooks each by default, 16 connections, as
+// fast as answered), so a noisy moment hits both. Prints, per tree, the median over rounds of the
+// workerd CPU time per request (from /proc) and of the requests per second, and the median over rounds
+// of B's CPU per request divided by A's in the same round: on a shared machine whose speed drifts by
+// tens of percent from one minute to the next, that paired ratio is the figure to read. `do` drives one account's AccountGuard
 // directly instead (bench/do-driver.ts, 32 record() calls in flight): the Durable Object alone.
 import { randomBytes } from "node:crypto";
 import { resolve } from "node:path";
@@ -24,7 +26,7 @@ if (treeA === undefined || treeB === undefined) {
 }
 const path = process.argv[4] ?? "sms";
 const rounds = Number(process.argv[5] ?? 5);
-const PER_ROUND = 3000;
+const PER_ROUND = Number(process.argv[6] ?? 3000);
 const PARENT = sid("AC");
 const TOKEN = "bench-parent-token-not-a-secret";
 
@@ -57,7 +59,7 @@ try {
     }
   }
   for (let round = 0; round < rounds; round++) {
-    for (const g of guards) {
+    for (const g of round % 2 === 0 ? guards : [...guards].reverse()) {
       const before = cpuMs(g.guard.pid);
       let elapsedMs: number;
       if (path === "do") elapsedMs = await drive(g.guard, PER_ROUND);
@@ -75,6 +77,9 @@ try {
   for (const g of guards) {
     console.log(`${g.tree}: ${path}: workerd CPU ${median(g.cpu).toFixed(0)} µs per ${path === "do" ? "event" : "request"}, ${median(g.rate).toFixed(0)}/s (rounds: ${g.cpu.map((c) => c.toFixed(0)).join(", ")} µs)`);
   }
+  const [a, b] = guards as [(typeof guards)[0], (typeof guards)[0]];
+  const ratios = a.cpu.map((cpu, i) => b.cpu[i]! / cpu);
+  console.log(`B/A CPU per ${path === "do" ? "event" : "request"}, paired by round: median ${median(ratios).toFixed(3)} (rounds: ${ratios.map((r) => r.toFixed(2)).join(", ")})`);
 } finally {
   for (const g of guards) await g.guard.stop();
   await origin.stop();
