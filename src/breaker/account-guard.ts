@@ -43,7 +43,7 @@ import { Outbox, type OutboxHost } from "./outbox.ts";
 import { PRUNE_INTERVAL_MS, SEEN_RETENTION_MS, pruneAccount } from "./prune.ts";
 import { reconcileIfDue, type ReconcileHost } from "./reconcile.ts";
 import { ACCOUNT_SCHEMA, RECENT_EVENTS_KEPT } from "./schema.ts";
-import { readTotals, writeTotals } from "./totals.ts";
+import { forgetTotals, readTotals, writeTotals } from "./totals.ts";
 import { dashboardLink } from "./alerts.ts";
 import { EgressStore, type EgressKeyView } from "../egress/store.ts";
 import type { GateRefusal, ReserveAnswer, ReserveRequest } from "../egress/protocol.ts";
@@ -114,6 +114,11 @@ export class AccountGuard extends GuardObject {
 
   protected override onRollback(): void {
     this.#recentSeq = null;
+  }
+
+  protected override forgetCached(): void {
+    super.forgetCached();
+    forgetTotals(this.sql);
   }
 
   get #config(): Config {
@@ -718,6 +723,7 @@ export class AccountGuard extends GuardObject {
     if (due === null || Number(due) > now) return;
     this.transaction(() => {
       const { more } = pruneAccount(this.sql, now);
+      forgetTotals(this.sql);
       this.#egress.prune(now, now - SEEN_RETENTION_MS);
       for (const grain of GRAINS) this.sql.exec("DELETE FROM usage_buckets WHERE grain = ? AND start_ms < ?", grain, oldestKept(grain, now));
       if (more) this.setMeta("prune_at", String(now + PRUNE_INTERVAL_MS));
