@@ -8,6 +8,8 @@ import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+/** The tree whose bundle is profiled (bench/lib/guard.ts's BENCH_WORKER_ROOT): sources are named relative to it. */
+const TREE = process.env.BENCH_WORKER_ROOT ?? ROOT;
 const CLOCK_TICKS = 100; // USER_HZ on Linux
 
 /** PIDs of the workerd processes this process started (Miniflare spawns workerd as a direct child). */
@@ -132,7 +134,7 @@ export function summarizeProfile(profile: CdpProfile, bundleDir: string | null):
     let where = url ? `${url.split("/").pop()}:${lineNumber + 1}` : "";
     if (map !== null && url.endsWith("index.js")) {
       const entry = map.findEntry(lineNumber, columnNumber) as { originalSource?: string; originalLine?: number };
-      if (entry.originalSource) where = `${relative(ROOT, fileURLToPath(new URL(entry.originalSource, `file://${bundleDir}/`)))}:${(entry.originalLine ?? 0) + 1}`;
+      if (entry.originalSource) where = `${relative(TREE, fileURLToPath(new URL(entry.originalSource, `file://${bundleDir}/`)))}:${(entry.originalLine ?? 0) + 1}`;
     }
     return { key: `${name}@${where}`, name, where };
   };
@@ -267,7 +269,7 @@ export function stageBreakdown(profile: CdpProfile, bundleDir: string | null, re
       const entry = map.findEntry(lineNumber, columnNumber) as { originalSource?: string; originalLine?: number };
       if (entry.originalSource) {
         line = (entry.originalLine ?? 0) + 1;
-        where = `${relative(ROOT, fileURLToPath(new URL(entry.originalSource, `file://${bundleDir}/`)))}:${line}`;
+        where = `${relative(TREE, fileURLToPath(new URL(entry.originalSource, `file://${bundleDir}/`)))}:${line}`;
       }
     }
     found = { name: functionName, where, line };
@@ -310,7 +312,7 @@ export function stageBreakdown(profile: CdpProfile, bundleDir: string | null, re
 }
 
 /** The lines of src/app.ts's top-level helpers that belong to a stage (their closures are anonymous in a profile). */
-export function appStageLines(root = process.env.BENCH_WORKER_ROOT ?? ROOT): Map<number, Stage> {
+export function appStageLines(root = TREE): Map<number, Stage> {
   const helpers: Record<string, Stage> = {
     durableLedger: "ledger RPC (Worker side)",
     accountGuard: "ledger RPC (Worker side)",
