@@ -1,9 +1,11 @@
-// `node bench/ab.ts <treeA> <treeB> [sms|status|do|egress] [rounds]`: what a change to src/ does to the guard's cost.
+// `node bench/ab.ts <treeA> <treeB> [sms|status|do|egress] [rounds] [per-round]`: what a change to src/ does to the guard's cost.
 // A tree is a directory with wrangler.toml and src/ (e.g. `git archive HEAD src wrangler.toml | tar -x
 // -C /tmp/a`, then patch a copy). Both guards run at once, each in its own workerd, behind the same
-// origin; rounds alternate A, B, A, B, … (3000 signed webhooks each, 16 connections, as fast as
-// answered), so a noisy moment hits both. Prints, per tree, the median over rounds of the workerd CPU
-// time per request (from /proc) and of the requests per second. `do` drives one account's AccountGuard
+// origin; rounds alternate A B, B A, A B, … (3000 signed webhooks each by default, 16 connections, as
+// fast as answered), so a noisy moment hits both. Prints, per tree, the median over rounds of the
+// workerd CPU time per request (from /proc) and of the requests per second, and the median over rounds
+// of B's CPU per request divided by A's in the same round: on a shared machine whose speed drifts by
+// tens of percent from one minute to the next, that paired ratio is the figure to read. `do` drives one account's AccountGuard
 // directly instead (bench/do-driver.ts, 32 record() calls in flight): the Durable Object alone.
 // `egress` sends twilio-node's messages.create request with an egress key through the REST egress gate
 // to the Twilio stand-in (bench/lib/egress-load.ts; 4 connections, as section 6) and also prints the
@@ -28,7 +30,8 @@ if (treeA === undefined || treeB === undefined) {
 }
 const path = process.argv[4] ?? "sms";
 const rounds = Number(process.argv[5] ?? 5);
-const PER_ROUND = 3000;
+const PER_ROUND = Number(process.argv[6] ?? 3000);
+const PARALLEL = process.env.AB_PARALLEL === "1";
 const PARENT = sid("AC");
 const TOKEN = "bench-parent-token-not-a-secret";
 const ADMIN_TOKEN = "bench-admin-token-not-a-secret";
@@ -70,29 +73,36 @@ try {
       await runLoad({ url: g.guard.url, pool: warm, connections, amount: warm.length });
     }
   }
-  for (let round = 0; round < rounds; round++) {
-    for (const g of guards) {
-      const before = cpuMs(g.guard.pid);
-      let elapsedMs: number;
-      if (path === "do") elapsedMs = await drive(g.guard, PER_ROUND);
-      else {
-        const pool = Array.from({ length: PER_ROUND }, () => make(g.guard));
-        const result = await runLoad({ url: g.guard.url, pool, connections, amount: PER_ROUND });
-        if ((result.status[expected] ?? 0) !== PER_ROUND) throw new Error(`${g.tree}: ${JSON.stringify(result.status)}`);
-        const latency = summary(result.latenciesMs);
-        g.p50.push(latency.p50);
-        g.p99.push(latency.p99);
-        elapsedMs = result.elapsedMs;
-      }
-      const after = cpuMs(g.guard.pid);
-      g.cpu.push(((after - before) / PER_ROUND) * 1000);
-      g.rate.push((PER_ROUND / elapsedMs) * 1000);
+  const measure = async (g: (typeof guards)[0], connections: number) => {
+    const before = cpuMs(g.guard.pid);
+    let elapsedMs: number;
+    if (path === "do") elapsedMs = await drive(g.guard, PER_ROUND);
+    else {
+      const pool = Array.from({ length: PER_ROUND }, () => make(g.guard));
+      const result = await runLoad({ url: g.guard.url, pool, connections, amount: PER_ROUND });
+      if ((result.status[expected] ?? 0) !== PER_ROUND) throw new Error(`${g.tree}: ${JSON.stringify(result.status)}`);
+      const latency = summary(result.latenciesMs);
+      g.p50.push(latency.p50);
+      g.p99.push(latency.p99);
+      elapsedMs = result.elapsedMs;
     }
+    const after = cpuMs(g.guard.pid);
+    g.cpu.push(((after - before) / PER_ROUND) * 1000);
+    g.rate.push((PER_ROUND / elapsedMs) * 1000);
+  };
+  for (let round = 0; round < rounds; round++) {
+    // AB_PARALLEL=1: both trees loaded at the same time (8 connections each), so that whatever else the
+    // machine runs at that moment slows both alike; otherwise one after the other, A B then B A.
+    if (PARALLEL) await Promise.all(guards.map((g) => measure(g, Math.max(1, connections / 2))));
+    else for (const g of round % 2 === 0 ? guards : [...guards].reverse()) await measure(g, connections);
   }
   for (const g of guards) {
     console.log(`${g.tree}: ${path}: workerd CPU ${median(g.cpu).toFixed(0)} µs per ${path === "do" ? "event" : "request"}, ${median(g.rate).toFixed(0)}/s (rounds: ${g.cpu.map((c) => c.toFixed(0)).join(", ")} µs)`);
     if (egress) console.log(`${g.tree}: ${path}: latency median of rounds p50 ${median(g.p50).toFixed(2)} ms, p99 ${median(g.p99).toFixed(2)} ms`);
   }
+  const [a, b] = guards as [(typeof guards)[0], (typeof guards)[0]];
+  const ratios = a.cpu.map((cpu, i) => b.cpu[i]! / cpu);
+  console.log(`B/A CPU per ${path === "do" ? "event" : "request"}, paired by round: median ${median(ratios).toFixed(3)} (rounds: ${ratios.map((r) => r.toFixed(2)).join(", ")})`);
 } finally {
   for (const g of guards) await g.guard.stop();
   await origin.stop();

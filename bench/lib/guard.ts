@@ -198,8 +198,16 @@ export function durableObjectFiles(persist: string, className: string): string[]
 }
 
 /**
- * Writes subaccount tokens into the GuardDirectory's own table, as if its account listing had just
- * returned them (listed now, so they are fresh for LISTING_MAX_AGE_MS). The directory must exist (the
+ * How long ago the seeded listing ran: longer than the directory's LISTING_MIN_INTERVAL_MS (1 minute),
+ * as in a deployment whose last listing is not a moment old, so that a never-seen subaccount's first
+ * webhook may list again (the cold-start row), and far less than its LISTING_MAX_AGE_MS (1 hour), so
+ * that known subaccounts are not re-listed during the run.
+ */
+const LISTED_AGO_MS = 2 * 60_000;
+
+/**
+ * Writes subaccount tokens into the GuardDirectory's own table, as if its account listing had returned
+ * them LISTED_AGO_MS ago (fresh for LISTING_MAX_AGE_MS). The directory must exist (the
  * guard has looked up at least one subaccount) and the guard must be stopped.
  *
  * Why: the benchmark measures the steady state a long-running deployment reaches, with every
@@ -214,7 +222,7 @@ export async function seedDirectoryTokens(persist: string, tokens: ReadonlyMap<s
   const insert = db.prepare("INSERT OR REPLACE INTO subaccounts (sid, token, friendly_name, status) VALUES (?, ?, ?, 'active')");
   db.exec("BEGIN");
   for (const [sid, token] of tokens) insert.run(sid, token, sid);
-  db.prepare("INSERT OR REPLACE INTO listing (id, listed_at, attempted_at) VALUES (1, ?, ?)").run(now, now);
+  db.prepare("INSERT OR REPLACE INTO listing (id, listed_at, attempted_at) VALUES (1, ?, ?)").run(now - LISTED_AGO_MS, now - LISTED_AGO_MS);
   db.exec("COMMIT");
   const count = (db.prepare("SELECT COUNT(*) AS n FROM subaccounts").get() as { n: number }).n;
   db.close();
@@ -234,7 +242,7 @@ export function clonePersist(from: string, stateDir = STATE_DIR): string {
  * path after `stripPrefix` (a regular expression's source: /webhooks, or /twilio/<host> for the egress
  * gate's floor), and relays the answer. No verification, no ledger, no logging.
  */
-export async function startBareForwarder(originUrl: string, stripPrefix = "^\\/webhooks"): Promise<{ url: string; pid: number; stop(): Promise<void> }> {
+export async function startBareForwarder(originUrl: string, stripPrefix = "^\\/webhooks", options: { inspectorPort?: number } = {}): Promise<{ url: string; pid: number; stop(): Promise<void> }> {
   const config = unstable_readConfig({ config: join(WORKER_ROOT, "wrangler.toml") });
   const script = `export default {
   async fetch(request, env) {
@@ -245,10 +253,11 @@ export async function startBareForwarder(originUrl: string, stripPrefix = "^\\/w
   },
 };`;
   const pidsBefore = new Set(workerdPids());
-  const options = convertV4MiniflareOptions({
+  const miniflareOptions = convertV4MiniflareOptions({
     host: "127.0.0.1",
     port: 0,
     cf: false,
+    ...(options.inspectorPort !== undefined ? { inspectorPort: options.inspectorPort } : {}),
     workers: [
       {
         name: "bare-forwarder",
@@ -260,7 +269,7 @@ export async function startBareForwarder(originUrl: string, stripPrefix = "^\\/w
       },
     ],
   } as Parameters<typeof convertV4MiniflareOptions>[0]);
-  const mf = new Miniflare({ ...options, logRequests: false } as ConstructorParameters<typeof Miniflare>[0]);
+  const mf = new Miniflare({ ...miniflareOptions, logRequests: false } as ConstructorParameters<typeof Miniflare>[0]);
   await mf.ready;
   const pid = workerdPids().find((p) => !pidsBefore.has(p)) ?? -1;
   const url = (await mf.unsafeGetDirectURL("bare-forwarder")).href.replace(/\/$/, "");

@@ -1,5 +1,6 @@
-// 2. Added latency (the guard in front of a minimal origin vs Express + twilio.webhook()) and
-// 5. many accounts (the same, with traffic spread over 10,000 subaccounts against 10).
+// 2. The webhook path (the guard in front of a minimal origin vs the bare forwarding Worker, the
+// runtime's floor; Express + twilio.webhook() beside them) and 5. many accounts (the same, with traffic
+// spread over 10,000 subaccounts against 10; the first webhooks of never-seen subaccounts).
 import type { Child } from "../lib/child.ts";
 import { inboundSms, messageStatus, sid, signedFormRequest, type Pairs, type SignedRequest } from "../lib/events.ts";
 import { startBareForwarder, type RunningGuard } from "../lib/guard.ts";
@@ -85,23 +86,51 @@ function formRequest(account: Account, baseUrl: string, path: string, pairs: Pai
   return signedFormRequest(account.token, baseUrl, path, pairs);
 }
 
-export async function benchAddedLatency(world: World, guard: RunningGuard, shape: LoadShape) {
+/** A guard under test, and where its Durable Object storage lives (tmpfs, or a disk directory). */
+export interface GuardOnStorage {
+  storage: string;
+  guard: RunningGuard;
+}
+
+export interface WebhookPathResult {
+  /** Per guard (in the order given): its inbound SMS and status callback. */
+  guards: Array<{ storage: string; sms: PathResult; status: PathResult }>;
+  /** The runtime's floor: a bare Worker that only forwards the same requests to the same origin. */
+  bare: { sms: PathResult; status: PathResult };
+  /** Users' alternative (informational): Express validating with twilio.webhook(). */
+  express: { sms: PathResult; status: PathResult };
+}
+
+/**
+ * Goals 1 and 2 of the webhook path: each guard (one per storage), the bare forwarding Worker and
+ * Express, inbound SMS and status callbacks, all measured in the same alternating rounds.
+ */
+export async function benchWebhookPath(world: World, guards: readonly GuardOnStorage[], shape: LoadShape): Promise<WebhookPathResult> {
   const parent = world.parent;
   const viaGuard = { child: world.origin, field: "requests" as const };
   const viaExpress = { child: world.express, field: "requests" as const };
+  const sms = (url: string, path: string) => () => formRequest(parent, url, path, inboundSms(parent.sid));
+  const status = (url: string, path: string) => () => formRequest(parent, url, path, messageStatus(parent.sid, sid("SM"), "sent"));
   const floor = await startBareForwarder(world.origin.url);
   try {
-    const [guardSms, expressSms, guardStatus, expressStatus, floorSms] = await measureTargets(
-      [
-        { label: "guard sms", url: guard.url, make: () => formRequest(parent, guard.url, "/webhooks/sms", inboundSms(parent.sid)), counter: viaGuard, pid: guard.pid },
-        { label: "express sms", url: world.express.url, make: () => formRequest(parent, world.express.url, "/sms", inboundSms(parent.sid)), counter: viaExpress, pid: world.express.pid },
-        { label: "guard status", url: guard.url, make: () => formRequest(parent, guard.url, "/webhooks/status", messageStatus(parent.sid, sid("SM"), "sent")), counter: viaGuard, pid: guard.pid },
-        { label: "express status", url: world.express.url, make: () => formRequest(parent, world.express.url, "/status", messageStatus(parent.sid, sid("SM"), "sent")), counter: viaExpress, pid: world.express.pid },
-        { label: "bare forwarder sms", url: floor.url, make: () => formRequest(parent, floor.url, "/webhooks/sms", inboundSms(parent.sid)), counter: viaGuard, pid: floor.pid, unverifiedExpected: true },
-      ],
-      shape,
+    const targets: Target[] = [];
+    for (const { storage, guard } of guards) {
+      targets.push({ label: `guard sms ${storage}`, url: guard.url, make: sms(guard.url, "/webhooks/sms"), counter: viaGuard, pid: guard.pid });
+      targets.push({ label: `guard status ${storage}`, url: guard.url, make: status(guard.url, "/webhooks/status"), counter: viaGuard, pid: guard.pid });
+    }
+    targets.push(
+      { label: "bare sms", url: floor.url, make: sms(floor.url, "/webhooks/sms"), counter: viaGuard, pid: floor.pid, unverifiedExpected: true },
+      { label: "bare status", url: floor.url, make: status(floor.url, "/webhooks/status"), counter: viaGuard, pid: floor.pid, unverifiedExpected: true },
+      { label: "express sms", url: world.express.url, make: sms(world.express.url, "/sms"), counter: viaExpress, pid: world.express.pid },
+      { label: "express status", url: world.express.url, make: status(world.express.url, "/status"), counter: viaExpress, pid: world.express.pid },
     );
-    return { guardSms: guardSms!, expressSms: expressSms!, guardStatus: guardStatus!, expressStatus: expressStatus!, floorSms: floorSms! };
+    const results = await measureTargets(targets, shape);
+    const at = (label: string) => results.find((r) => r.label === label)!;
+    return {
+      guards: guards.map(({ storage }) => ({ storage, sms: at(`guard sms ${storage}`), status: at(`guard status ${storage}`) })),
+      bare: { sms: at("bare sms"), status: at("bare status") },
+      express: { sms: at("express sms"), status: at("express status") },
+    };
   } finally {
     await floor.stop();
   }
@@ -109,19 +138,26 @@ export async function benchAddedLatency(world: World, guard: RunningGuard, shape
 
 /**
  * The same inbound SMS on one connection: each request waits for nobody else's, so the latency is the
- * path's own (guard: HTTP in, verify, Durable Object, origin hop; Express: parse and validate), without
- * the queueing behind other requests' CPU time that `connections` > 1 adds on this one machine.
+ * path's own (guard: HTTP in, verify, Durable Object, origin hop; the bare Worker: HTTP in, origin
+ * hop), without the queueing behind other requests' CPU time that `connections` > 1 adds on this one
+ * machine.
  */
 export async function benchOneConnection(world: World, guard: RunningGuard, shape: LoadShape) {
   const parent = world.parent;
-  const [guardSms, expressSms] = await measureTargets(
-    [
-      { label: "guard sms, 1 connection", url: guard.url, make: () => formRequest(parent, guard.url, "/webhooks/sms", inboundSms(parent.sid)), counter: { child: world.origin, field: "requests" }, pid: guard.pid },
-      { label: "express sms, 1 connection", url: world.express.url, make: () => formRequest(parent, world.express.url, "/sms", inboundSms(parent.sid)), counter: { child: world.express, field: "requests" }, pid: world.express.pid },
-    ],
-    shape,
-  );
-  return { guardSms: guardSms!, expressSms: expressSms! };
+  const viaOrigin = { child: world.origin, field: "requests" as const };
+  const floor = await startBareForwarder(world.origin.url);
+  try {
+    const [guardSms, bareSms] = await measureTargets(
+      [
+        { label: "guard sms, 1 connection", url: guard.url, make: () => formRequest(parent, guard.url, "/webhooks/sms", inboundSms(parent.sid)), counter: viaOrigin, pid: guard.pid },
+        { label: "bare sms, 1 connection", url: floor.url, make: () => formRequest(parent, floor.url, "/webhooks/sms", inboundSms(parent.sid)), counter: viaOrigin, pid: floor.pid, unverifiedExpected: true },
+      ],
+      shape,
+    );
+    return { guardSms: guardSms!, bareSms: bareSms! };
+  } finally {
+    await floor.stop();
+  }
 }
 
 export async function benchManyAccounts(world: World, guard: RunningGuard, shape: LoadShape, warmConnections: number) {
@@ -169,9 +205,9 @@ export async function benchManyAccounts(world: World, guard: RunningGuard, shape
  * First webhooks of subaccounts the guard has never seen, in a burst: GuardDirectory learns them from
  * one account listing at Twilio (at most one a minute, LISTING_MIN_INTERVAL_MS); `lookups` counts listings.
  */
-export async function benchColdSubaccounts(world: World, n: number) {
+export async function benchColdSubaccounts(world: World, n: number, stateDir?: string) {
   const fresh = world.addUnknownSubaccounts(n);
-  const guard = await world.startGuard({ GUARD_POLICY: JSON.stringify({ limits: [{ window: "month", usd: 1_000_000_000 }] }) });
+  const guard = await world.startGuard({ GUARD_POLICY: JSON.stringify({ limits: [{ window: "month", usd: 1_000_000_000 }] }) }, stateDir !== undefined ? { stateDir } : {});
   try {
     const lookupsBefore = world.standin.requests.filter((r) => r.purpose === "list-accounts").length;
     const pool = fresh.map((a) => formRequest(a, guard.url, "/webhooks/sms", inboundSms(a.sid)));

@@ -46,7 +46,7 @@ import { MAX_PENDING_PRICE_LOOKUPS, PRICE_LOOKUP_FIRST_DELAY_MS, type PriceLooku
 import { PRUNE_INTERVAL_MS, SEEN_RETENTION_MS, pruneAccount } from "./prune.ts";
 import { reconcileIfDue, type ReconcileHost } from "./reconcile.ts";
 import { ACCOUNT_SCHEMA, RECENT_EVENTS_KEPT } from "./schema.ts";
-import { readTotals, writeTotals, type TotalsRow } from "./totals.ts";
+import { forgetTotals, readTotals, writeTotals, type TotalsRow } from "./totals.ts";
 import { dashboardLink } from "./alerts.ts";
 import { EgressStore, type EgressKeyView } from "../egress/store.ts";
 import type { GateRefusal, ReserveAnswer, ReserveRequest } from "../egress/protocol.ts";
@@ -119,6 +119,11 @@ export class AccountGuard extends GuardObject {
 
   protected override onRollback(): void {
     this.#recentSeq = null;
+  }
+
+  protected override forgetCached(): void {
+    super.forgetCached();
+    forgetTotals(this.sql);
   }
 
   get #config(): Config {
@@ -857,6 +862,7 @@ export class AccountGuard extends GuardObject {
     if (due === null || Number(due) > now) return;
     this.transaction(() => {
       const { more } = pruneAccount(this.sql, now);
+      forgetTotals(this.sql);
       this.#egress.prune(now, now - SEEN_RETENTION_MS);
       for (const grain of GRAINS) this.sql.exec("DELETE FROM usage_buckets WHERE grain = ? AND start_ms < ?", grain, oldestKept(grain, now));
       if (more) this.setMeta("prune_at", String(now + PRUNE_INTERVAL_MS));

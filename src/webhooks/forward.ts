@@ -93,8 +93,32 @@ function badGateway(reason: string): GuardError {
   return new GuardError(502, "origin unavailable", { reason });
 }
 
-async function readAnswer(response: Response, signal: AbortSignal): Promise<ArrayBuffer> {
+/**
+ * The answer's declared length when the body is delivered exactly as declared (no Content-Encoding:
+ * fetch would decode it into more bytes than declared), else null.
+ */
+function declaredLength(response: Response): number | null {
+  const declared = response.headers.get("content-length");
+  if (declared === null || !/^\d{1,15}$/.test(declared)) return null;
+  const encoding = response.headers.get("content-encoding");
+  if (encoding !== null && encoding.trim().toLowerCase() !== "identity") return null;
+  return Number(declared);
+}
+
+async function readAnswer(response: Response, signal: AbortSignal, deadline: Promise<never>): Promise<ArrayBuffer> {
   if (response.body === null) return new ArrayBuffer(0);
+  const declared = declaredLength(response);
+  if (declared !== null) {
+    // The runtime frames the body by its Content-Length: one read of at most that many bytes.
+    if (declared > MAX_ORIGIN_ANSWER_BYTES) {
+      await response.body.cancel().catch(() => {});
+      throw badGateway("origin-answer-too-large");
+    }
+    const answer = await Promise.race([response.arrayBuffer(), deadline]);
+    if (signal.aborted) throw badGateway("origin-timeout");
+    if (answer.byteLength > MAX_ORIGIN_ANSWER_BYTES) throw badGateway("origin-answer-too-large");
+    return answer;
+  }
   const reader = response.body.getReader();
   const chunks: Uint8Array[] = [];
   let total = 0;
@@ -154,7 +178,7 @@ export async function forwardToOrigin(request: Request, body: Uint8Array<ArrayBu
     }
     let answer: ArrayBuffer;
     try {
-      answer = await readAnswer(response, controller.signal);
+      answer = await readAnswer(response, controller.signal, deadline);
     } catch (error) {
       if (error instanceof GuardError) throw error;
       throw badGateway(controller.signal.aborted ? "origin-timeout" : "origin-unreachable");
