@@ -2,8 +2,9 @@
 // mocked with a fetch spy. The real twilio client drives it in test/node/egress.test.ts.
 import { createExecutionContext, runInDurableObject, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { createApp } from "../../src/app.ts";
+import type { LedgerRetryMessage } from "../../src/breaker/ledger-queue.ts";
 import type { GuardEnv } from "../../src/config/env.ts";
 import { getConfig } from "../../src/config/config.ts";
 import { AuthLimiter } from "../../src/egress/auth-limit.ts";
@@ -11,6 +12,7 @@ import { handleEgress, type EgressDeps, type EgressLedger } from "../../src/egre
 import { issueEgressKey } from "../../src/egress/keys.ts";
 import { drainAlarms } from "../support/guard.ts";
 import { Logger } from "../../src/observability/log.ts";
+import { metrics } from "../../src/observability/metrics.ts";
 import { sendFacts } from "../../src/egress/send.ts";
 import { SettlementQueue, type SettlementItem } from "../../src/egress/settlements.ts";
 import { ALERTS, TWILIO_API, mockOutbound, type Captured } from "../support/origin.ts";
@@ -260,6 +262,7 @@ describe("egress gate: forwarding a send", () => {
     const deps: EgressDeps = {
       config: getConfig(enforce), logger: new Logger(), mode: "enforce", now: Date.now, resolveTokens: async () => null, ledger: () => ledger,
       failures: { fail: () => Promise.reject(new Error("no credential failure here")) }, limiter: new AuthLimiter(), waitUntil: (p) => void pending.push(p), settlements: queue,
+      retryQueue: { send: () => Promise.reject(new Error("nothing is queued here")) } as unknown as Queue<LedgerRetryMessage>,
     };
     await expect(handleEgress(request, deps, {})).rejects.toThrow("Durable Object reset");
     expect(carried).toEqual([[waiting]]);
@@ -267,6 +270,68 @@ describe("egress gate: forwarding a send", () => {
     endHold();
     await writer;
     expect(written).toEqual([[waiting]]);
+  });
+  it("queues on LEDGER_RETRY a settlement that neither the reservation carrying it nor the writer could write", async () => {
+    const sid = uniqueSid();
+    const key = await issueEgressKey();
+    let endHold = () => {};
+    const queue = new SettlementQueue({ wait: () => new Promise<void>((resolve) => (endHold = resolve)) });
+    const messageSid = uniqueSid("SM");
+    const reservations = ["00000000-0000-4000-8000-000000000001", "00000000-0000-4000-8000-000000000002"];
+    const carried: Array<SettlementItem[] | undefined> = [];
+    const ledger: EgressLedger = {
+      reserveSend: async (req) => {
+        carried.push(req.settle);
+        // The first send is reserved; the second call, carrying the first's settlement, fails.
+        if (carried.length > 1) throw new Error("Durable Object reset");
+        return { ok: true, reservationId: reservations[0]!, estimateUsd: 0.0083, setTimeLimitS: null, wouldRefuse: null, newCountry: false };
+      },
+      settleSend: async () => {},
+      settleSends: () => Promise.reject(new Error("Durable Object overloaded")),
+      checkEgressKey: async () => true,
+    };
+    const queued: LedgerRetryMessage[] = [];
+    const pending: Array<Promise<unknown>> = [];
+    const deps: EgressDeps = {
+      config: getConfig(enforce), logger: new Logger(), mode: "enforce", now: Date.now, resolveTokens: async () => null, ledger: () => ledger,
+      failures: { fail: () => Promise.reject(new Error("no credential failure here")) }, limiter: new AuthLimiter(), waitUntil: (p) => void pending.push(p), settlements: queue,
+      retryQueue: { send: async (m: LedgerRetryMessage) => void queued.push(m) } as unknown as Queue<LedgerRetryMessage>,
+      fetch: async () => new Response(JSON.stringify({ sid: messageSid, status: "queued", price: null }), { status: 201 }),
+    };
+    const request = () => new Request(`${GUARD}${messagesPath(sid)}`, { method: "POST", headers: { authorization: basicAuth(sid, key.key), "content-type": "application/x-www-form-urlencoded" }, body: "To=%2B14155552671&Body=x" });
+    expect((await handleEgress(request(), deps, {})).status).toBe(201);
+    await expect(handleEgress(request(), deps, {})).rejects.toThrow("Durable Object reset");
+    const settlement: SettlementItem = { reservationId: reservations[0]!, settlement: { type: "accepted", sid: messageSid, priceUsd: null } };
+    expect(carried).toEqual([undefined, [settlement]]);
+    expect(queued).toEqual([]);
+    endHold();
+    await Promise.all(pending);
+    expect(queued).toEqual([{ v: 2, kind: "settlements", accountSid: sid, items: [settlement], atMs: expect.any(Number) }]);
+    expect(queue.pending).toBe(0);
+  });
+  it("settles through the retry queue's consumer when the Durable Object's settlement call fails: bound and released once", async () => {
+    const { sid, auth } = await account();
+    const inc = vi.spyOn(metrics, "inc");
+    // The Worker as deployed, with the account's settlement calls (only those) failing for these requests.
+    const broken: GuardEnv = {
+      ...enforce,
+      ACCOUNT_GUARD: {
+        getByName: (name: string) => {
+          const real = env.ACCOUNT_GUARD.getByName(name);
+          return { reserveSend: (req: Parameters<EgressLedger["reserveSend"]>[0]) => real.reserveSend(req), settleSends: () => Promise.reject(new Error("Durable Object unavailable")) };
+        },
+      } as unknown as GuardEnv["ACCOUNT_GUARD"],
+    };
+    let n = 0;
+    twilioAnswer = () => (n++ === 0 ? created() : new Response(JSON.stringify({ code: 21211, message: "Invalid 'To' Phone Number", status: 400 }), { status: 400 }));
+    const app = createApp();
+    expect((await call(messagesPath(sid), { auth, form: { To: US, Body: "x" } }, broken, app)).status).toBe(201);
+    expect((await call(messagesPath(sid), { auth, form: { To: US, Body: "x" } }, broken, app)).status).toBe(400);
+    expect(inc).toHaveBeenCalledWith("guard_egress_settle_failures_total", { stage: "direct" });
+    const states = () => runInDurableObject(guard(sid), (_i, state) => state.storage.sql.exec<{ state: string }>("SELECT state FROM egress_reservations ORDER BY state").toArray().map((r) => r.state));
+    // The queue's consumer (this Worker's queue handler, run by Miniflare) writes them to the real object.
+    await vi.waitFor(async () => expect(await states()).toEqual(["bound", "released"]), { timeout: 15_000, interval: 100 });
+    expect(await dayTotals(sid)).toEqual({ usd: 0.0083, events: 1 });
   });
   it("answers 409, never 5xx, when Twilio does not answer; the guard's status callback then binds it once", async () => {
     const { sid, auth } = await account();
