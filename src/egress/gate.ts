@@ -45,7 +45,6 @@ const RESERVATION_ID = /^[0-9a-f-]{36}$/;
 
 export interface EgressLedger {
   reserveSend(req: ReserveRequest): Promise<ReserveAnswer>;
-  settleSend(sid: string, reservationId: string, settlement: Settlement, atMs?: number): Promise<unknown>;
   settleSends(sid: string, items: SettlementItem[], atMs?: number): Promise<unknown>;
   checkEgressKey(sid: string, keyId: string, hash: string, atMs?: number): Promise<boolean>;
 }
@@ -245,7 +244,8 @@ async function settleFromMessages(deps: EgressDeps, reservation: { id: string; a
     }, deps.upstreamTimeoutMs ?? DEFAULT_UPSTREAM_TIMEOUT_MS);
     const settlement = answer.ok ? settlementFromList(sent, text) : null;
     if (settlement === null) return;
-    await deps.ledger(reservation.account).settleSend(reservation.account, reservation.id, settlement, deps.now());
+    // Written as the gate's other settlements are: directly, else through the retry queue.
+    await settlementWrite(deps, reservation.account)([{ reservationId: reservation.id, settlement }]);
   } catch (error) {
     // Left unknown: the estimate stays counted (once); the guard's status callback binds it if one comes.
     deps.logger.warn("egress-lookup-failed", { account: reservation.account, host: url.host, error: error instanceof Error ? deps.logger.redact(error.name) : "failed" });

@@ -69,6 +69,23 @@ async function dayTotals(sid: string) {
   return { usd: day.usd, events: day.events };
 }
 
+/** The Worker as deployed, with the accounts' settlement calls (only those) failing: reservations go through. */
+function failingSettlements(e: GuardEnv): GuardEnv {
+  const getByName = (name: string) => {
+    const real = env.ACCOUNT_GUARD.getByName(name);
+    return { reserveSend: (req: Parameters<EgressLedger["reserveSend"]>[0]) => real.reserveSend(req), settleSends: () => Promise.reject(new Error("Durable Object unavailable")) };
+  };
+  return { ...e, ACCOUNT_GUARD: { getByName } as unknown as GuardEnv["ACCOUNT_GUARD"] };
+}
+
+/** A test that waits on the retry queue's consumer (Miniflare delivers a batch within about a second): its waitFor's bound, not the default 5 s. */
+const QUEUE_TEST_TIMEOUT_MS = 20_000;
+
+/** The states of the account's reservations, sorted. */
+function reservationStates(sid: string): Promise<string[]> {
+  return runInDurableObject(guard(sid), (_i, state) => state.storage.sql.exec<{ state: string }>("SELECT state FROM egress_reservations ORDER BY state").toArray().map((r) => r.state));
+}
+
 const sends = () => outbound.to(TWILIO_API).filter((c) => c.method === "POST" && c.url.endsWith("/Messages.json"));
 
 describe("egress gate: what it refuses before anything is fetched", () => {
@@ -254,7 +271,6 @@ describe("egress gate: forwarding a send", () => {
         carried.push(req.settle);
         throw new Error("Durable Object reset");
       },
-      settleSend: async () => {},
       settleSends: async (_sid, items) => void written.push(items),
       checkEgressKey: async () => true,
     };
@@ -286,7 +302,6 @@ describe("egress gate: forwarding a send", () => {
         if (carried.length > 1) throw new Error("Durable Object reset");
         return { ok: true, reservationId: reservations[0]!, estimateUsd: 0.0083, setTimeLimitS: null, wouldRefuse: null, newCountry: false };
       },
-      settleSend: async () => {},
       settleSends: () => Promise.reject(new Error("Durable Object overloaded")),
       checkEgressKey: async () => true,
     };
@@ -312,27 +327,17 @@ describe("egress gate: forwarding a send", () => {
   it("settles through the retry queue's consumer when the Durable Object's settlement call fails: bound and released once", async () => {
     const { sid, auth } = await account();
     const inc = vi.spyOn(metrics, "inc");
-    // The Worker as deployed, with the account's settlement calls (only those) failing for these requests.
-    const broken: GuardEnv = {
-      ...enforce,
-      ACCOUNT_GUARD: {
-        getByName: (name: string) => {
-          const real = env.ACCOUNT_GUARD.getByName(name);
-          return { reserveSend: (req: Parameters<EgressLedger["reserveSend"]>[0]) => real.reserveSend(req), settleSends: () => Promise.reject(new Error("Durable Object unavailable")) };
-        },
-      } as unknown as GuardEnv["ACCOUNT_GUARD"],
-    };
+    const broken = failingSettlements(enforce);
     let n = 0;
     twilioAnswer = () => (n++ === 0 ? created() : new Response(JSON.stringify({ code: 21211, message: "Invalid 'To' Phone Number", status: 400 }), { status: 400 }));
     const app = createApp();
     expect((await call(messagesPath(sid), { auth, form: { To: US, Body: "x" } }, broken, app)).status).toBe(201);
     expect((await call(messagesPath(sid), { auth, form: { To: US, Body: "x" } }, broken, app)).status).toBe(400);
     expect(inc).toHaveBeenCalledWith("guard_egress_settle_failures_total", { stage: "direct" });
-    const states = () => runInDurableObject(guard(sid), (_i, state) => state.storage.sql.exec<{ state: string }>("SELECT state FROM egress_reservations ORDER BY state").toArray().map((r) => r.state));
     // The queue's consumer (this Worker's queue handler, run by Miniflare) writes them to the real object.
-    await vi.waitFor(async () => expect(await states()).toEqual(["bound", "released"]), { timeout: 15_000, interval: 100 });
+    await vi.waitFor(async () => expect(await reservationStates(sid)).toEqual(["bound", "released"]), { timeout: 15_000, interval: 100 });
     expect(await dayTotals(sid)).toEqual({ usd: 0.0083, events: 1 });
-  });
+  }, QUEUE_TEST_TIMEOUT_MS);
   it("answers 409, never 5xx, when Twilio does not answer; the guard's status callback then binds it once", async () => {
     const { sid, auth } = await account();
     twilioAnswer = () => new Promise<Response>(() => {});
@@ -377,6 +382,17 @@ describe("egress gate: a send Twilio never answered", () => {
     await guard(sid).record({ kind: "message-status", sid: messageSid, accountSid: sid, status: "delivered", dedupeKey: `${messageSid}:delivered`, countKey: `msg:${messageSid}`, units: { segments: 1, media: 0 }, billable: true }, null);
     expect(await dayTotals(sid)).toEqual({ usd: 0.0083, events: 1 });
   });
+  it("is bound from the Message list through the retry queue when its settlement call fails", async () => {
+    const { sid, auth } = await account();
+    const messageSid = uniqueSid("SM");
+    twilioAnswer = hangingPost(() => new Response(JSON.stringify({ messages: [{ sid: messageSid, to: US, from: "+15005550006", body: "lost answer", date_created: new Date().toUTCString() }] }), { status: 200 }));
+    const r = await call(messagesPath(sid), { auth, form: { To: US, From: "+15005550006", Body: "lost answer" } }, failingSettlements(enforce), createApp({ upstreamTimeoutMs: 50 }));
+    expect(r.status).toBe(409);
+    await vi.waitFor(async () => expect(await reservationStates(sid)).toEqual(["bound"]), { timeout: 15_000, interval: 100 });
+    const bound = await runInDurableObject(guard(sid), (_i, state) => state.storage.sql.exec<{ sid: string | null }>("SELECT sid FROM egress_reservations").one().sid);
+    expect(bound).toBe(messageSid);
+    expect(await dayTotals(sid)).toEqual({ usd: 0.0083, events: 1 });
+  }, QUEUE_TEST_TIMEOUT_MS);
   it("once bound from the Message list, gets its real price looked up after its final status: counted once, at Twilio's price", async () => {
     const { sid, auth } = await account();
     const messageSid = uniqueSid("SM");
