@@ -191,6 +191,7 @@ export function createApp(overrides: Partial<AppDeps> = {}) {
         failures: { fail: (address, now) => env.ADMIN_GATE.getByName(`egress-auth:${address}`).fail(now, address) },
         limiter: egressLimiter,
         settlements: egressSettlements,
+        retryQueue: env.LEDGER_RETRY,
         waitUntil: (promise) => ctx.waitUntil(promise),
         ...(deps.fetch !== undefined ? { fetch: deps.fetch } : {}),
         ...(deps.upstreamTimeoutMs !== undefined ? { upstreamTimeoutMs: deps.upstreamTimeoutMs } : {}),

@@ -7,10 +7,12 @@
 //      the same call that checks an egress key (one Durable Object call on the hot path);
 //   4. forwarded with method, query and body unchanged (plus StatusCallback / TimeLimit when absent);
 //   5. Twilio's answer relayed, and the reservation settled after the answer: carried by the account's
-//      next reservation call, or written within a few milliseconds by waitUntil (settlements.ts).
+//      next reservation call, or written within a few milliseconds by waitUntil (settlements.ts); a
+//      batch whose write fails goes to the LEDGER_RETRY queue (breaker/ledger-queue.ts), never dropped.
 // An upstream outcome that is unknown (timeout, connection lost) is answered 409, never 5xx: twilio-java
 // retries any 5xx POST, which could send the message twice.
 import type { Config, EgressMode } from "../config/config.ts";
+import { settleAtLeastOnce, type LedgerRetryMessage } from "../breaker/ledger-queue.ts";
 import { GuardError } from "../http/errors.ts";
 import type { Logger } from "../observability/log.ts";
 import { metrics } from "../observability/metrics.ts";
@@ -43,7 +45,6 @@ const RESERVATION_ID = /^[0-9a-f-]{36}$/;
 
 export interface EgressLedger {
   reserveSend(req: ReserveRequest): Promise<ReserveAnswer>;
-  settleSend(sid: string, reservationId: string, settlement: Settlement, atMs?: number): Promise<unknown>;
   settleSends(sid: string, items: SettlementItem[], atMs?: number): Promise<unknown>;
   checkEgressKey(sid: string, keyId: string, hash: string, atMs?: number): Promise<boolean>;
 }
@@ -67,6 +68,8 @@ export interface EgressDeps {
   upstreamTimeoutMs?: number;
   /** Settlements waiting to be written (one queue per isolate: src/app.ts). */
   settlements: SettlementQueue;
+  /** Where a settlement batch whose write failed goes to be written again (LEDGER_RETRY). */
+  retryQueue: Queue<LedgerRetryMessage>;
 }
 
 function refusedBy(reason: string, trace: EgressTrace): void {
@@ -241,7 +244,8 @@ async function settleFromMessages(deps: EgressDeps, reservation: { id: string; a
     }, deps.upstreamTimeoutMs ?? DEFAULT_UPSTREAM_TIMEOUT_MS);
     const settlement = answer.ok ? settlementFromList(sent, text) : null;
     if (settlement === null) return;
-    await deps.ledger(reservation.account).settleSend(reservation.account, reservation.id, settlement, deps.now());
+    // Written as the gate's other settlements are: directly, else through the retry queue.
+    await settlementWrite(deps, reservation.account)([{ reservationId: reservation.id, settlement }]);
   } catch (error) {
     // Left unknown: the estimate stays counted (once); the guard's status callback binds it if one comes.
     deps.logger.warn("egress-lookup-failed", { account: reservation.account, host: url.host, error: error instanceof Error ? deps.logger.redact(error.name) : "failed" });
@@ -282,12 +286,18 @@ function settle(deps: EgressDeps, reservation: { id: string; account: string }, 
   if (writer !== null) deps.waitUntil(writer);
 }
 
+/** A batch's write: to the account's Durable Object, else to the retry queue (at least once). */
 function settlementWrite(deps: EgressDeps, account: string): SettlementWrite {
-  return (items) => deps.ledger(account).settleSends(account, items, deps.now());
+  return (items) =>
+    settleAtLeastOnce(
+      { accountSid: account, items, atMs: deps.now() },
+      { settle: (batch) => deps.ledger(account).settleSends(account, batch.items, batch.atMs), queue: deps.retryQueue, logger: deps.logger },
+    );
 }
 
+/** A batch neither written nor queued (settleAtLeastOnce counted it as lost). */
 function settlementFailed(deps: EgressDeps, account: string): SettlementFailure {
-  return (error, items) => deps.logger.error("egress-settle-failed", error, { account, settlements: items.length });
+  return (error, items) => deps.logger.error("egress-settle-lost", error, { account, settlements: items.length });
 }
 
 /** Twilio's answer to a send: created (2xx with a Sid, maybe a price) or not. */

@@ -10,7 +10,9 @@
 // Exactly once still: each settlement is applied by the Durable Object's pure transition, which is
 // idempotent and order-free (src/ledger/reservations.ts), and is taken out of the queue by the one call
 // that carries it; a call that failed hands its settlements back (`putBack`), and applying one twice
-// (a call that failed after it committed) changes nothing. The writer runs in the request context that
+// (a call that failed after it committed) changes nothing. The writer's write is at least once (the gate
+// passes breaker/ledger-queue.ts settleAtLeastOnce): a batch its call fails to write goes to the
+// LEDGER_RETRY queue, whose consumer writes it again until it lands. The writer runs in the request context that
 // started it (kept alive by its waitUntil); one that ended mid-write (its promise never settles) is
 // noticed after STALE_WRITER_MS and the next settlement starts a new writer.
 import type { Settlement } from "../ledger/reservations.ts";
@@ -22,7 +24,7 @@ export interface SettlementItem {
 
 /** Writes one batch of an account's settlements (to its Durable Object, in one transaction). */
 export type SettlementWrite = (items: SettlementItem[]) => Promise<unknown>;
-/** Told of a batch whose write failed. */
+/** Told of a batch whose write failed (with the gate's write: neither written nor queued, so lost). */
 export type SettlementFailure = (error: unknown, items: SettlementItem[]) => void;
 
 /**

@@ -93,6 +93,10 @@ export const COUNTERS = {
     help: "Status-callback ledger writes that failed, by stage: direct (the Durable Object call; retried through the queue), retry (a queued attempt; retried again), enqueue (the queue refused it; retried), lost (given up).",
     labels: ["stage"],
   },
+  guard_egress_settle_failures_total: {
+    help: "Egress gate settlement batches whose write failed, by stage: direct (the Durable Object call; retried through the queue), retry (a queued attempt; retried again), enqueue (the queue refused it; retried), lost (given up).",
+    labels: ["stage"],
+  },
   guard_admin_auth_failures_total: {
     help: "Refused admin calls, by reason (token-missing, token-invalid, totp-required, totp-invalid, totp-reused).",
     labels: ["reason"],

@@ -2,8 +2,9 @@
 // mocked with a fetch spy. The real twilio client drives it in test/node/egress.test.ts.
 import { createExecutionContext, runInDurableObject, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { createApp } from "../../src/app.ts";
+import type { LedgerRetryMessage } from "../../src/breaker/ledger-queue.ts";
 import type { GuardEnv } from "../../src/config/env.ts";
 import { getConfig } from "../../src/config/config.ts";
 import { AuthLimiter } from "../../src/egress/auth-limit.ts";
@@ -11,6 +12,7 @@ import { handleEgress, type EgressDeps, type EgressLedger } from "../../src/egre
 import { issueEgressKey } from "../../src/egress/keys.ts";
 import { drainAlarms } from "../support/guard.ts";
 import { Logger } from "../../src/observability/log.ts";
+import { metrics } from "../../src/observability/metrics.ts";
 import { sendFacts } from "../../src/egress/send.ts";
 import { SettlementQueue, type SettlementItem } from "../../src/egress/settlements.ts";
 import { ALERTS, TWILIO_API, mockOutbound, type Captured } from "../support/origin.ts";
@@ -65,6 +67,23 @@ async function account(policy: Record<string, unknown> = { limits: [{ window: "d
 async function dayTotals(sid: string) {
   const day = (await guard(sid).snapshot()).windows.find((w) => w.window === "day")!;
   return { usd: day.usd, events: day.events };
+}
+
+/** The Worker as deployed, with the accounts' settlement calls (only those) failing: reservations go through. */
+function failingSettlements(e: GuardEnv): GuardEnv {
+  const getByName = (name: string) => {
+    const real = env.ACCOUNT_GUARD.getByName(name);
+    return { reserveSend: (req: Parameters<EgressLedger["reserveSend"]>[0]) => real.reserveSend(req), settleSends: () => Promise.reject(new Error("Durable Object unavailable")) };
+  };
+  return { ...e, ACCOUNT_GUARD: { getByName } as unknown as GuardEnv["ACCOUNT_GUARD"] };
+}
+
+/** A test that waits on the retry queue's consumer (Miniflare delivers a batch within about a second): its waitFor's bound, not the default 5 s. */
+const QUEUE_TEST_TIMEOUT_MS = 20_000;
+
+/** The states of the account's reservations, sorted. */
+function reservationStates(sid: string): Promise<string[]> {
+  return runInDurableObject(guard(sid), (_i, state) => state.storage.sql.exec<{ state: string }>("SELECT state FROM egress_reservations ORDER BY state").toArray().map((r) => r.state));
 }
 
 const sends = () => outbound.to(TWILIO_API).filter((c) => c.method === "POST" && c.url.endsWith("/Messages.json"));
@@ -252,7 +271,6 @@ describe("egress gate: forwarding a send", () => {
         carried.push(req.settle);
         throw new Error("Durable Object reset");
       },
-      settleSend: async () => {},
       settleSends: async (_sid, items) => void written.push(items),
       checkEgressKey: async () => true,
     };
@@ -260,6 +278,7 @@ describe("egress gate: forwarding a send", () => {
     const deps: EgressDeps = {
       config: getConfig(enforce), logger: new Logger(), mode: "enforce", now: Date.now, resolveTokens: async () => null, ledger: () => ledger,
       failures: { fail: () => Promise.reject(new Error("no credential failure here")) }, limiter: new AuthLimiter(), waitUntil: (p) => void pending.push(p), settlements: queue,
+      retryQueue: { send: () => Promise.reject(new Error("nothing is queued here")) } as unknown as Queue<LedgerRetryMessage>,
     };
     await expect(handleEgress(request, deps, {})).rejects.toThrow("Durable Object reset");
     expect(carried).toEqual([[waiting]]);
@@ -268,6 +287,57 @@ describe("egress gate: forwarding a send", () => {
     await writer;
     expect(written).toEqual([[waiting]]);
   });
+  it("queues on LEDGER_RETRY a settlement that neither the reservation carrying it nor the writer could write", async () => {
+    const sid = uniqueSid();
+    const key = await issueEgressKey();
+    let endHold = () => {};
+    const queue = new SettlementQueue({ wait: () => new Promise<void>((resolve) => (endHold = resolve)) });
+    const messageSid = uniqueSid("SM");
+    const reservations = ["00000000-0000-4000-8000-000000000001", "00000000-0000-4000-8000-000000000002"];
+    const carried: Array<SettlementItem[] | undefined> = [];
+    const ledger: EgressLedger = {
+      reserveSend: async (req) => {
+        carried.push(req.settle);
+        // The first send is reserved; the second call, carrying the first's settlement, fails.
+        if (carried.length > 1) throw new Error("Durable Object reset");
+        return { ok: true, reservationId: reservations[0]!, estimateUsd: 0.0083, setTimeLimitS: null, wouldRefuse: null, newCountry: false };
+      },
+      settleSends: () => Promise.reject(new Error("Durable Object overloaded")),
+      checkEgressKey: async () => true,
+    };
+    const queued: LedgerRetryMessage[] = [];
+    const pending: Array<Promise<unknown>> = [];
+    const deps: EgressDeps = {
+      config: getConfig(enforce), logger: new Logger(), mode: "enforce", now: Date.now, resolveTokens: async () => null, ledger: () => ledger,
+      failures: { fail: () => Promise.reject(new Error("no credential failure here")) }, limiter: new AuthLimiter(), waitUntil: (p) => void pending.push(p), settlements: queue,
+      retryQueue: { send: async (m: LedgerRetryMessage) => void queued.push(m) } as unknown as Queue<LedgerRetryMessage>,
+      fetch: async () => new Response(JSON.stringify({ sid: messageSid, status: "queued", price: null }), { status: 201 }),
+    };
+    const request = () => new Request(`${GUARD}${messagesPath(sid)}`, { method: "POST", headers: { authorization: basicAuth(sid, key.key), "content-type": "application/x-www-form-urlencoded" }, body: "To=%2B14155552671&Body=x" });
+    expect((await handleEgress(request(), deps, {})).status).toBe(201);
+    await expect(handleEgress(request(), deps, {})).rejects.toThrow("Durable Object reset");
+    const settlement: SettlementItem = { reservationId: reservations[0]!, settlement: { type: "accepted", sid: messageSid, priceUsd: null } };
+    expect(carried).toEqual([undefined, [settlement]]);
+    expect(queued).toEqual([]);
+    endHold();
+    await Promise.all(pending);
+    expect(queued).toEqual([{ v: 2, kind: "settlements", accountSid: sid, items: [settlement], atMs: expect.any(Number) }]);
+    expect(queue.pending).toBe(0);
+  });
+  it("settles through the retry queue's consumer when the Durable Object's settlement call fails: bound and released once", async () => {
+    const { sid, auth } = await account();
+    const inc = vi.spyOn(metrics, "inc");
+    const broken = failingSettlements(enforce);
+    let n = 0;
+    twilioAnswer = () => (n++ === 0 ? created() : new Response(JSON.stringify({ code: 21211, message: "Invalid 'To' Phone Number", status: 400 }), { status: 400 }));
+    const app = createApp();
+    expect((await call(messagesPath(sid), { auth, form: { To: US, Body: "x" } }, broken, app)).status).toBe(201);
+    expect((await call(messagesPath(sid), { auth, form: { To: US, Body: "x" } }, broken, app)).status).toBe(400);
+    expect(inc).toHaveBeenCalledWith("guard_egress_settle_failures_total", { stage: "direct" });
+    // The queue's consumer (this Worker's queue handler, run by Miniflare) writes them to the real object.
+    await vi.waitFor(async () => expect(await reservationStates(sid)).toEqual(["bound", "released"]), { timeout: 15_000, interval: 100 });
+    expect(await dayTotals(sid)).toEqual({ usd: 0.0083, events: 1 });
+  }, QUEUE_TEST_TIMEOUT_MS);
   it("answers 409, never 5xx, when Twilio does not answer; the guard's status callback then binds it once", async () => {
     const { sid, auth } = await account();
     twilioAnswer = () => new Promise<Response>(() => {});
@@ -312,6 +382,17 @@ describe("egress gate: a send Twilio never answered", () => {
     await guard(sid).record({ kind: "message-status", sid: messageSid, accountSid: sid, status: "delivered", dedupeKey: `${messageSid}:delivered`, countKey: `msg:${messageSid}`, units: { segments: 1, media: 0 }, billable: true }, null);
     expect(await dayTotals(sid)).toEqual({ usd: 0.0083, events: 1 });
   });
+  it("is bound from the Message list through the retry queue when its settlement call fails", async () => {
+    const { sid, auth } = await account();
+    const messageSid = uniqueSid("SM");
+    twilioAnswer = hangingPost(() => new Response(JSON.stringify({ messages: [{ sid: messageSid, to: US, from: "+15005550006", body: "lost answer", date_created: new Date().toUTCString() }] }), { status: 200 }));
+    const r = await call(messagesPath(sid), { auth, form: { To: US, From: "+15005550006", Body: "lost answer" } }, failingSettlements(enforce), createApp({ upstreamTimeoutMs: 50 }));
+    expect(r.status).toBe(409);
+    await vi.waitFor(async () => expect(await reservationStates(sid)).toEqual(["bound"]), { timeout: 15_000, interval: 100 });
+    const bound = await runInDurableObject(guard(sid), (_i, state) => state.storage.sql.exec<{ sid: string | null }>("SELECT sid FROM egress_reservations").one().sid);
+    expect(bound).toBe(messageSid);
+    expect(await dayTotals(sid)).toEqual({ usd: 0.0083, events: 1 });
+  }, QUEUE_TEST_TIMEOUT_MS);
   it("once bound from the Message list, gets its real price looked up after its final status: counted once, at Twilio's price", async () => {
     const { sid, auth } = await account();
     const messageSid = uniqueSid("SM");
