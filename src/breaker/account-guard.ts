@@ -115,6 +115,8 @@ export class AccountGuard extends GuardObject {
     super(ctx, env, ACCOUNT_SCHEMA, { nameKey: "sid" });
     this.#outbox = new Outbox(this.#outboxHost());
     this.#egress = new EgressStore(this.sql);
+    // A new instance (after an eviction) trusts only storage: no totals copied by an earlier one.
+    forgetTotals(this.sql);
   }
 
   protected override onRollback(): void {
