@@ -130,19 +130,23 @@ export class GuardDirectory extends GuardObject {
       // Refresh when the SID is not known, when a signature failed (a rotated token), or when the
       // listing is old; never more often than once a LISTING_MIN_INTERVAL_MS, whatever the reason.
       const wanted = row === undefined || options.refresh === true || stale;
+      let listedNow = false;
       if (wanted && (this.#listing !== null || now - attemptedAt >= LISTING_MIN_INTERVAL_MS)) {
         // A listing on its way is awaited: a burst of a new subaccount's first webhooks shares it, and
         // each is answered as soon as the page holding its SID is written (a known SID is answered
         // from its row meanwhile: it does not wait for a listing of 100 pages).
         const listed = await this.#awaitListing(sid, this.#refresh(now));
+        listedNow = listed;
         row = this.#row(sid);
         if (!listed && row === undefined) return { status: "unavailable" };
       } else if (row === undefined && listedAt === 0) {
         // Never listed successfully, and the last attempt failed a moment ago: nothing to judge by.
         return { status: "unavailable" };
       }
-      if (row === undefined && !this.#listingState().complete) {
-        // The last listing stopped at its bound: the SID may be one of the accounts it did not reach.
+      const last = this.#listingState();
+      // The last listing stopped at its bound: the SID may be one of the accounts it did not reach, or
+      // one it did not reach again (a rotated or revoked token, refreshed with the listing it asked for).
+      if (!last.complete && (row === undefined || (listedNow && row.listed_in !== last.generation))) {
         const single = await this.#lookUpAlone(sid, now);
         if (single === "unavailable") return { status: "unavailable" };
         row = this.#row(sid);
@@ -251,8 +255,9 @@ export class GuardDirectory extends GuardObject {
   }
 
   /**
-   * One GET /Accounts/{Sid}.json for a SID an incomplete listing did not hold, within the minute's
-   * budget; a subaccount of the parent is stored (as the current listing's), nothing else is.
+   * One GET /Accounts/{Sid}.json for a SID an incomplete listing did not reach, within the minute's
+   * budget; a subaccount of the parent is stored (as the current listing's), nothing else is, and a row
+   * of a SID Twilio no longer has as the parent's is removed.
    */
   async #lookUpAlone(sid: string, now: number): Promise<"done" | "unavailable"> {
     if (!ACCOUNT_SID.test(sid)) return "done";
@@ -270,9 +275,11 @@ export class GuardDirectory extends GuardObject {
       this.logger.error("account-lookup-failed", error);
       return "unavailable";
     }
-    if (account !== null && account.ownerAccountSid === config.accountSid) {
-      this.ctx.storage.transactionSync(() => this.#putSubaccounts([account], this.#listingState().generation));
-    }
+    this.ctx.storage.transactionSync(() => {
+      if (account !== null && account.ownerAccountSid === config.accountSid) this.#putSubaccounts([account], this.#listingState().generation);
+      // Twilio does not know it (any more) as the parent's: a row kept from before goes.
+      else this.sql.exec("DELETE FROM subaccounts WHERE sid = ?", sid);
+    });
     return "done";
   }
 

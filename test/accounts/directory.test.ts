@@ -148,6 +148,11 @@ function quietSubaccounts(n: number): Array<{ sid: string; token: string }> {
 const knownRows = () =>
   runInDurableObject(directory(), (_i, state) => state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM subaccounts").one().n);
 
+/** A fresh minute's budget of single lookups (earlier tests of this file looked SIDs up in the same directory). */
+async function aFreshLookupBudget(): Promise<void> {
+  await runInDurableObject(directory(), (_i, state) => void state.storage.sql.exec("UPDATE listing SET lookup_count = 0"));
+}
+
 /** A parent of more accounts than one listing walks: pages of 2, so MAX_ACCOUNT_LIST_PAGES pages end before the last subaccounts. */
 function pastTheBound(): { first: { sid: string; token: string }; last: { sid: string; token: string } } {
   twilio.setListPageSize(2);
@@ -212,6 +217,24 @@ describe("GuardDirectory: a listing merged page by page", () => {
     expect(await knownRows()).toBe(twilio.subaccounts.size);
   });
 
+  it("refreshes a rotated token past the bound when asked, and forgets the subaccount once Twilio no longer has it", async () => {
+    setup();
+    const { last } = pastTheBound();
+    await aMinuteLater();
+    await aFreshLookupBudget();
+    expect(await send(inboundSms(last.sid), last.token)).toBe(200);
+    // Rotated at Twilio: a signature failure asks the directory to refresh (the listing does not reach it).
+    twilio.subaccounts.get(last.sid)!.token = "rotated-token";
+    await aMinuteLater();
+    expect(await directory().subaccountToken(last.sid, { refresh: true })).toEqual({ status: "ok", token: "rotated-token" });
+    Map.prototype.delete.call(twilio.subaccounts, last.sid);
+    await aMinuteLater();
+    expect(await directory().subaccountToken(last.sid, { refresh: true })).toEqual({ status: "unknown" });
+    expect((await directory().subaccountNames()).some((n) => n.sid === last.sid)).toBe(false);
+    expect(listings()).toHaveLength(3 * MAX_ACCOUNT_LIST_PAGES);
+    expect(perSidLookups()).toHaveLength(3);
+  });
+
   it("lets forged AccountSids cost at most one listing and MAX_SINGLE_LOOKUPS_PER_MINUTE lookups a minute when the listing is incomplete, storing nothing", async () => {
     setup();
     // One minute of the clock: the lookups' budget is per minute.
@@ -219,8 +242,7 @@ describe("GuardDirectory: a listing merged page by page", () => {
     vi.spyOn(Date, "now").mockReturnValue(now);
     pastTheBound();
     await aMinuteLater();
-    // A fresh minute's budget (earlier tests of this file looked SIDs up in the same directory).
-    await runInDurableObject(directory(), (_i, state) => void state.storage.sql.exec("UPDATE listing SET lookup_count = 0"));
+    await aFreshLookupBudget();
     const forged = Array.from({ length: 3 * MAX_SINGLE_LOOKUPS_PER_MINUTE }, () => uniqueSid());
     const statuses: number[] = [];
     for (const sid of forged) statuses.push(await send(inboundSms(sid), "junk-token"));
