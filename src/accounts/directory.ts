@@ -1,16 +1,22 @@
 // GuardDirectory: the one Durable Object every isolate shares (named "directory"). It knows
-//   - the parent's subaccounts, their auth tokens and friendly names, learnt all at once from Twilio's
-//     account list (GET /Accounts.json, paged), refreshed at most once a LISTING_MIN_INTERVAL_MS when a
-//     SID it does not know appears (or a signature fails, for a rotated token): an unknown SID costs no
-//     per-SID lookup, forged AccountSids cost no REST call and leave no row, and a real new subaccount
-//     is found by the first listing after it was created, within a minute;
+//   - the parent's subaccounts, their auth tokens and friendly names, learnt from Twilio's account list
+//     (GET /Accounts.json, paged), refreshed at most once a LISTING_MIN_INTERVAL_MS when a SID it does
+//     not know appears (or a signature fails, for a rotated token): an unknown SID costs no per-SID
+//     lookup, forged AccountSids cost no REST call and leave no row, and a real new subaccount is found
+//     by the first listing after it was created, within a minute. The listing is written page by page
+//     (one transaction each: memory and a transaction stay one page, whatever the parent's size), merged
+//     into what is known; only a COMPLETE listing removes the subaccounts it did not contain. A listing
+//     that stops at its bound (MAX_ACCOUNT_LIST_PAGES) forgets nothing, and an unknown SID then gets one
+//     GET /Accounts/{Sid}.json, at most MAX_SINGLE_LOOKUPS_PER_MINUTE a minute (accounts past the bound);
 //   - which accounts the guard has seen (each AccountGuard registers itself once), for the admin listing.
 // It is called only on an isolate's token-cache miss and once per account, never per event.
 import { getConfig } from "../config/config.ts";
 import type { GuardEnv } from "../config/env.ts";
 import { GuardObject, versionedSchema } from "../durable/base.ts";
 import type { TwilioAccount } from "../twilio/rest.ts";
+import { ACCOUNT_SID } from "../twilio/sids.ts";
 import { twilioClientFor } from "../twilio/client.ts";
+import { MAX_ACCOUNT_LIST_PAGES } from "../twilio/rest.ts";
 import { metrics } from "../observability/metrics.ts";
 import { ensureSummaryTables, overviewOf, putFriendlyNames, putSummary, querySummaries, type AccountSummary, type Overview, type SummaryQuery } from "./summary.ts";
 
@@ -27,6 +33,13 @@ export const LISTING_MIN_INTERVAL_MS = 60_000;
 export const LISTING_RETRY_AFTER_FAILURE_MS = 1_000;
 /** A listing older than this is refreshed on the next lookup of a known SID anyway (bounds a revoked token's life). */
 export const LISTING_MAX_AGE_MS = 60 * 60_000;
+/**
+ * Only when the last listing stopped at its bound (a parent of more than 100,000 accounts): an unknown
+ * SID may be looked up alone (GET /Accounts/{Sid}.json), this many a minute, so a subaccount past the
+ * bound is verified while a flood of forged SIDs costs at most this many calls a minute. Nothing is
+ * stored for a SID Twilio does not know.
+ */
+export const MAX_SINGLE_LOOKUPS_PER_MINUTE = 10;
 /** Kept for callers that imported the old names; the listing's interval is what they meant. */
 export const DIRECTORY_REFRESH_MIN_INTERVAL_MS = LISTING_MIN_INTERVAL_MS;
 export const DIRECTORY_TOKEN_MAX_AGE_MS = LISTING_MAX_AGE_MS;
@@ -43,7 +56,9 @@ export interface AccountListing {
  * The directory's storage. 1: the first release's tables (idempotent, so it adopts a database written
  * before versioning); 2: the subaccount listing replaces the per-SID lookups (`tokens`, with negative
  * rows for forged SIDs, and `lookups`, their per-minute budget: dropped, so no forged SID's row outlives
- * the release), and the console's light summaries (summary.ts).
+ * the release), and the console's light summaries (summary.ts); 3: the listing is merged page by page:
+ * each subaccount row says which listing (`generation`) saw it last, so a complete listing removes the
+ * rows it did not see; whether the last listing was complete; the per-minute budget of single lookups.
  */
 export const DIRECTORY_SCHEMA = versionedSchema([
   {
@@ -67,11 +82,35 @@ export const DIRECTORY_SCHEMA = versionedSchema([
       ensureSummaryTables(sql);
     },
   },
+  {
+    version: 3,
+    up: (sql) =>
+      sql.exec(`
+        ALTER TABLE subaccounts ADD COLUMN listed_in INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE listing ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE listing ADD COLUMN complete INTEGER NOT NULL DEFAULT 1;
+        ALTER TABLE listing ADD COLUMN lookup_minute INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE listing ADD COLUMN lookup_count INTEGER NOT NULL DEFAULT 0;
+      `),
+  },
 ]);
+
+type SubaccountRow = { token: string; status: string; listed_in: number };
+
+interface ListingState {
+  listedAt: number;
+  attemptedAt: number;
+  generation: number;
+  complete: boolean;
+}
 
 export class GuardDirectory extends GuardObject {
   /** The listing on its way: concurrent misses share one. */
   #listing: Promise<boolean> | null = null;
+  /** The generation the listing on its way writes its rows with. */
+  #walking = 0;
+  /** Resolved (and replaced) each time the listing on its way has written a page. */
+  #pageWritten = Promise.withResolvers<void>();
 
   constructor(ctx: DurableObjectState, env: GuardEnv) {
     super(ctx, env, DIRECTORY_SCHEMA);
@@ -86,19 +125,31 @@ export class GuardDirectory extends GuardObject {
     try {
       const now = Date.now();
       let row = this.#row(sid);
-      const { listedAt, attemptedAt } = this.#listingTimes();
+      const { listedAt, attemptedAt } = this.#listingState();
       const stale = now - listedAt >= LISTING_MAX_AGE_MS;
       // Refresh when the SID is not known, when a signature failed (a rotated token), or when the
       // listing is old; never more often than once a LISTING_MIN_INTERVAL_MS, whatever the reason.
       const wanted = row === undefined || options.refresh === true || stale;
-      if (this.#listing !== null || (wanted && now - attemptedAt >= LISTING_MIN_INTERVAL_MS)) {
-        // A listing on its way is awaited: a burst of a new subaccount's first webhooks shares it.
-        const listed = await this.#refresh(now);
+      let listedNow = false;
+      if (wanted && (this.#listing !== null || now - attemptedAt >= LISTING_MIN_INTERVAL_MS)) {
+        // A listing on its way is awaited: a burst of a new subaccount's first webhooks shares it, and
+        // each is answered as soon as the page holding its SID is written (a known SID is answered
+        // from its row meanwhile: it does not wait for a listing of 100 pages).
+        const listed = await this.#awaitListing(sid, this.#refresh(now));
+        listedNow = listed;
         row = this.#row(sid);
         if (!listed && row === undefined) return { status: "unavailable" };
       } else if (row === undefined && listedAt === 0) {
         // Never listed successfully, and the last attempt failed a moment ago: nothing to judge by.
         return { status: "unavailable" };
+      }
+      const last = this.#listingState();
+      // The last listing stopped at its bound: the SID may be one of the accounts it did not reach, or
+      // one it did not reach again (a rotated or revoked token, refreshed with the listing it asked for).
+      if (!last.complete && (row === undefined || (listedNow && row.listed_in !== last.generation))) {
+        const single = await this.#lookUpAlone(sid, now);
+        if (single === "unavailable") return { status: "unavailable" };
+        row = this.#row(sid);
       }
       if (row === undefined || row.status === "closed") return { status: "unknown" };
       return { status: "ok", token: row.token };
@@ -115,49 +166,121 @@ export class GuardDirectory extends GuardObject {
       .map((r) => ({ sid: r.sid, friendlyName: r.friendly_name, status: r.status }));
   }
 
-  #row(sid: string): { token: string; status: string } | undefined {
-    return this.sql.exec<{ token: string; status: string }>("SELECT token, status FROM subaccounts WHERE sid = ?", sid).toArray()[0];
+  #row(sid: string): SubaccountRow | undefined {
+    return this.sql.exec<SubaccountRow>("SELECT token, status, listed_in FROM subaccounts WHERE sid = ?", sid).toArray()[0];
   }
 
-  #listingTimes(): { listedAt: number; attemptedAt: number } {
-    const row = this.sql.exec<{ listed_at: number; attempted_at: number }>("SELECT listed_at, attempted_at FROM listing WHERE id = 1").toArray()[0];
-    return { listedAt: row?.listed_at ?? 0, attemptedAt: row?.attempted_at ?? 0 };
+  #listingState(): ListingState {
+    const row = this.sql
+      .exec<{ listed_at: number; attempted_at: number; generation: number; complete: number }>("SELECT listed_at, attempted_at, generation, complete FROM listing WHERE id = 1")
+      .toArray()[0];
+    return { listedAt: row?.listed_at ?? 0, attemptedAt: row?.attempted_at ?? 0, generation: row?.generation ?? 0, complete: (row?.complete ?? 1) === 1 };
   }
 
-  /** Lists the parent's accounts at Twilio and replaces the table with them; false when Twilio could not be asked. */
+  /**
+   * Waits for the listing, or only until a page of it has written the SID's row (the listing goes on):
+   * true when the listing succeeded or the row was written by it.
+   */
+  async #awaitListing(sid: string, listing: Promise<boolean>): Promise<boolean> {
+    const generation = this.#walking;
+    const done = listing.then((listed) => ({ listed }));
+    for (;;) {
+      const next = await Promise.race([done, this.#pageWritten.promise.then(() => null)]);
+      if (next !== null) return next.listed;
+      if (this.#row(sid)?.listed_in === generation) return true;
+    }
+  }
+
+  /**
+   * Lists the parent's accounts at Twilio, page by page, merging each page into the table in its own
+   * transaction; a complete listing then removes the rows it did not see. False when Twilio could not
+   * be asked (what was written of a failed listing stays: it is what Twilio said, and removes nothing).
+   */
   #refresh(now: number): Promise<boolean> {
     if (this.#listing) return this.#listing;
-    const { listedAt } = this.#listingTimes();
+    const generation = this.#listingState().generation + 1;
     // The attempt is recorded first: a failing Twilio is asked once a minute too.
-    this.sql.exec("INSERT OR REPLACE INTO listing (id, listed_at, attempted_at) VALUES (1, ?, ?)", listedAt, now);
+    this.sql.exec(
+      "INSERT INTO listing (id, listed_at, attempted_at, generation) VALUES (1, 0, ?, ?) ON CONFLICT (id) DO UPDATE SET attempted_at = excluded.attempted_at, generation = excluded.generation",
+      now,
+      generation,
+    );
+    this.#walking = generation;
     const listing = (async () => {
       const config = getConfig(this.env);
       const client = twilioClientFor(config);
-      let accounts: TwilioAccount[];
+      let complete: boolean;
       try {
-        accounts = await client.listAccounts();
+        ({ complete } = await client.walkAccounts((page) => {
+          const ours = page.filter((a) => a.sid !== config.accountSid && a.ownerAccountSid === config.accountSid);
+          this.ctx.storage.transactionSync(() => this.#putSubaccounts(ours, generation));
+          this.#signalPage();
+        }));
       } catch (error) {
         this.logger.error("account-listing-failed", error);
         this.sql.exec("UPDATE listing SET attempted_at = ? WHERE id = 1", now - LISTING_MIN_INTERVAL_MS + LISTING_RETRY_AFTER_FAILURE_MS);
         return false;
       }
-      const ours = accounts.filter((a) => a.sid !== config.accountSid && a.ownerAccountSid === config.accountSid);
       this.ctx.storage.transactionSync(() => {
-        this.sql.exec("DELETE FROM subaccounts");
-        for (const a of ours) {
-          this.sql.exec("INSERT OR REPLACE INTO subaccounts (sid, token, friendly_name, status) VALUES (?, ?, ?, ?)", a.sid, a.authToken, a.friendlyName, a.status);
-        }
-        // The console's listing shows (and searches) the names Twilio has: learnt here, with the tokens.
-        putFriendlyNames(this.sql, ours.map((a) => ({ sid: a.sid, friendlyName: a.friendlyName })));
-        this.sql.exec("UPDATE listing SET listed_at = ? WHERE id = 1", now);
+        // Only a listing that saw every account may conclude that a row it did not see is gone.
+        if (complete) this.sql.exec("DELETE FROM subaccounts WHERE listed_in <> ?", generation);
+        else this.logger.warn("account-listing-incomplete", { pages: MAX_ACCOUNT_LIST_PAGES });
+        this.sql.exec("UPDATE listing SET listed_at = ?, complete = ? WHERE id = 1", now, complete ? 1 : 0);
       });
       return true;
     })();
     this.#listing = listing;
     void listing.finally(() => {
       if (this.#listing === listing) this.#listing = null;
+      this.#signalPage();
     });
     return listing;
+  }
+
+  #putSubaccounts(accounts: readonly TwilioAccount[], generation: number): void {
+    for (const a of accounts) {
+      this.sql.exec(
+        "INSERT OR REPLACE INTO subaccounts (sid, token, friendly_name, status, listed_in) VALUES (?, ?, ?, ?, ?)",
+        a.sid, a.authToken, a.friendlyName, a.status, generation,
+      );
+    }
+    // The console's listing shows (and searches) the names Twilio has: learnt here, with the tokens.
+    putFriendlyNames(this.sql, accounts.map((a) => ({ sid: a.sid, friendlyName: a.friendlyName })));
+  }
+
+  #signalPage(): void {
+    const written = this.#pageWritten;
+    this.#pageWritten = Promise.withResolvers<void>();
+    written.resolve();
+  }
+
+  /**
+   * One GET /Accounts/{Sid}.json for a SID an incomplete listing did not reach, within the minute's
+   * budget; a subaccount of the parent is stored (as the current listing's), nothing else is, and a row
+   * of a SID Twilio no longer has as the parent's is removed.
+   */
+  async #lookUpAlone(sid: string, now: number): Promise<"done" | "unavailable"> {
+    if (!ACCOUNT_SID.test(sid)) return "done";
+    const config = getConfig(this.env);
+    if (sid === config.accountSid) return "done";
+    const minute = Math.floor(now / 60_000);
+    const budget = this.sql.exec<{ lookup_minute: number; lookup_count: number }>("SELECT lookup_minute, lookup_count FROM listing WHERE id = 1").toArray()[0];
+    const used = budget !== undefined && budget.lookup_minute === minute ? budget.lookup_count : 0;
+    if (used >= MAX_SINGLE_LOOKUPS_PER_MINUTE) return "done";
+    this.sql.exec("UPDATE listing SET lookup_minute = ?, lookup_count = ? WHERE id = 1", minute, used + 1);
+    let account: TwilioAccount | null;
+    try {
+      account = await twilioClientFor(config).fetchAccount(sid);
+    } catch (error) {
+      this.logger.error("account-lookup-failed", error);
+      return "unavailable";
+    }
+    this.ctx.storage.transactionSync(() => {
+      if (account !== null && account.ownerAccountSid === config.accountSid) this.#putSubaccounts([account], this.#listingState().generation);
+      // Twilio does not know it (any more) as the parent's: a row kept from before goes.
+      else this.sql.exec("DELETE FROM subaccounts WHERE sid = ?", sid);
+    });
+    return "done";
   }
 
   /** Called once by each AccountGuard when it first records anything. Idempotent. */

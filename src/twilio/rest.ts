@@ -28,6 +28,12 @@ export const LIST_PAGE_SIZE = 1000;
 // Bounds a list walk (10 × 1000 items) so a next_page_uri loop or a huge account cannot pin the Worker.
 export const MAX_LIST_PAGES = 10;
 
+// Bounds one walk of the parent's account list (100 × 1000 = 100,000 accounts). Twilio allows 1,000
+// subaccounts by default and more on request (error 21480), without a documented ceiling: 100× the
+// default. The walk hands over one page at a time (a page of 1000 is ~1 MB of JSON), so memory stays one
+// page whatever the bound, and 100 requests fit the paid plan's 1,000 subrequests per invocation.
+export const MAX_ACCOUNT_LIST_PAGES = 100;
+
 // The usage category that sums every priced category: what a spend limit watches
 // (https://www.twilio.com/docs/usage/api/usage-record#usage-categories).
 export const USAGE_CATEGORY_TOTAL_PRICE = "totalprice";
@@ -115,6 +121,12 @@ export interface TwilioClient {
    * well-formed account are skipped.
    */
   listAccounts(): Promise<TwilioAccount[]>;
+  /**
+   * The same listing, handed over a page at a time (`onPage` is awaited before the next request), for at
+   * most `maxPages` pages (default MAX_ACCOUNT_LIST_PAGES). `complete` is false when it stopped at the
+   * bound with pages left: the caller then saw only part of the parent's accounts.
+   */
+  walkAccounts(onPage: (accounts: TwilioAccount[]) => void | Promise<void>, maxPages?: number): Promise<{ complete: boolean; pages: number }>;
   /** GET /Accounts/{Sid}.json; null when Twilio answers 404 (unknown SID, or not under the parent). */
   fetchAccount(sid: string): Promise<TwilioAccount | null>;
   /** POST /Accounts/{Sid}.json Status=…; refuses (plain Error, no request) to suspend the parent. */
@@ -206,6 +218,19 @@ function toAccount(json: unknown, expectedSid: string): TwilioAccount {
     authToken,
     friendlyName: str(json.friendly_name),
   };
+}
+
+const ACCOUNTS_LIST_PATH = `${API_VERSION_PATH}/Accounts.json`;
+
+/** An item of the account list; undefined (skipped) when it is not a well-formed account. */
+function toListedAccount(item: unknown): TwilioAccount | undefined {
+  if (!isRecord(item) || typeof item.sid !== "string" || !ACCOUNT_SID.test(item.sid)) return undefined;
+  try {
+    return toAccount(item, item.sid);
+  } catch (error) {
+    if (error instanceof MalformedResponse) return undefined;
+    throw error;
+  }
 }
 
 function toTrigger(json: unknown): UsageTrigger {
@@ -343,19 +368,22 @@ export function createTwilioClient(cfg: TwilioRestConfig): TwilioClient {
   }
 
   /**
-   * Walks next_page_uri (relative to apiBase, same resource only) for at most MAX_LIST_PAGES pages and
-   * returns what it collected; `mapItem` returns undefined to skip an item, throws MalformedResponse to fail.
+   * Walks next_page_uri (relative to apiBase, same resource only) for at most `maxPages` pages, handing
+   * each page's items to `onPage` (awaited) before asking for the next; `mapItem` returns undefined to
+   * skip an item, throws MalformedResponse to fail. `complete`: the last page had no next_page_uri.
    */
-  async function listAll<T>(
+  async function walkList<T>(
     purpose: RestPurpose,
     path: string,
     query: Record<string, string>,
     key: string,
     mapItem: (item: unknown) => T | undefined,
-  ): Promise<T[]> {
-    const items: T[] = [];
+    onPage: (items: T[]) => void | Promise<void>,
+    maxPages: number,
+  ): Promise<{ complete: boolean; pages: number }> {
     let next: string | null = `${path}?${new URLSearchParams(query).toString()}`;
-    for (let page = 0; next !== null && page < MAX_LIST_PAGES; page++) {
+    let pages = 0;
+    for (; next !== null && pages < maxPages; pages++) {
       const result: { mapped: T[]; nextPageUri: string | null } = await request(purpose, "GET", next, undefined, (_status, text) => {
         const parsed = toListPage(parseJson(text), key);
         const uri = parsed.nextPageUri;
@@ -370,9 +398,22 @@ export function createTwilioClient(cfg: TwilioRestConfig): TwilioClient {
         }
         return { mapped, nextPageUri: uri };
       });
-      items.push(...result.mapped);
+      await onPage(result.mapped);
       next = result.nextPageUri;
     }
+    return { complete: next === null, pages };
+  }
+
+  /** walkList for at most MAX_LIST_PAGES pages, collected into one array. */
+  async function listAll<T>(
+    purpose: RestPurpose,
+    path: string,
+    query: Record<string, string>,
+    key: string,
+    mapItem: (item: unknown) => T | undefined,
+  ): Promise<T[]> {
+    const items: T[] = [];
+    await walkList(purpose, path, query, key, mapItem, (page) => void items.push(...page), MAX_LIST_PAGES);
     return items;
   }
 
@@ -380,15 +421,12 @@ export function createTwilioClient(cfg: TwilioRestConfig): TwilioClient {
 
   return {
     async listAccounts() {
-      return listAll("list-accounts", `${API_VERSION_PATH}/Accounts.json`, { PageSize: String(LIST_PAGE_SIZE) }, "accounts", (item) => {
-        if (!isRecord(item) || typeof item.sid !== "string" || !ACCOUNT_SID.test(item.sid)) return undefined;
-        try {
-          return toAccount(item, item.sid);
-        } catch (error) {
-          if (error instanceof MalformedResponse) return undefined;
-          throw error;
-        }
-      });
+      return listAll("list-accounts", ACCOUNTS_LIST_PATH, { PageSize: String(LIST_PAGE_SIZE) }, "accounts", toListedAccount);
+    },
+
+    async walkAccounts(onPage, maxPages = MAX_ACCOUNT_LIST_PAGES) {
+      if (!Number.isInteger(maxPages) || maxPages < 1) throw new Error("invalid page bound: expected a positive integer");
+      return walkList("list-accounts", ACCOUNTS_LIST_PATH, { PageSize: String(LIST_PAGE_SIZE) }, "accounts", toListedAccount, onPage, maxPages);
     },
 
     async fetchAccount(sid) {

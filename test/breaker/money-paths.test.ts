@@ -14,6 +14,7 @@ import { ALERTS, ORIGIN, TWILIO_API, fakeTwilio, mockOutbound, statusCalls, twim
 import { drainAlarms, guard, reconcileNow, today } from "../support/guard.ts";
 import { WORKER, gate, send, subaccount } from "../support/money.ts";
 import { callStatus, inboundCall, messageStatus, signedForm, uniqueSid, type Params } from "../support/twilio.ts";
+import { DIRECTORY_SCHEMA } from "../../src/accounts/directory.ts";
 
 let outbound: ReturnType<typeof mockOutbound>;
 let twilio: FakeTwilio;
@@ -327,7 +328,7 @@ describe("storage bounds", () => {
     expect(tables.names).toEqual(expect.arrayContaining(["accounts", "account_summary", "listing", "subaccounts"]));
     expect(tables.names).not.toContain("tokens");
     expect(tables.names).not.toContain("lookups");
-    expect(tables.schema).toBe("2");
+    expect(tables.schema).toBe(String(DIRECTORY_SCHEMA.version));
   });
 
   it("the usage series and egress keys of an account never written are empty, and create no storage", async () => {

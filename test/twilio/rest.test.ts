@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import {
   createTwilioClient,
   LIST_PAGE_SIZE,
+  MAX_ACCOUNT_LIST_PAGES,
   MAX_LIST_PAGES,
   MAX_SMS_BODY_CHARS,
   TwilioRestError,
@@ -249,6 +250,46 @@ describe("setAccountStatus", () => {
     const f = fakeFetch(json(200, account(SUB)));
     await expect(client(f).setAccountStatus(SUB, "closed" as "active")).rejects.toThrow(/invalid account status/);
     expect(f.fn).not.toHaveBeenCalled();
+  });
+});
+
+describe("walkAccounts", () => {
+  const NEXT = "/2010-04-01/Accounts.json?PageSize=1000&Page=1&PageToken=PAabc";
+  function accounts(sids: string[], next: string | null) {
+    return json(200, { accounts: sids.map((sid) => account(sid)), next_page_uri: next, page: 0, page_size: LIST_PAGE_SIZE });
+  }
+
+  it("hands over each page before asking for the next, and says the listing is complete", async () => {
+    const other = "AC" + "1".repeat(32);
+    const f = fakeFetch(accounts([SUB, "ACnot-a-sid"], NEXT), accounts([other], null));
+    const pages: Array<{ sids: string[]; requestsSoFar: number }> = [];
+    const walked = await client(f).walkAccounts((page) => void pages.push({ sids: page.map((a) => a.sid), requestsSoFar: f.seen.length }));
+    expect(walked).toEqual({ complete: true, pages: 2 });
+    expect(pages).toEqual([{ sids: [SUB], requestsSoFar: 1 }, { sids: [other], requestsSoFar: 2 }]);
+    expect(Object.fromEntries(f.seen[0]!.url.searchParams)).toEqual({ PageSize: "1000" });
+    expect(f.seen[1]!.url.pathname + f.seen[1]!.url.search).toBe(NEXT);
+  });
+
+  it("stops at its bound (MAX_ACCOUNT_LIST_PAGES by default) and says the listing is incomplete", async () => {
+    const f = fakeFetch(() => accounts([SUB], NEXT));
+    let handed = 0;
+    expect(await client(f).walkAccounts(() => void handed++, 3)).toEqual({ complete: false, pages: 3 });
+    expect(handed).toBe(3);
+    const g = fakeFetch(() => accounts([SUB], NEXT));
+    expect(await client(g).walkAccounts(() => {})).toEqual({ complete: false, pages: MAX_ACCOUNT_LIST_PAGES });
+    expect(g.fn).toHaveBeenCalledTimes(MAX_ACCOUNT_LIST_PAGES);
+  });
+
+  it("refuses a bound that is not a positive integer, asking nothing", async () => {
+    const f = fakeFetch(accounts([SUB], null));
+    for (const bound of [0, -1, 1.5, Number.NaN]) await expect(client(f).walkAccounts(() => {}, bound)).rejects.toThrow(/page bound/);
+    expect(f.fn).not.toHaveBeenCalled();
+  });
+
+  it("fails when a page's consumer fails, asking for no further page", async () => {
+    const f = fakeFetch(() => accounts([SUB], NEXT));
+    await expect(client(f).walkAccounts(() => Promise.reject(new Error("storage full")))).rejects.toThrow("storage full");
+    expect(f.fn).toHaveBeenCalledTimes(1);
   });
 });
 
