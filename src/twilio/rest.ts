@@ -116,14 +116,9 @@ export interface SendPrice {
 
 export interface TwilioClient {
   /**
-   * GET /Accounts.json?PageSize=1000, every page (bounded by MAX_LIST_PAGES) through next_page_uri: the
-   * parent and each of its subaccounts, with auth tokens and friendly names. Items that are not a
-   * well-formed account are skipped.
-   */
-  listAccounts(): Promise<TwilioAccount[]>;
-  /**
-   * The same listing, handed over a page at a time (`onPage` is awaited before the next request), for at
-   * most `maxPages` pages (default MAX_ACCOUNT_LIST_PAGES). `complete` is false when it stopped at the
+   * GET /Accounts.json?PageSize=1000 through next_page_uri: the parent and each of its subaccounts, with
+   * auth tokens and friendly names (items that are not a well-formed account are skipped), handed over a
+   * page at a time (`onPage` is awaited before the next request), for at most `maxPages` pages (default MAX_ACCOUNT_LIST_PAGES). `complete` is false when it stopped at the
    * bound with pages left: the caller then saw only part of the parent's accounts.
    */
   walkAccounts(onPage: (accounts: TwilioAccount[]) => void | Promise<void>, maxPages?: number): Promise<{ complete: boolean; pages: number }>;
@@ -420,10 +415,6 @@ export function createTwilioClient(cfg: TwilioRestConfig): TwilioClient {
   const accountPath = (sid: string) => `${API_VERSION_PATH}/Accounts/${requireSid(ACCOUNT_SID, sid, "Account SID")}`;
 
   return {
-    async listAccounts() {
-      return listAll("list-accounts", ACCOUNTS_LIST_PATH, { PageSize: String(LIST_PAGE_SIZE) }, "accounts", toListedAccount);
-    },
-
     async walkAccounts(onPage, maxPages = MAX_ACCOUNT_LIST_PAGES) {
       if (!Number.isInteger(maxPages) || maxPages < 1) throw new Error("invalid page bound: expected a positive integer");
       return walkList("list-accounts", ACCOUNTS_LIST_PATH, { PageSize: String(LIST_PAGE_SIZE) }, "accounts", toListedAccount, onPage, maxPages);

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import twilio from "twilio";
-import { createTwilioClient, TwilioRestError, type TwilioClient } from "../../src/twilio/rest.ts";
+import { createTwilioClient, TwilioRestError, type TwilioAccount, type TwilioClient } from "../../src/twilio/rest.ts";
 import { startTwilioStandin, type TwilioStandin } from "../../dev/twilio-standin.ts";
 
 // Obviously fake credentials.
@@ -89,7 +89,8 @@ describe("twilio stand-in: accounts, through the client", () => {
       const subs = Array.from({ length: 4 }, (_, i) => small.addSubaccount({ friendlyName: `tenant ${i}` }));
       const foreign = small.addSubaccount();
       small.accounts.get(foreign.sid)!.ownerAccountSid = "AC" + "7".repeat(32);
-      const listed = await clientFor(small).listAccounts();
+      const listed: TwilioAccount[] = [];
+      expect(await clientFor(small).walkAccounts((page) => void listed.push(...page))).toEqual({ complete: true, pages: 3 });
       expect(listed.map((a) => a.sid)).toEqual([PARENT, ...subs.map((s) => s.sid)]);
       for (const [i, sub] of subs.entries()) {
         expect(listed[i + 1]).toEqual({ sid: sub.sid, status: "active", ownerAccountSid: PARENT, authToken: sub.authToken, friendlyName: `tenant ${i}` });
