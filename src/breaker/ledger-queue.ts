@@ -27,6 +27,7 @@ import type { BillableEvent, EventKind } from "../ledger/classify.ts";
 import type { Settlement } from "../ledger/reservations.ts";
 import { MAX_SETTLEMENTS_PER_WRITE, type SettlementItem } from "../egress/settlements.ts";
 import { ACCOUNT_SID, SEND_SID } from "../twilio/sids.ts";
+import { RESERVATION_ID } from "../egress/protocol.ts";
 
 /** One ledger write, as queued: plain data. */
 export interface LedgerWrite {
@@ -144,8 +145,6 @@ export function settleAtLeastOnce(batch: SettlementBatch, deps: SettleAtLeastOnc
 }
 
 const EVENT_KINDS: ReadonlySet<EventKind> = new Set(["inbound-message", "message-status", "inbound-call", "call-status"]);
-/** A reservation id is a UUID (crypto.randomUUID in the AccountGuard); anything longer is not one. */
-const MAX_RESERVATION_ID_CHARS = 64;
 
 /** A status callback's queued write (version 1), or null when the body is not one. */
 export function parseLedgerMessage(body: unknown): LedgerWrite | null {
@@ -193,7 +192,7 @@ export function parseSettlementsMessage(body: unknown): SettlementBatch | null {
   for (const raw of m.items as unknown[]) {
     if (typeof raw !== "object" || raw === null) return null;
     const { reservationId, settlement } = raw as { reservationId?: unknown; settlement?: unknown };
-    if (typeof reservationId !== "string" || reservationId === "" || reservationId.length > MAX_RESERVATION_ID_CHARS) return null;
+    if (typeof reservationId !== "string" || !RESERVATION_ID.test(reservationId)) return null;
     const parsed = parseSettlement(settlement);
     if (parsed === null) return null;
     items.push({ reservationId, settlement: parsed });

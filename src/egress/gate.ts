@@ -24,7 +24,7 @@ import { presentedCredentials, tokenMatches } from "./credentials.ts";
 import { parseGatePath, upstreamUrl } from "./hosts.ts";
 import { hashEgressKey } from "./keys.ts";
 import { lookupQuery, settlementFromList, type SentMessage } from "./lookup.ts";
-import type { GateRefusal, ReserveAnswer, ReserveRequest } from "./protocol.ts";
+import { RESERVATION_ID, type GateRefusal, type ReserveAnswer, type ReserveRequest } from "./protocol.ts";
 import { refusal } from "./refusals.ts";
 import { requestScope } from "./scope.ts";
 import { SendError, sendFacts } from "./send.ts";
@@ -41,7 +41,6 @@ const MAX_SEND_BODY_BYTES = 64 * 1024;
 const FORWARDED_REQUEST_HEADERS = ["accept", "accept-charset", "content-type", "user-agent", "i-twilio-idempotency-token", "x-twilio-webhook-enabled"];
 /** Response headers that describe the connection, not the answer: dropped when relaying. */
 const HOP_BY_HOP = new Set(["connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding", "set-cookie", "upgrade"]);
-const RESERVATION_ID = /^[0-9a-f-]{36}$/;
 
 export interface EgressLedger {
   reserveSend(req: ReserveRequest): Promise<ReserveAnswer>;

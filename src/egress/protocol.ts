@@ -7,6 +7,9 @@ import type { SettlementItem } from "./settlements.ts";
 export type { EgressMode } from "../config/config.ts";
 import type { EgressMode } from "../config/config.ts";
 
+/** A reservation's id: crypto.randomUUID() in the AccountGuard (lower-case hex and dashes, 36 characters). */
+export const RESERVATION_ID = /^[0-9a-f-]{36}$/;
+
 export type GateRefusalReason = "credentials" | "country" | "per-prefix" | "per-destination" | "limit" | "breaker-open";
 
 export interface GateRefusal {
