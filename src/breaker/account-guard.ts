@@ -735,7 +735,10 @@ export class AccountGuard extends GuardObject {
     };
   }
 
-  /** Settles a reservation with Twilio's answer (idempotent: a second settlement changes nothing). */
+  /**
+   * Settles a reservation with Twilio's answer (idempotent: a second settlement changes nothing). The
+   * gate now calls settleSends; this one stays for Workers of the previous release during a deploy.
+   */
   async settleSend(sid: string, reservationId: string, settlement: Settlement, atMs?: number): Promise<void> {
     const now = atMs ?? Date.now();
     await this.settleSends(sid, [{ reservationId, settlement }], now);
