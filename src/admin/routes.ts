@@ -457,10 +457,6 @@ function breakerView(s: Pick<AccountSnapshot, "breaker">) {
   };
 }
 
-function windowsView(s: Pick<AccountSnapshot, "windows">) {
-  return s.windows.map((w) => ({ window: w.window, windowId: w.windowId, usd: w.usd, events: w.events, limits: w.limits }));
-}
-
 function parsePageSize(value: string | null): number {
   if (value === null || value === "") return DEFAULT_PAGE_SIZE;
   if (!/^[0-9]+$/.test(value)) throw badField("limit", `limit: must be a whole number from 1 to ${MAX_PAGE_SIZE}`);
