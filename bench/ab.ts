@@ -9,7 +9,8 @@
 // directly instead (bench/do-driver.ts, 32 record() calls in flight): the Durable Object alone.
 // `egress` sends twilio-node's messages.create request with an egress key through the REST egress gate
 // to the Twilio stand-in (bench/lib/egress-load.ts; 4 connections, as section 6) and also prints the
-// median over rounds of each round's p50 / p99 latency.
+// median over rounds of each round's p50 / p99 latency. `many` is section 5's traffic (bench/lib/many-ab.ts):
+// each event on an evicted AccountGuard of its own subaccount, against the same count over 10 accounts.
 import { randomBytes } from "node:crypto";
 import { resolve } from "node:path";
 import { driverSource } from "./sections/breaker.ts";
@@ -21,17 +22,22 @@ import { runLoad, summary } from "./lib/load.ts";
 import { cpuMs } from "./lib/profile.ts";
 import { median } from "./lib/stats.ts";
 import { EGRESS_VARS, egressSend, prepareEgressAccount } from "./lib/egress-load.ts";
+import { manyAb } from "./lib/many-ab.ts";
 
 process.removeAllListeners("warning");
 const [treeA, treeB] = [process.argv[2], process.argv[3]].map((t) => (t === undefined ? undefined : resolve(t)));
 if (treeA === undefined || treeB === undefined) {
-  console.error("usage: node bench/ab.ts <treeA> <treeB> [sms|status|do|egress] [rounds]");
+  console.error("usage: node bench/ab.ts <treeA> <treeB> [sms|status|do|egress|many] [rounds]");
   process.exit(2);
 }
 const path = process.argv[4] ?? "sms";
 const rounds = Number(process.argv[5] ?? 5);
-const PER_ROUND = Number(process.argv[6] ?? 3000);
+const PER_ROUND = Number(process.argv[6] ?? (path === "many" ? 500 : 3000));
 const PARALLEL = process.env.AB_PARALLEL === "1";
+if (path === "many") {
+  await manyAb([treeA, treeB], rounds, PER_ROUND, PARALLEL);
+  process.exit(0);
+}
 const PARENT = sid("AC");
 const TOKEN = "bench-parent-token-not-a-secret";
 const ADMIN_TOKEN = "bench-admin-token-not-a-secret";

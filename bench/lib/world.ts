@@ -32,7 +32,7 @@ export interface World {
   /** Called with each request the stand-in records, and when (performance.now()) it was recorded. */
   onStandinRequest: ((request: RecordedRequest, at: number) => void) | null;
   /** Starts a guard from a copy of the prepared state, with these extra vars. */
-  startGuard(vars?: Record<string, string>, options?: Pick<GuardSettings, "inspectorPort" | "driver"> & { stateDir?: string }): Promise<RunningGuard>;
+  startGuard(vars?: Record<string, string>, options?: Pick<GuardSettings, "inspectorPort" | "driver" | "workerRoot"> & { stateDir?: string }): Promise<RunningGuard>;
   /** Adds subaccounts to the stand-in only (the prepared directory does not know them). */
   addUnknownSubaccounts(n: number): Account[];
   /** Milliseconds the preparation took, and what it did. */

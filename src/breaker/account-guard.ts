@@ -105,8 +105,12 @@ export class AccountGuard extends GuardObject {
   #registered = false;
   /** The newest recent_events sequence number, once read (the ring's next slot follows it). */
   #recentSeq: number | null = null;
-  /** When this instance last pushed its summary to the directory (real time), and the push's revision. */
-  #summaryPushedAt = 0;
+  /** The newest recent event's time, once read (the summary's last activity); kept with #recentSeq. */
+  #lastActivityMs: number | null = null;
+  /** The last activity before this instance's first event: where an earlier instance left the summary (see #lastPushAt). */
+  #activityBefore: number | null = null;
+  /** When the summary was last pushed (real time): null until this instance knows (see #lastPushAt); and the push's revision. */
+  #summaryPushedAt: number | null = null;
   #summaryRev = 0;
   /** The REST egress gate's rows (src/egress/store.ts). */
   readonly #egress: EgressStore;
@@ -121,11 +125,14 @@ export class AccountGuard extends GuardObject {
 
   protected override onRollback(): void {
     this.#recentSeq = null;
+    this.#lastActivityMs = null;
   }
 
   protected override forgetCached(): void {
     super.forgetCached();
     forgetTotals(this.sql);
+    this.#recentSeq = null;
+    this.#lastActivityMs = null;
   }
 
   get #config(): Config {
@@ -289,6 +296,7 @@ export class AccountGuard extends GuardObject {
         "INSERT OR REPLACE INTO recent_events (id, seq, at_ms, kind, sid, status, usd_micros, counted, duplicate, blocked) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         seq % RECENT_EVENTS_KEPT, seq, now, event.kind, event.sid, event.status, shownMicros, settled ? 2 : add.events, duplicate ? 1 : 0, blocked ? 1 : 0,
       );
+      this.#lastActivityMs = Math.max(this.#lastActivityMs ?? 0, now);
       return { duplicate, blocked, effects };
     });
     await this.#afterWrite(verdict.effects, now);
@@ -350,8 +358,16 @@ export class AccountGuard extends GuardObject {
   }
 
   #nextRecentSeq(): number {
-    this.#recentSeq ??= this.sql.exec<{ seq: number | null }>("SELECT MAX(seq) AS seq FROM recent_events").one().seq ?? 0;
-    return ++this.#recentSeq;
+    if (this.#recentSeq === null) this.#readRecent();
+    return ++this.#recentSeq!;
+  }
+
+  /** The ring's newest sequence number and time, in one read (a new instance's first event needs both). */
+  #readRecent(): void {
+    const row = this.sql.exec<{ seq: number | null; at: number | null }>("SELECT MAX(seq) AS seq, MAX(at_ms) AS at FROM recent_events").one();
+    this.#recentSeq = row.seq ?? 0;
+    this.#lastActivityMs = row.at ?? 0;
+    this.#activityBefore ??= this.#lastActivityMs;
   }
 
   /**
@@ -632,14 +648,31 @@ export class AccountGuard extends GuardObject {
    */
   async #noteSummary(now: number, force: boolean): Promise<void> {
     const real = Date.now();
-    if (!force && real - this.#summaryPushedAt < SUMMARY_PUSH_INTERVAL_MS) {
+    const pushedAt = force ? null : this.#lastPushAt(now, real);
+    if (pushedAt !== null && real - pushedAt < SUMMARY_PUSH_INTERVAL_MS) {
       if (this.meta("summary_at") === null) {
-        this.setMeta("summary_at", String(this.#summaryPushedAt + SUMMARY_PUSH_INTERVAL_MS));
+        this.setMeta("summary_at", String(pushedAt + SUMMARY_PUSH_INTERVAL_MS));
         await this.#afterWrite(true, real);
       }
       return;
     }
     this.#pushSummary(now);
+  }
+
+  /**
+   * When the summary was last pushed, in real time. A new instance (after an eviction, a deploy) has
+   * not pushed yet, but an earlier one left every event of the account either pushed or in summary_at
+   * for the alarm's trailing push: so the last push is no older than the last activity before this
+   * instance's first event. That activity is in the event clock (`now`'s): its distance from `now` is
+   * taken back from real time, so the two clocks are never compared. Without it, every new instance
+   * would push on its first event, however recently the one before it had.
+   */
+  #lastPushAt(now: number, real: number): number {
+    if (this.#summaryPushedAt === null) {
+      const before = this.#activityBefore ?? this.#lastActivity();
+      this.#summaryPushedAt = before === 0 ? 0 : real - Math.max(0, now - before);
+    }
+    return this.#summaryPushedAt;
   }
 
   #pushSummary(now: number): void {
@@ -853,7 +886,8 @@ export class AccountGuard extends GuardObject {
   }
 
   #lastActivity(): number {
-    return this.sql.exec<{ at: number | null }>("SELECT MAX(at_ms) AS at FROM recent_events").one().at ?? 0;
+    if (this.#lastActivityMs === null) this.#readRecent();
+    return this.#lastActivityMs!;
   }
 
   async #reschedule(now: number): Promise<void> {
@@ -868,6 +902,8 @@ export class AccountGuard extends GuardObject {
     this.transaction(() => {
       const { more } = pruneAccount(this.sql, now);
       forgetTotals(this.sql);
+      this.#recentSeq = null;
+      this.#lastActivityMs = null;
       this.#egress.prune(now, now - SEEN_RETENTION_MS);
       for (const grain of GRAINS) this.sql.exec("DELETE FROM usage_buckets WHERE grain = ? AND start_ms < ?", grain, oldestKept(grain, now));
       if (more) this.setMeta("prune_at", String(now + PRUNE_INTERVAL_MS));

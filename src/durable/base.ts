@@ -86,9 +86,11 @@ export abstract class GuardObject extends DurableObject<GuardEnv> {
     this.#schema = schema;
     this.#nameKey = options.nameKey ?? "name";
     this.logger = new Logger(configSecrets(env));
-    // A database of an older version is brought up to date now, whatever the schema's laziness.
-    this.#ready = !(schema.lazy === true && schema.found(this.sql) === 0);
-    if (this.#ready) this.ctx.storage.transactionSync(() => schema.migrate(this.sql));
+    // A database of an older version is brought up to date now, whatever the schema's laziness. One at
+    // the current version (every instance after the first, e.g. after each eviction) opens no transaction.
+    const found = schema.found(this.sql);
+    this.#ready = !(schema.lazy === true && found === 0);
+    if (this.#ready && found !== schema.version) this.ctx.storage.transactionSync(() => schema.migrate(this.sql));
   }
 
   /** Whether the schema exists (a lazy schema before its first write does not). */

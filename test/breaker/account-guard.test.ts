@@ -6,6 +6,8 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { drainAlarms, guard } from "../support/guard.ts";
 import { WORKER, send, subaccount } from "../support/money.ts";
 import type { AccountGuard } from "../../src/breaker/account-guard.ts";
+import { SUMMARY_PUSH_INTERVAL_MS } from "../../src/accounts/summary.ts";
+import { classifyWebhook, type BillableEvent } from "../../src/ledger/classify.ts";
 import { ALERTS, ORIGIN, TWILIO_API, mockOutbound, statusCalls, twilioError, twilioWorld, type FakeTwilio } from "../support/origin.ts";
 import {
   PARENT_SID,
@@ -384,5 +386,53 @@ describe("housekeeping", () => {
       oldKey: state.storage.sql.exec("SELECT * FROM seen WHERE key = 'SMold:received'").toArray().length,
     }));
     expect(left).toEqual({ oldDay: 0, today: 1, oldKey: 0 });
+  });
+});
+
+describe("the listing's summary across evictions", () => {
+  function event(params: Params): BillableEvent {
+    const e = classifyWebhook(Object.fromEntries(params));
+    if (e.kind === "not-billable") throw new Error(e.reason);
+    return e;
+  }
+  /** The events today the directory's listing holds for the account (0 before its first push). */
+  const listed = (sid: string) =>
+    runInDurableObject(env.DIRECTORY.getByName("directory"), (_instance, state) =>
+      state.storage.sql.exec<{ events: number }>("SELECT events FROM account_summary WHERE sid = ?", sid).toArray()[0]?.events ?? 0,
+    );
+  const summaryDue = (sid: string) =>
+    runInDurableObject(guard(sid), (_instance, state) =>
+      state.storage.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'summary_at'").toArray()[0]?.value ?? null,
+    );
+  const PUSH_LANDS = { timeout: 5_000, interval: 20 };
+
+  it("a new instance does not push again what the evicted one pushed within the interval; the alarm brings the latest figure", async () => {
+    const sid = uniqueSid();
+    const t = Date.now();
+    await guard(sid).record(event(inboundSms(sid)), null, t);
+    await vi.waitFor(async () => expect(await listed(sid)).toBe(1), PUSH_LANDS);
+    expect(await summaryDue(sid)).toBeNull();
+    await evictDurableObject(guard(sid));
+    // The next event a second later lands on a new instance: it leaves its figure to the trailing push.
+    await guard(sid).record(event(inboundSms(sid)), null, t + 1_000);
+    const due = await summaryDue(sid);
+    expect(due).not.toBeNull();
+    expect(Number(due)).toBeLessThanOrEqual(Date.now() + SUMMARY_PUSH_INTERVAL_MS);
+    // The alarm at that time pushes the account's latest figures.
+    await runInDurableObject(guard(sid), (_instance, state) => state.storage.sql.exec("UPDATE meta SET value = '0' WHERE key = 'summary_at'"));
+    await runDurableObjectAlarm(guard(sid));
+    await vi.waitFor(async () => expect(await listed(sid)).toBe(2), PUSH_LANDS);
+    expect(await summaryDue(sid)).toBeNull();
+  });
+
+  it("a new instance pushes its first event at once when the account was quiet for longer than the interval", async () => {
+    const sid = uniqueSid();
+    const t = Date.now();
+    await guard(sid).record(event(inboundSms(sid)), null, t - 2 * SUMMARY_PUSH_INTERVAL_MS);
+    await vi.waitFor(async () => expect(await listed(sid)).toBe(1), PUSH_LANDS);
+    await evictDurableObject(guard(sid));
+    await guard(sid).record(event(inboundSms(sid)), null, t);
+    expect(await summaryDue(sid)).toBeNull();
+    await vi.waitFor(async () => expect(await listed(sid)).toBe(2), PUSH_LANDS);
   });
 });
