@@ -126,16 +126,22 @@ export class RecordBatcher {
     // made in this request's context.
     const handedOver = new Promise<object>((resolve) => (turn = resolve));
     let fail!: (error: unknown) => void;
+    let settled = false;
     const verdict = new Promise<RecordVerdict>((resolve, reject) => {
       fail = reject;
       current.waiting.push({ write, resolve, reject, lead: turn });
     });
+    void verdict.then(() => (settled = true), () => (settled = true));
     void handedOver.then((token) => keepAlive(this.#lead(account, current, token, call, 0)));
-    // The watchdog: a request waiting for a promise only another request can settle has no I/O of its
-    // own, and workerd cancels such a request as hung; a pending timer is its own I/O. It also fails
-    // the event (closed) if the call that took it never ends. Cleared in this request's context.
-    const cancel = this.#watch(STALE_LEADER_MS, () => fail(new Error("the account's ledger call did not end")));
-    void verdict.then(cancel, cancel);
+    // The watchdog, for an event another request's call carries: a request waiting for a promise only
+    // another request can settle has no I/O of its own, and workerd cancels such a request as hung; a
+    // pending timer is its own I/O. It also fails the event (closed) if that call never ends. Started
+    // and cleared in this request's context. A request whose own call is in flight needs none.
+    const watch = () => {
+      if (settled) return;
+      const cancel = this.#watch(STALE_LEADER_MS, () => fail(new Error("the account's ledger call did not end")));
+      void verdict.then(cancel, cancel);
+    };
     const now = this.#clock();
     const lost = lane.leader !== null && now - lane.since >= STALE_LEADER_MS;
     if (lane.leader === null || lost || (urgent && lane.holding)) {
@@ -143,17 +149,22 @@ export class RecordBatcher {
       lane.leader = token;
       lane.since = now;
       lane.holding = !urgent;
-      keepAlive(this.#lead(account, lane, token, call, urgent ? 0 : this.#holdMs));
+      keepAlive(this.#lead(account, lane, token, call, urgent ? 0 : this.#holdMs, watch));
+    } else {
+      watch();
     }
     return verdict;
   }
 
   /** Makes one call (after the hold, for a status callback), then hands the lane to the next waiting event. */
-  async #lead(account: string, lane: Lane, token: object, call: RecordCall, holdMs: number): Promise<void> {
+  async #lead(account: string, lane: Lane, token: object, call: RecordCall, holdMs: number, watch?: () => void): Promise<void> {
     if (holdMs > 0) {
       await this.#wait(holdMs);
-      // An inbound event took the lane meanwhile (and these status callbacks with it).
-      if (lane.leader !== token) return;
+      // An inbound event took the lane meanwhile (and this status callback with it, if not yet written).
+      if (lane.leader !== token) {
+        watch?.();
+        return;
+      }
       lane.holding = false;
     }
     const batch = lane.waiting.splice(0, MAX_RECORDS_PER_BATCH);

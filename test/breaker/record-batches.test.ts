@@ -154,18 +154,41 @@ describe("RecordBatcher: inbound events", () => {
     await expect(verdict).rejects.toThrow(/0 outcomes for 1 events/);
   });
 
-  it("fails an event whose call never ends when its watchdog fires, and clears the watchdog of one that was answered", async () => {
+  it("watches only an event another request's call carries: cleared once answered, failing it if that call never ends", async () => {
     const w = manualWatch();
     const batcher = new RecordBatcher({ wait: never, watch: w.watch });
     const c = scriptedCalls();
-    const answered = batcher.record(write(1), c.call, keepAlive);
+    const leading = batcher.record(write(1), c.call, keepAlive);
+    expect(w.watches).toHaveLength(0);
+    const carried = batcher.record(write(2), c.call, keepAlive);
+    expect(w.watches).toHaveLength(1);
     c.answer(0);
-    await answered;
+    await leading;
+    await settle();
+    c.answer(1);
+    await carried;
     await settle();
     expect(w.watches[0]!.cancelled).toBe(true);
-    const stuck = batcher.record(write(2), c.call, keepAlive);
+    const stuck = [3, 4].map((n) => batcher.record(write(n), c.call, keepAlive));
     w.watches[1]!.fire();
-    await expect(stuck).rejects.toThrow(/did not end/);
+    await expect(stuck[1]).rejects.toThrow(/did not end/);
+  });
+
+  it("watches a held status callback that an inbound event's call took along, once its hold ends", async () => {
+    const w = manualWatch();
+    const hold = manualHold();
+    const batcher = new RecordBatcher({ wait: hold.wait, watch: w.watch });
+    const c = scriptedCalls();
+    const status = batcher.recordStatus(write(1), c.call, keepAlive);
+    void batcher.record(write(2), c.call, keepAlive);
+    expect(w.watches).toHaveLength(0);
+    hold.end();
+    await settle();
+    expect(w.watches).toHaveLength(1);
+    c.answer(0);
+    await status;
+    await settle();
+    expect(w.watches[0]!.cancelled).toBe(true);
   });
 
   it("lets a new event lead when the call in flight is presumed lost (its request context died)", async () => {
