@@ -27,6 +27,7 @@
 // answered `failed` alone and treated the same way, the others standing.
 import type { RecordOutcome, RecordVerdict } from "../ledger/port.ts";
 import type { LedgerWrite } from "./ledger-queue.ts";
+import { metrics } from "../observability/metrics.ts";
 
 /** Records `writes` of one account in order, in one call, answering one outcome per write. */
 export type RecordCall = (writes: LedgerWrite[]) => Promise<RecordOutcome[]>;
@@ -208,6 +209,11 @@ export function verdictOf(outcome: RecordOutcome): RecordVerdict {
   return { duplicate: outcome.duplicate, blocked: outcome.blocked };
 }
 
+/** A call's size as a bounded label: 1, 2-4, 5-16, 17-64. */
+function sizeLabel(n: number): string {
+  return n === 1 ? "1" : n <= 4 ? "2-4" : n <= 16 ? "5-16" : "17-64";
+}
+
 /** The account's Durable Object as a RecordCall needs it (AccountGuard's record and recordBatch). */
 export interface RecordingGuard {
   record(event: LedgerWrite["event"], idempotencyToken: string | null, atMs?: number, reservationId?: string): Promise<RecordVerdict>;
@@ -228,6 +234,8 @@ export function recordCall(account: string, guard: () => RecordingGuard): Record
     return { duplicate: v.duplicate, blocked: v.blocked };
   };
   return async (writes) => {
+    metrics.inc("guard_ledger_calls_total", { events: sizeLabel(writes.length) });
+    metrics.inc("guard_ledger_call_events_total", {}, writes.length);
     const g = guard();
     if (writes.length === 1) return [await one(g, writes[0]!)];
     try {

@@ -1,11 +1,14 @@
 // RecordBatcher (the webhook path's group commit per account and isolate) with scripted calls and an
 // injected hold, and recordCall (record() for one event, recordBatch() for more, record() one by one
 // when the object has no recordBatch yet). The Worker through it: test/breaker/record-batches-app.test.ts.
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import type { LedgerWrite } from "../../src/breaker/ledger-queue.ts";
 import { MAX_RECORDS_PER_BATCH, RecordBatcher, RecordFailed, STALE_LEADER_MS, recordCall, type RecordCall, type RecordingGuard } from "../../src/breaker/record-batches.ts";
 import type { BillableEvent } from "../../src/ledger/classify.ts";
 import type { RecordOutcome, RecordVerdict } from "../../src/ledger/port.ts";
+import { metrics } from "../../src/observability/metrics.ts";
+
+afterEach(() => vi.restoreAllMocks());
 
 const ACCOUNT = "AC00000000000000000000000000000001";
 const OTHER = "AC00000000000000000000000000000002";
@@ -311,6 +314,15 @@ describe("recordCall", () => {
     const g = fakeGuard();
     expect(await recordCall(ACCOUNT, () => g.guard)([write(1), write(2)])).toEqual([ok, ok]);
     expect(g.calls).toEqual([`batch ${ACCOUNT} 2`]);
+  });
+
+  it("counts each call by its size, and the events it carried", async () => {
+    const inc = vi.spyOn(metrics, "inc");
+    const g = fakeGuard();
+    const call = recordCall(ACCOUNT, () => g.guard);
+    for (const n of [1, 3, 5, 17]) await call(Array.from({ length: n }, (_, i) => write(i)));
+    expect(inc.mock.calls.filter(([name]) => name === "guard_ledger_calls_total").map(([, labels]) => labels)).toEqual([{ events: "1" }, { events: "2-4" }, { events: "5-16" }, { events: "17-64" }]);
+    expect(inc.mock.calls.filter(([name]) => name === "guard_ledger_call_events_total").map(([, , n]) => n)).toEqual([1, 3, 5, 17]);
   });
 
   it("records them one by one, in order, when the object has no recordBatch (the previous release), failing only the one that failed", async () => {
