@@ -3,20 +3,14 @@
 // the compatibility date; the workers test pool turns it off, so only here does the Worker group
 // events across requests): concurrent events of one account share calls, and the verdicts and the
 // ledger are what they would be one by one.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { SECRETS, awayFromUtcMidnight, dayEventsReach, eventually, inboundSms, messageStatus, rawRequest, startE2E, uniqueSid, type E2E } from "./e2e/harness.ts";
+import { describe, expect, it } from "vitest";
+import { SECRETS, dayEventsReach, e2eForFile, eventually, inboundSms, messageStatus, rawRequest, uniqueSid, type E2E } from "./e2e/harness.ts";
 
 const LIMIT = 10;
 const POLICY = JSON.stringify({ limits: [{ window: "day", events: LIMIT }], warnAt: 0.8, action: "suspend" });
 
 let e2e: E2E;
-beforeAll(async () => {
-  await awayFromUtcMidnight(120_000);
-  e2e = await startE2E({ vars: { GUARD_POLICY: POLICY } });
-}, 60_000);
-afterAll(async () => {
-  await e2e?.stop();
-});
+e2eForFile({ vars: { GUARD_POLICY: POLICY } }, (started) => (e2e = started));
 
 /** A counter's value in GET /admin/metrics (summed over its label sets). */
 async function counter(name: string, labels = ""): Promise<number> {
