@@ -14,11 +14,13 @@ import { isRefusal, rejections } from "./admin/rejections.ts";
 import { recordAtLeastOnce, type LedgerWrite } from "./breaker/ledger-queue.ts";
 import { handleUsageTrigger } from "./webhooks/usage-trigger.ts";
 import { handleWebhook } from "./webhooks/handler.ts";
-import type { LedgerPort } from "./ledger/port.ts";
+import type { LedgerPort, RecordVerdict } from "./ledger/port.ts";
 import type { RequestTrace } from "./observability/trace.ts";
 import { AuthLimiter } from "./egress/auth-limit.ts";
 import { handleEgress } from "./egress/gate.ts";
 import { SettlementQueue } from "./egress/settlements.ts";
+import { RecordBatcher, recordCall, verdictOf } from "./breaker/record-batches.ts";
+import type { BillableEvent } from "./ledger/classify.ts";
 
 export interface AppDeps {
   /** The clock the ledger's windows use; injected by tests that cross UTC midnight without sleeping. */
@@ -32,6 +34,8 @@ export interface AppDeps {
   upstreamTimeoutMs?: number;
   /** The egress gate's settlements waiting to be written (default: one queue per app, i.e. per isolate). */
   egressSettlements?: SettlementQueue;
+  /** The webhook path's ledger writes waiting to share a call, per account (default: one per app, i.e. per isolate). */
+  ledgerBatches?: RecordBatcher;
 }
 
 interface RequestState {
@@ -51,13 +55,25 @@ export function accountGuard(env: GuardEnv, sid: string) {
   return env.ACCOUNT_GUARD.getByName(sid);
 }
 
-function durableLedger(env: GuardEnv, now: () => number, logger: Logger): LedgerPort {
-  const record = (write: LedgerWrite) =>
-    accountGuard(env, write.event.accountSid).record(write.event, write.idempotencyToken, write.atMs, write.reservationId);
+/**
+ * The ledger port over the account's AccountGuard: each event goes through this isolate's
+ * RecordBatcher (breaker/record-batches.ts), which sends an account's events that arrive together in
+ * one call; a status callback's write is at least once (a failed one goes to LEDGER_RETRY).
+ */
+function durableLedger(env: GuardEnv, now: () => number, logger: Logger, batches: RecordBatcher, waitUntil: (promise: Promise<unknown>) => void): LedgerPort {
+  const call = (account: string) => recordCall(account, () => accountGuard(env, account));
+  const write = (event: BillableEvent, idempotencyToken: string | null, reservationId?: string): LedgerWrite =>
+    ({ event, idempotencyToken, atMs: now(), ...(reservationId ? { reservationId } : {}) });
+  // LEDGER_BATCHING=off (config/env.ts): each event in a call of its own.
+  const alone = env.LEDGER_BATCHING === "off";
+  const record = (w: LedgerWrite, status: boolean): Promise<RecordVerdict | void> =>
+    alone ? call(w.event.accountSid)([w]).then(([outcome]) => verdictOf(outcome!))
+    : status ? batches.recordStatus(w, call(w.event.accountSid), waitUntil)
+    : batches.record(w, call(w.event.accountSid), waitUntil);
   return {
-    record: (event, idempotencyToken, reservationId) => record({ event, idempotencyToken, atMs: now(), ...(reservationId ? { reservationId } : {}) }),
+    record: (event, idempotencyToken, reservationId) => record(write(event, idempotencyToken, reservationId), false) as Promise<RecordVerdict>,
     recordStatus: (event, idempotencyToken, reservationId) =>
-      recordAtLeastOnce({ event, idempotencyToken, atMs: now(), ...(reservationId ? { reservationId } : {}) }, { record, queue: env.LEDGER_RETRY, logger }),
+      recordAtLeastOnce(write(event, idempotencyToken, reservationId), { record: (w) => record(w, true), queue: env.LEDGER_RETRY, logger }),
   };
 }
 
@@ -116,6 +132,7 @@ export function createApp(overrides: Partial<AppDeps> = {}) {
   const deps: AppDeps = { now: Date.now, tokenCache: new TokenCache(), ...overrides };
   const egressLimiter = new AuthLimiter();
   const egressSettlements = deps.egressSettlements ?? new SettlementQueue();
+  const ledgerBatches = deps.ledgerBatches ?? new RecordBatcher();
 
   const router = AutoRouter<IRequest, Args>({
     catch: (error: unknown, _request: IRequest, _env: GuardEnv, _ctx: ExecutionContext, state: RequestState) => {
@@ -151,7 +168,7 @@ export function createApp(overrides: Partial<AppDeps> = {}) {
         config,
         logger: state.logger,
         resolveTokens: tokenResolver(env, config, deps.tokenCache),
-        ledger: durableLedger(env, deps.now, state.logger),
+        ledger: durableLedger(env, deps.now, state.logger, ledgerBatches, (promise) => ctx.waitUntil(promise)),
         waitUntil: (promise) => ctx.waitUntil(promise),
         ...(deps.originTimeoutMs !== undefined ? { originTimeoutMs: deps.originTimeoutMs } : {}),
         ...(deps.fetch !== undefined ? { fetch: deps.fetch } : {}),

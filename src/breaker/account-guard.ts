@@ -40,7 +40,10 @@ import { countEvent } from "../ledger/reconcile.ts";
 import { ALL_WINDOWS, windowEnd, windowId, windowStart } from "../ledger/windows.ts";
 import type { TwilioClient } from "../twilio/rest.ts";
 import { twilioClientFor } from "../twilio/client.ts";
-import type { RecordVerdict } from "../ledger/port.ts";
+import type { RecordOutcome, RecordVerdict } from "../ledger/port.ts";
+import { parseLedgerWrite, type LedgerWrite } from "./ledger-queue.ts";
+import { MAX_RECORDS_PER_BATCH } from "./record-batches.ts";
+import { ACCOUNT_SID } from "../twilio/sids.ts";
 import { Outbox, type OutboxHost } from "./outbox.ts";
 import { MAX_PENDING_PRICE_LOOKUPS, PRICE_LOOKUP_FIRST_DELAY_MS, type PriceLookup } from "./price-lookup.ts";
 import { PRUNE_INTERVAL_MS, SEEN_RETENTION_MS, pruneAccount } from "./prune.ts";
@@ -240,69 +243,112 @@ export class AccountGuard extends GuardObject {
   async record(event: BillableEvent, idempotencyToken: string | null, atMs?: number, reservationId?: string): Promise<RecordVerdict> {
     const now = atMs ?? Date.now();
     this.#identify(event.accountSid, now);
-    const inbound = event.kind === "inbound-message" || event.kind === "inbound-call";
     const { policy } = this.#policy();
-    const verdict = this.transaction((): RecordVerdict & { effects: boolean } => {
-      const keys = [event.dedupeKey, ...(idempotencyToken ? [`idem:${idempotencyToken}`] : [])];
-      let duplicate = false;
-      for (const key of keys) {
-        const inserted = this.sql.exec("INSERT OR IGNORE INTO seen (key, at_ms) VALUES (?, ?)", key, now).rowsWritten;
-        if (inserted === 0) duplicate = true;
-      }
-      // A status callback the egress gate asked for names its reservation: bind it before counting, so the
-      // send is counted once (by its reservation), and a reported price replaces the estimate.
-      let effects = false;
-      if (reservationId !== undefined) effects = this.#settleReservation(reservationId, { type: "sid-seen", sid: event.sid }, policy);
-      let add: Addition = { usdMicros: 0, events: 0 };
-      let settled = false;
-      /** What the recent events ring shows for it: what it added, wherever it went. */
-      let shownMicros = 0;
-      if (!duplicate) {
-        // A call the gate made is priced at the destination's rate it was reserved at.
-        const callRate = event.kind === "call-status" && event.reportedPriceUsd === undefined ? this.#egress.callRate(event.sid) : null;
-        const price = callRate !== null ? callRate * (event.units.minutes ?? 0) : priceEvent(event, policy.prices);
-        const before = this.#entryRow(event.countKey);
-        const change = applyBillableEvent(before?.entry, event, price);
-        let after = before;
-        if (change.entry !== null && before?.entry.settled === true) {
-          // Only a real price changes a settled Sid: the difference goes to the windows it was counted in.
-          after = { entry: change.entry, atMs: before.atMs };
-          effects = this.#count(policy, before.atMs, change.add) || effects;
-          shownMicros = change.add.usdMicros;
-        } else {
-          if (change.entry !== null) after = { entry: change.entry, atMs: now };
-          add = change.add;
-          shownMicros = add.usdMicros;
-        }
-        if (after !== undefined && after !== before) this.#setEntry(event.countKey, after.entry, after.atMs);
-        // An entry changed without a new event: a reservation settled (or released) by its outcome.
-        settled = change.entry !== null && change.add.events === 0;
-        // A gate send's settlement or real price (a call's minutes): its country figure moves by what the entry moved.
-        if (settled && change.add.usdMicros !== 0) this.#correctCountryOf(event.sid, change.add.usdMicros);
-        if (after !== undefined) effects = this.#awaitPrice(event, after, now) || effects;
-      }
-      if (this.meta("prune_at") === null) {
-        // Remembered keys must be pruned some day: the first event after a quiet period schedules it.
-        this.setMeta("prune_at", String(now + PRUNE_INTERVAL_MS));
-        effects = true;
-      }
-      if (add.usdMicros !== 0 || add.events !== 0) effects = this.#count(policy, now, add) || effects;
-      const blocked = inbound && breakerBlocks(this.#breaker());
-      if (blocked) this.#addToBuckets(now, { usdMicros: 0, events: 0, blocked: 1 });
-      // The ring keeps the newest RECENT_EVENTS_KEPT events: each event replaces the oldest slot.
-      // counted: 1 a new billable event, 2 a reservation's settlement (v2 code reads only 1 as counted).
-      const seq = this.#nextRecentSeq();
-      this.sql.exec(
-        "INSERT OR REPLACE INTO recent_events (id, seq, at_ms, kind, sid, status, usd_micros, counted, duplicate, blocked) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        seq % RECENT_EVENTS_KEPT, seq, now, event.kind, event.sid, event.status, shownMicros, settled ? 2 : add.events, duplicate ? 1 : 0, blocked ? 1 : 0,
-      );
-      this.#lastActivityMs = Math.max(this.#lastActivityMs ?? 0, now);
-      return { duplicate, blocked, effects };
-    });
+    const write: LedgerWrite = { event, idempotencyToken, atMs: now, ...(reservationId !== undefined ? { reservationId } : {}) };
+    const verdict = this.transaction(() => this.#recordOne(write, policy));
     await this.#afterWrite(verdict.effects, now);
     await this.#noteSummary(now, verdict.effects);
     metrics.flush(this.env, (promise) => this.ctx.waitUntil(promise));
     return { duplicate: verdict.duplicate, blocked: verdict.blocked };
+  }
+
+  /**
+   * Records several events of this account in one transaction (the webhook path's group commit:
+   * src/breaker/record-batches.ts), in the order given, each exactly as record() would one after the
+   * other: a duplicate within the batch is a duplicate, an event that trips the breaker blocks the
+   * inbound events after it. Each event runs in its own savepoint, so one that fails (or that is not a
+   * write this release makes) is rolled back alone and answered `failed`, and the others stand.
+   */
+  async recordBatch(sid: string, writes: readonly LedgerWrite[]): Promise<RecordOutcome[]> {
+    if (!ACCOUNT_SID.test(sid) || !Array.isArray(writes) || writes.length === 0 || writes.length > MAX_RECORDS_PER_BATCH) {
+      throw new TypeError(`recordBatch: an AccountSid and 1 to ${MAX_RECORDS_PER_BATCH} writes`);
+    }
+    const valid = writes.map((w) => {
+      const parsed = parseLedgerWrite(w);
+      return parsed !== null && parsed.event.accountSid === sid ? parsed : null;
+    });
+    const now = Math.max(...valid.map((w) => w?.atMs ?? 0));
+    this.#identify(sid, now > 0 ? now : Date.now());
+    const { policy } = this.#policy();
+    const outcomes = this.transaction(() =>
+      valid.map((write, i): (RecordVerdict & { effects: boolean }) | { failed: true } => {
+        if (write === null) {
+          this.logger.error("ledger-batch-write-invalid", new Error("not a ledger write"), { account: sid, index: i });
+          return { failed: true };
+        }
+        try {
+          return this.transaction(() => this.#recordOne(write, policy));
+        } catch (error) {
+          this.logger.error("ledger-batch-write-failed", error, { account: sid, event: write.event.kind, index: i });
+          return { failed: true };
+        }
+      }),
+    );
+    const effects = outcomes.some((o) => "effects" in o && o.effects);
+    await this.#afterWrite(effects, now);
+    await this.#noteSummary(now, effects);
+    metrics.flush(this.env, (promise) => this.ctx.waitUntil(promise));
+    return outcomes.map((o) => ("failed" in o ? o : { duplicate: o.duplicate, blocked: o.blocked }));
+  }
+
+  /** Inside a transaction: one event, as record() and recordBatch() both record it. True `effects`: outbox rows added. */
+  #recordOne({ event, idempotencyToken, atMs: now, reservationId }: LedgerWrite, policy: Policy): RecordVerdict & { effects: boolean } {
+    const inbound = event.kind === "inbound-message" || event.kind === "inbound-call";
+    const keys = [event.dedupeKey, ...(idempotencyToken ? [`idem:${idempotencyToken}`] : [])];
+    let duplicate = false;
+    for (const key of keys) {
+      const inserted = this.sql.exec("INSERT OR IGNORE INTO seen (key, at_ms) VALUES (?, ?)", key, now).rowsWritten;
+      if (inserted === 0) duplicate = true;
+    }
+    // A status callback the egress gate asked for names its reservation: bind it before counting, so the
+    // send is counted once (by its reservation), and a reported price replaces the estimate.
+    let effects = false;
+    if (reservationId !== undefined) effects = this.#settleReservation(reservationId, { type: "sid-seen", sid: event.sid }, policy);
+    let add: Addition = { usdMicros: 0, events: 0 };
+    let settled = false;
+    /** What the recent events ring shows for it: what it added, wherever it went. */
+    let shownMicros = 0;
+    if (!duplicate) {
+      // A call the gate made is priced at the destination's rate it was reserved at.
+      const callRate = event.kind === "call-status" && event.reportedPriceUsd === undefined ? this.#egress.callRate(event.sid) : null;
+      const price = callRate !== null ? callRate * (event.units.minutes ?? 0) : priceEvent(event, policy.prices);
+      const before = this.#entryRow(event.countKey);
+      const change = applyBillableEvent(before?.entry, event, price);
+      let after = before;
+      if (change.entry !== null && before?.entry.settled === true) {
+        // Only a real price changes a settled Sid: the difference goes to the windows it was counted in.
+        after = { entry: change.entry, atMs: before.atMs };
+        effects = this.#count(policy, before.atMs, change.add) || effects;
+        shownMicros = change.add.usdMicros;
+      } else {
+        if (change.entry !== null) after = { entry: change.entry, atMs: now };
+        add = change.add;
+        shownMicros = add.usdMicros;
+      }
+      if (after !== undefined && after !== before) this.#setEntry(event.countKey, after.entry, after.atMs);
+      // An entry changed without a new event: a reservation settled (or released) by its outcome.
+      settled = change.entry !== null && change.add.events === 0;
+      // A gate send's settlement or real price (a call's minutes): its country figure moves by what the entry moved.
+      if (settled && change.add.usdMicros !== 0) this.#correctCountryOf(event.sid, change.add.usdMicros);
+      if (after !== undefined) effects = this.#awaitPrice(event, after, now) || effects;
+    }
+    if (this.meta("prune_at") === null) {
+      // Remembered keys must be pruned some day: the first event after a quiet period schedules it.
+      this.setMeta("prune_at", String(now + PRUNE_INTERVAL_MS));
+      effects = true;
+    }
+    if (add.usdMicros !== 0 || add.events !== 0) effects = this.#count(policy, now, add) || effects;
+    const blocked = inbound && breakerBlocks(this.#breaker());
+    if (blocked) this.#addToBuckets(now, { usdMicros: 0, events: 0, blocked: 1 });
+    // The ring keeps the newest RECENT_EVENTS_KEPT events: each event replaces the oldest slot.
+    // counted: 1 a new billable event, 2 a reservation's settlement (v2 code reads only 1 as counted).
+    const seq = this.#nextRecentSeq();
+    this.sql.exec(
+      "INSERT OR REPLACE INTO recent_events (id, seq, at_ms, kind, sid, status, usd_micros, counted, duplicate, blocked) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      seq % RECENT_EVENTS_KEPT, seq, now, event.kind, event.sid, event.status, shownMicros, settled ? 2 : add.events, duplicate ? 1 : 0, blocked ? 1 : 0,
+    );
+    this.#lastActivityMs = Math.max(this.#lastActivityMs ?? 0, now);
+    return { duplicate, blocked, effects };
   }
 
   /** A Sid's ledger entry and when it was counted (the windows a correction of its price goes to). */

@@ -148,10 +148,19 @@ const EVENT_KINDS: ReadonlySet<EventKind> = new Set(["inbound-message", "message
 
 /** A status callback's queued write (version 1), or null when the body is not one. */
 export function parseLedgerMessage(body: unknown): LedgerWrite | null {
+  if (typeof body !== "object" || body === null || (body as { v?: unknown }).v !== 1) return null;
+  return parseLedgerWrite(body);
+}
+
+/**
+ * A ledger write as the Worker makes it (the queue's version 1 without its `v`, and each write of
+ * AccountGuard.recordBatch), or null when `body` is not one.
+ */
+export function parseLedgerWrite(body: unknown): LedgerWrite | null {
   if (typeof body !== "object" || body === null) return null;
-  const m = body as Partial<LedgerQueueMessage>;
+  const m = body as Partial<LedgerWrite>;
   const e = m.event as Partial<BillableEvent> | undefined;
-  if (m.v !== 1 || typeof m.atMs !== "number" || !Number.isFinite(m.atMs)) return null;
+  if (typeof m.atMs !== "number" || !Number.isFinite(m.atMs)) return null;
   if (m.idempotencyToken !== null && typeof m.idempotencyToken !== "string") return null;
   if (typeof e !== "object" || e === null || !EVENT_KINDS.has(e.kind as EventKind)) return null;
   for (const key of ["sid", "accountSid", "status", "dedupeKey", "countKey"] as const) if (typeof e[key] !== "string") return null;

@@ -11,4 +11,14 @@ export interface OptionalSecrets {
   TWILIO_WEBHOOK_SHARED_KEYS?: string;
 }
 
-export type GuardEnv = Env & OptionalSecrets;
+/** Settings that are not in wrangler.toml: absent in a normal deployment. */
+export interface OptionalSettings {
+  /**
+   * "off": every webhook event gets its own ledger call, as before the group commit
+   * (src/breaker/record-batches.ts). The workers test pool sets it: its runner turns off workerd's
+   * cross-request promise resolution, without which a request cannot wait for another's call.
+   */
+  LEDGER_BATCHING?: string;
+}
+
+export type GuardEnv = Env & OptionalSecrets & OptionalSettings;

@@ -9,6 +9,9 @@ export interface RecordVerdict {
   blocked: boolean;
 }
 
+/** One event's outcome in a batch (AccountGuard.recordBatch): its verdict, or failed (rolled back alone, nothing recorded). */
+export type RecordOutcome = RecordVerdict | { failed: true };
+
 /** The spend ledger as the webhook path sees it: one call per event, to the account's Durable Object. */
 export interface LedgerPort {
   /** `reservationId`: the egress gate's reservation a status callback of the guard's own status path names. */

@@ -93,6 +93,14 @@ export const COUNTERS = {
     help: "Status-callback ledger writes that failed, by stage: direct (the Durable Object call; retried through the queue), retry (a queued attempt; retried again), enqueue (the queue refused it; retried), lost (given up).",
     labels: ["stage"],
   },
+  guard_ledger_calls_total: {
+    help: "The webhook path's calls to an account's Durable Object (breaker/record-batches.ts), by how many events each carried (1, 2-4, 5-16, 17-64).",
+    labels: ["events"],
+  },
+  guard_ledger_call_events_total: {
+    help: "Events those calls carried: divided by guard_ledger_calls_total, the events per call that grouping achieved.",
+    labels: [],
+  },
   guard_egress_settle_failures_total: {
     help: "Egress gate settlement batches whose write failed, by stage: direct (the Durable Object call; retried through the queue), retry (a queued attempt; retried again), enqueue (the queue refused it; retried), lost (given up).",
     labels: ["stage"],

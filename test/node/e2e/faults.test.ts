@@ -5,11 +5,11 @@
 // concurrently; the ledger is checked through the front door (the breaker trips exactly at the limit).
 //
 //   E2E_HEAVY=1   2 000 concurrent requests instead of 500, and more retry rounds
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import {
   TRIP_EFFECTS,
-  awayFromUtcMidnight,
   dayEventsReach,
+  e2eForFile,
   effectsSettled,
   eventually,
   expectLedgerAt,
@@ -39,13 +39,7 @@ const CONCURRENT = HEAVY ? 2_000 : 500;
 const RETRY_ROUNDS = HEAVY ? 6 : 3;
 
 let e2e: E2E;
-beforeAll(async () => {
-  await awayFromUtcMidnight(120_000);
-  e2e = await startE2E({ vars: { GUARD_POLICY: POLICY } });
-}, 60_000);
-afterAll(async () => {
-  await e2e?.stop();
-});
+e2eForFile({ vars: { GUARD_POLICY: POLICY } }, (started) => (e2e = started));
 
 let pathCounter = 0;
 /** A path of its own per test, so origin behaviours and hits never mix between concurrent tests. */

@@ -14,6 +14,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import zlib from "node:zlib";
 import twilio from "twilio";
+import { afterAll, beforeAll } from "vitest";
 import { startGuard, type GuardLogLine, type StartedGuard } from "../../../dev/worker.ts";
 import { startTwilioStandin, type TwilioStandin } from "../../../dev/twilio-standin.ts";
 // Twilio's payloads and fresh SIDs: the same builders the workerd tests use (signing stays twilio-node's, below).
@@ -445,6 +446,22 @@ export interface E2EOptions {
  * waits for the next listing. Past the pool, a new subaccount is known only after that minute.
  */
 const SUBACCOUNT_POOL = 24;
+
+/**
+ * One stand for the calling test file: started before its tests (two minutes away from UTC midnight,
+ * so a day window holds still), handed to `use`, and stopped after them.
+ */
+export function e2eForFile(options: E2EOptions, use: (e2e: E2E) => void): void {
+  let started: E2E | undefined;
+  beforeAll(async () => {
+    await awayFromUtcMidnight(120_000);
+    started = await startE2E(options);
+    use(started);
+  }, 60_000);
+  afterAll(async () => {
+    await started?.stop();
+  });
+}
 
 export async function startE2E(options: E2EOptions = {}): Promise<E2E> {
   const standin = await startTwilioStandin({ parentSid: PARENT_SID, parentToken: SECRETS.authToken });
