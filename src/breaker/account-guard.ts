@@ -47,6 +47,7 @@ import { PRUNE_INTERVAL_MS, SEEN_RETENTION_MS, pruneAccount } from "./prune.ts";
 import { reconcileIfDue, type ReconcileHost } from "./reconcile.ts";
 import { ACCOUNT_SCHEMA, RECENT_EVENTS_KEPT } from "./schema.ts";
 import { forgetTotals, readTotals, writeTotals, type TotalsRow } from "./totals.ts";
+import { rowPlaceholders } from "../durable/sql.ts";
 import { dashboardLink } from "./alerts.ts";
 import { EgressStore, type EgressKeyView } from "../egress/store.ts";
 import type { GateRefusal, ReserveAnswer, ReserveRequest } from "../egress/protocol.ts";
@@ -390,35 +391,46 @@ export class AccountGuard extends GuardObject {
     return outbox;
   }
 
-  /** Adds to the usage history (src/ledger/buckets.ts): the hour and day buckets of `now`, or only `grains`. */
+  /**
+   * Adds to the usage history (src/ledger/buckets.ts): the hour and day buckets of `now`, or only `grains`.
+   * One statement for the buckets (each `exec` is a cursor object in the isolate: docs/benchmarks.md
+   * section 6, the gate's own tail).
+   */
   #addToBuckets(now: number, add: { usdMicros: number; events: number; blocked: number }, grains: readonly Grain[] = GRAINS): void {
-    for (const b of bucketsFor(now)) {
-      if (!grains.includes(b.grain)) continue;
-      this.sql.exec(
-        `INSERT INTO usage_buckets (grain, start_ms, usd_micros, events, blocked) VALUES (?, ?, ?, ?, ?)
-         ON CONFLICT (grain, start_ms) DO UPDATE SET usd_micros = usd_micros + excluded.usd_micros, events = events + excluded.events, blocked = blocked + excluded.blocked`,
-        b.grain, b.startMs, add.usdMicros, add.events, add.blocked,
-      );
-    }
+    const buckets = bucketsFor(now).filter((b) => grains.includes(b.grain));
+    if (buckets.length === 0) return;
+    this.sql.exec(
+      `INSERT INTO usage_buckets (grain, start_ms, usd_micros, events, blocked) VALUES ${rowPlaceholders(buckets.length, 5)}
+       ON CONFLICT (grain, start_ms) DO UPDATE SET usd_micros = usd_micros + excluded.usd_micros, events = events + excluded.events, blocked = blocked + excluded.blocked`,
+      ...buckets.flatMap((b) => [b.grain, b.startMs, add.usdMicros, add.events, add.blocked]),
+    );
   }
 
   /**
    * Adds to the egress gate's figures by destination country (src/ledger/countries.ts) in the hour and
    * day buckets of `atMs`: "add" for a new send or refusal, "correct" for a settlement of a send counted
-   * there (it moves the key the send was counted under, and nothing when its bucket was pruned).
+   * there (it moves the key the send was counted under, and nothing when its bucket was pruned). The
+   * buckets are read in one statement and written in one.
    */
   #moveCountry(atMs: number, country: string | null, delta: CountryDelta, how: "add" | "correct"): void {
-    for (const b of bucketsFor(atMs)) {
-      const row = this.sql.exec<{ countries: string | null }>("SELECT countries FROM usage_buckets WHERE grain = ? AND start_ms = ?", b.grain, b.startMs).toArray()[0];
-      const before = decodeCountries(row?.countries ?? null);
+    const buckets = bucketsFor(atMs);
+    const stored = new Map<string, string | null>();
+    for (const row of this.sql.exec<{ grain: string; start_ms: number; countries: string | null }>(
+      `SELECT grain, start_ms, countries FROM usage_buckets WHERE ${buckets.map(() => "(grain = ? AND start_ms = ?)").join(" OR ")}`,
+      ...buckets.flatMap((b) => [b.grain, b.startMs]),
+    )) stored.set(`${row.grain}:${row.start_ms}`, row.countries);
+    const writes: Array<string | number> = [];
+    for (const b of buckets) {
+      const before = decodeCountries(stored.get(`${b.grain}:${b.startMs}`) ?? null);
       const after = how === "add" ? addSend(before, country, delta) : correctSend(before, country, delta);
-      if (after === null) continue;
-      this.sql.exec(
-        `INSERT INTO usage_buckets (grain, start_ms, usd_micros, events, blocked, countries) VALUES (?, ?, 0, 0, 0, ?)
-         ON CONFLICT (grain, start_ms) DO UPDATE SET countries = excluded.countries`,
-        b.grain, b.startMs, encodeCountries(after),
-      );
+      if (after !== null) writes.push(b.grain, b.startMs, encodeCountries(after));
     }
+    if (writes.length === 0) return;
+    this.sql.exec(
+      `INSERT INTO usage_buckets (grain, start_ms, countries, usd_micros, events, blocked) VALUES ${rowPlaceholders(writes.length / 3, 3, ", 0, 0, 0")}
+       ON CONFLICT (grain, start_ms) DO UPDATE SET countries = excluded.countries`,
+      ...writes,
+    );
   }
 
   /** Opens the breaker once; its side effects go to the outbox. False when it was already open. */
