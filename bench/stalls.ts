@@ -337,6 +337,6 @@ console.log(`\nWAL resets (checkpoint sequence or salt changed) during the measu
 const dbWrites = files$.filter((f, k) => k > 0 && f.dbMtime !== files$[k - 1]!.dbMtime);
 console.log(`database file written (mtime changed): ${dbWrites.length}${dbWrites.length ? ": at +" + dbWrites.slice(0, 40).map((c) => rel(c.t)).join(", +") + " ms" : ""}`);
 console.log(`largest WAL: ${Math.max(...files$.map((f) => f.walSize))} B; workerd lines during the sends: ${logLinesDuring.length}; bench loop gaps > 8 ms: ${loopGaps.length}`);
-writeFileSync(OUT, JSON.stringify({ measureStart, sends, files: files$, logs: logLinesDuring, loopGaps, stalls: stalls.map((s) => ({ from: s.from, to: s.to, sends: s.sends.map((x) => x.i) })) }));
+writeFileSync(OUT, JSON.stringify({ measureStart, sends, files: files$, logs: logLinesDuring, loopGaps, stalls: stalls.map((s) => ({ from: s.from, to: s.to, sends: s.sends.map((x) => x.i) })), heapProfile }));
 console.log(`details: ${OUT}`);
 process.exit(0);

@@ -47,7 +47,7 @@ import { PRUNE_INTERVAL_MS, SEEN_RETENTION_MS, pruneAccount } from "./prune.ts";
 import { reconcileIfDue, type ReconcileHost } from "./reconcile.ts";
 import { ACCOUNT_SCHEMA, RECENT_EVENTS_KEPT } from "./schema.ts";
 import { forgetTotals, readTotals, writeTotals, type TotalsRow } from "./totals.ts";
-import { rowPlaceholders } from "../durable/sql.ts";
+import { perRowCount, rowPlaceholders } from "../durable/sql.ts";
 import { dashboardLink } from "./alerts.ts";
 import { EgressStore, type EgressKeyView } from "../egress/store.ts";
 import type { GateRefusal, ReserveAnswer, ReserveRequest } from "../egress/protocol.ts";
@@ -397,40 +397,29 @@ export class AccountGuard extends GuardObject {
    * section 6, the gate's own tail).
    */
   #addToBuckets(now: number, add: { usdMicros: number; events: number; blocked: number }, grains: readonly Grain[] = GRAINS): void {
-    const buckets = bucketsFor(now).filter((b) => grains.includes(b.grain));
-    if (buckets.length === 0) return;
-    this.sql.exec(
-      `INSERT INTO usage_buckets (grain, start_ms, usd_micros, events, blocked) VALUES ${rowPlaceholders(buckets.length, 5)}
-       ON CONFLICT (grain, start_ms) DO UPDATE SET usd_micros = usd_micros + excluded.usd_micros, events = events + excluded.events, blocked = blocked + excluded.blocked`,
-      ...buckets.flatMap((b) => [b.grain, b.startMs, add.usdMicros, add.events, add.blocked]),
-    );
+    const values: Array<string | number> = [];
+    for (const b of bucketsFor(now)) if (grains.includes(b.grain)) values.push(b.grain, b.startMs, add.usdMicros, add.events, add.blocked);
+    if (values.length > 0) this.sql.exec(ADD_TO_BUCKETS(values.length / 5), ...values);
   }
 
   /**
    * Adds to the egress gate's figures by destination country (src/ledger/countries.ts) in the hour and
    * day buckets of `atMs`: "add" for a new send or refusal, "correct" for a settlement of a send counted
    * there (it moves the key the send was counted under, and nothing when its bucket was pruned). The
-   * buckets are read in one statement and written in one.
+   * buckets (one per grain) are read in one statement and written in one.
    */
   #moveCountry(atMs: number, country: string | null, delta: CountryDelta, how: "add" | "correct"): void {
     const buckets = bucketsFor(atMs);
-    const stored = new Map<string, string | null>();
-    for (const row of this.sql.exec<{ grain: string; start_ms: number; countries: string | null }>(
-      `SELECT grain, start_ms, countries FROM usage_buckets WHERE ${buckets.map(() => "(grain = ? AND start_ms = ?)").join(" OR ")}`,
-      ...buckets.flatMap((b) => [b.grain, b.startMs]),
-    )) stored.set(`${row.grain}:${row.start_ms}`, row.countries);
+    const keys: Array<string | number> = [];
+    for (const b of buckets) keys.push(b.grain, b.startMs);
+    const stored = this.sql.exec<{ grain: string; countries: string | null }>(READ_BUCKET_COUNTRIES(buckets.length), ...keys).toArray();
     const writes: Array<string | number> = [];
     for (const b of buckets) {
-      const before = decodeCountries(stored.get(`${b.grain}:${b.startMs}`) ?? null);
+      const before = decodeCountries(stored.find((row) => row.grain === b.grain)?.countries ?? null);
       const after = how === "add" ? addSend(before, country, delta) : correctSend(before, country, delta);
       if (after !== null) writes.push(b.grain, b.startMs, encodeCountries(after));
     }
-    if (writes.length === 0) return;
-    this.sql.exec(
-      `INSERT INTO usage_buckets (grain, start_ms, countries, usd_micros, events, blocked) VALUES ${rowPlaceholders(writes.length / 3, 3, ", 0, 0, 0")}
-       ON CONFLICT (grain, start_ms) DO UPDATE SET countries = excluded.countries`,
-      ...writes,
-    );
+    if (writes.length > 0) this.sql.exec(WRITE_BUCKET_COUNTRIES(writes.length / 3), ...writes);
   }
 
   /** Opens the breaker once; its side effects go to the outbox. False when it was already open. */
@@ -892,6 +881,21 @@ export class AccountGuard extends GuardObject {
  * counted.settled holds an entry's state (no schema change): 0 a reservation, 1 settled at an estimate,
  * 2 settled at an estimate whose price lookup is queued, 3 settled at Twilio's real price.
  */
+/** Adds to `n` usage buckets (grain, start, usd, events, blocked per row). */
+const ADD_TO_BUCKETS = perRowCount(
+  (n) => `INSERT INTO usage_buckets (grain, start_ms, usd_micros, events, blocked) VALUES ${rowPlaceholders(n, 5)}
+   ON CONFLICT (grain, start_ms) DO UPDATE SET usd_micros = usd_micros + excluded.usd_micros, events = events + excluded.events, blocked = blocked + excluded.blocked`,
+);
+/** The country figures of `n` usage buckets, each named by (grain, start); one bucket per grain. */
+const READ_BUCKET_COUNTRIES = perRowCount(
+  (n) => `SELECT grain, countries FROM usage_buckets WHERE ${Array.from({ length: n }, () => "(grain = ? AND start_ms = ?)").join(" OR ")}`,
+);
+/** Sets the country figures of `n` usage buckets (grain, start, countries per row), creating them empty. */
+const WRITE_BUCKET_COUNTRIES = perRowCount(
+  (n) => `INSERT INTO usage_buckets (grain, start_ms, countries, usd_micros, events, blocked) VALUES ${rowPlaceholders(n, 3, ", 0, 0, 0")}
+   ON CONFLICT (grain, start_ms) DO UPDATE SET countries = excluded.countries`,
+);
+
 const ENTRY_STATES = { reserved: 0, estimate: 1, lookup: 2, real: 3 } as const;
 
 function encodeEntry(entry: LedgerEntry): number {

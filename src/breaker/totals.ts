@@ -5,7 +5,7 @@
 import type { WindowTotals } from "../ledger/limits.ts";
 import type { WindowKind } from "../ledger/policy.ts";
 import { windowId, windowStart } from "../ledger/windows.ts";
-import { rowPlaceholders } from "../durable/sql.ts";
+import { perRowCount, rowPlaceholders } from "../durable/sql.ts";
 
 export interface TotalsRow extends WindowTotals {
   countedMicros: number;
@@ -13,15 +13,12 @@ export interface TotalsRow extends WindowTotals {
 }
 
 /** Writes `n` windows' rows in one statement, updating each in place when it exists (no delete + insert). */
-function upsertTotals(n: number): string {
-  return (
+const UPSERT_TOTALS = perRowCount(
+  (n) =>
     `INSERT INTO totals (window, window_id, start_ms, usd_micros, events, counted_micros, twilio_micros) VALUES ${rowPlaceholders(n, 7)} ` +
     "ON CONFLICT (window, window_id) DO UPDATE SET usd_micros = excluded.usd_micros, events = excluded.events, " +
-    "counted_micros = excluded.counted_micros, twilio_micros = excluded.twilio_micros"
-  );
-}
-/** The statement for 1 … 4 rows (one per window kind), built once each. */
-const UPSERT_TOTALS = [1, 2, 3, 4].map(upsertTotals);
+    "counted_micros = excluded.counted_micros, twilio_micros = excluded.twilio_micros",
+);
 
 /**
  * What each AccountGuard's totals table holds for the latest window of each kind read or written:
@@ -72,6 +69,6 @@ export function writeTotals(sql: SqlStorage, rows: readonly TotalsRow[], atMs: n
     values.push(row.window, row.windowId, windowStart(row.window, atMs), row.usdMicros, row.events, row.countedMicros, row.twilioMicros);
     known.set(row.window, row);
   }
-  // One statement for every window (rowPlaceholders: why), built once per row count (one to four).
-  sql.exec(UPSERT_TOTALS[rows.length - 1] ?? upsertTotals(rows.length), ...values);
+  // One statement for every window (rowPlaceholders: why).
+  sql.exec(UPSERT_TOTALS(rows.length), ...values);
 }

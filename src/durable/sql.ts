@@ -10,3 +10,17 @@ export function rowPlaceholders(rows: number, columns: number, literals = ""): s
   const row = `(${Array.from({ length: columns }, () => "?").join(", ")}${literals})`;
   return Array.from({ length: rows }, () => row).join(", ");
 }
+
+/**
+ * A statement whose text depends only on a row count, built once per count: hot paths pass the same
+ * text every time instead of concatenating it per call (garbage on every event). Bounded: callers use
+ * a handful of counts (one per window kind or bucket grain at most).
+ */
+export function perRowCount(build: (rows: number) => string): (rows: number) => string {
+  const built = new Map<number, string>();
+  return (rows) => {
+    let text = built.get(rows);
+    if (text === undefined) built.set(rows, (text = build(rows)));
+    return text;
+  };
+}
