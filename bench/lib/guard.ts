@@ -59,6 +59,8 @@ export interface GuardSettings {
   driver?: string;
   /** A tree with wrangler.toml and src/ to build instead of this repository (profiling experiments). */
   workerRoot?: string;
+  /** Called with every line workerd prints (also V8's, e.g. --trace-gc's: bench/stalls.ts). */
+  onLog?: (level: string, message: string) => void;
 }
 
 export interface RunningGuard {
@@ -123,6 +125,7 @@ export async function startGuard(settings: GuardSettings = {}): Promise<RunningG
       // The Worker's console lines (one JSON line per request) are counted, errors kept, nothing printed.
       handleStructuredLogs(log: { level: string; message: string }) {
         logLines++;
+        settings.onLog?.(log.level, log.message);
         if (log.level === "error" || /"level":"error"/.test(log.message)) errors.push(log.message.slice(0, 500));
       },
       workers: [
@@ -242,7 +245,7 @@ export function clonePersist(from: string, stateDir = STATE_DIR): string {
  * path after `stripPrefix` (a regular expression's source: /webhooks, or /twilio/<host> for the egress
  * gate's floor), and relays the answer. No verification, no ledger, no logging.
  */
-export async function startBareForwarder(originUrl: string, stripPrefix = "^\\/webhooks", options: { inspectorPort?: number } = {}): Promise<{ url: string; pid: number; stop(): Promise<void> }> {
+export async function startBareForwarder(originUrl: string, stripPrefix = "^\\/webhooks", options: { inspectorPort?: number; onLog?: GuardSettings["onLog"] } = {}): Promise<{ url: string; pid: number; stop(): Promise<void> }> {
   const config = unstable_readConfig({ config: join(WORKER_ROOT, "wrangler.toml") });
   const script = `export default {
   async fetch(request, env) {
@@ -258,6 +261,7 @@ export async function startBareForwarder(originUrl: string, stripPrefix = "^\\/w
     port: 0,
     cf: false,
     ...(options.inspectorPort !== undefined ? { inspectorPort: options.inspectorPort } : {}),
+    ...(options.onLog ? { handleStructuredLogs: (log: { level: string; message: string }) => options.onLog!(log.level, log.message) } : {}),
     workers: [
       {
         name: "bare-forwarder",

@@ -50,6 +50,7 @@ import { PRUNE_INTERVAL_MS, SEEN_RETENTION_MS, pruneAccount } from "./prune.ts";
 import { reconcileIfDue, type ReconcileHost } from "./reconcile.ts";
 import { ACCOUNT_SCHEMA, RECENT_EVENTS_KEPT } from "./schema.ts";
 import { forgetTotals, readTotals, writeTotals, type TotalsRow } from "./totals.ts";
+import { perRowCount, rowPlaceholders } from "../durable/sql.ts";
 import { dashboardLink } from "./alerts.ts";
 import { EgressStore, type EgressKeyView } from "../egress/store.ts";
 import type { GateRefusal, ReserveAnswer, ReserveRequest } from "../egress/protocol.ts";
@@ -452,35 +453,35 @@ export class AccountGuard extends GuardObject {
     return outbox;
   }
 
-  /** Adds to the usage history (src/ledger/buckets.ts): the hour and day buckets of `now`, or only `grains`. */
+  /**
+   * Adds to the usage history (src/ledger/buckets.ts): the hour and day buckets of `now`, or only `grains`.
+   * One statement for the buckets (each `exec` is a cursor object in the isolate: docs/benchmarks.md
+   * section 6, the gate's own tail).
+   */
   #addToBuckets(now: number, add: { usdMicros: number; events: number; blocked: number }, grains: readonly Grain[] = GRAINS): void {
-    for (const b of bucketsFor(now)) {
-      if (!grains.includes(b.grain)) continue;
-      this.sql.exec(
-        `INSERT INTO usage_buckets (grain, start_ms, usd_micros, events, blocked) VALUES (?, ?, ?, ?, ?)
-         ON CONFLICT (grain, start_ms) DO UPDATE SET usd_micros = usd_micros + excluded.usd_micros, events = events + excluded.events, blocked = blocked + excluded.blocked`,
-        b.grain, b.startMs, add.usdMicros, add.events, add.blocked,
-      );
-    }
+    const values: Array<string | number> = [];
+    for (const b of bucketsFor(now)) if (grains.includes(b.grain)) values.push(b.grain, b.startMs, add.usdMicros, add.events, add.blocked);
+    if (values.length > 0) this.sql.exec(ADD_TO_BUCKETS(values.length / 5), ...values);
   }
 
   /**
    * Adds to the egress gate's figures by destination country (src/ledger/countries.ts) in the hour and
    * day buckets of `atMs`: "add" for a new send or refusal, "correct" for a settlement of a send counted
-   * there (it moves the key the send was counted under, and nothing when its bucket was pruned).
+   * there (it moves the key the send was counted under, and nothing when its bucket was pruned). The
+   * buckets (one per grain) are read in one statement and written in one.
    */
   #moveCountry(atMs: number, country: string | null, delta: CountryDelta, how: "add" | "correct"): void {
-    for (const b of bucketsFor(atMs)) {
-      const row = this.sql.exec<{ countries: string | null }>("SELECT countries FROM usage_buckets WHERE grain = ? AND start_ms = ?", b.grain, b.startMs).toArray()[0];
-      const before = decodeCountries(row?.countries ?? null);
+    const buckets = bucketsFor(atMs);
+    const keys: Array<string | number> = [];
+    for (const b of buckets) keys.push(b.grain, b.startMs);
+    const stored = this.sql.exec<{ grain: string; countries: string | null }>(READ_BUCKET_COUNTRIES(buckets.length), ...keys).toArray();
+    const writes: Array<string | number> = [];
+    for (const b of buckets) {
+      const before = decodeCountries(stored.find((row) => row.grain === b.grain)?.countries ?? null);
       const after = how === "add" ? addSend(before, country, delta) : correctSend(before, country, delta);
-      if (after === null) continue;
-      this.sql.exec(
-        `INSERT INTO usage_buckets (grain, start_ms, usd_micros, events, blocked, countries) VALUES (?, ?, 0, 0, 0, ?)
-         ON CONFLICT (grain, start_ms) DO UPDATE SET countries = excluded.countries`,
-        b.grain, b.startMs, encodeCountries(after),
-      );
+      if (after !== null) writes.push(b.grain, b.startMs, encodeCountries(after));
     }
+    if (writes.length > 0) this.sql.exec(WRITE_BUCKET_COUNTRIES(writes.length / 3), ...writes);
   }
 
   /** Opens the breaker once; its side effects go to the outbox. False when it was already open. */
@@ -962,6 +963,21 @@ export class AccountGuard extends GuardObject {
  * counted.settled holds an entry's state (no schema change): 0 a reservation, 1 settled at an estimate,
  * 2 settled at an estimate whose price lookup is queued, 3 settled at Twilio's real price.
  */
+/** Adds to `n` usage buckets (grain, start, usd, events, blocked per row). */
+const ADD_TO_BUCKETS = perRowCount(
+  (n) => `INSERT INTO usage_buckets (grain, start_ms, usd_micros, events, blocked) VALUES ${rowPlaceholders(n, 5)}
+   ON CONFLICT (grain, start_ms) DO UPDATE SET usd_micros = usd_micros + excluded.usd_micros, events = events + excluded.events, blocked = blocked + excluded.blocked`,
+);
+/** The country figures of `n` usage buckets, each named by (grain, start); one bucket per grain. */
+const READ_BUCKET_COUNTRIES = perRowCount(
+  (n) => `SELECT grain, countries FROM usage_buckets WHERE ${Array.from({ length: n }, () => "(grain = ? AND start_ms = ?)").join(" OR ")}`,
+);
+/** Sets the country figures of `n` usage buckets (grain, start, countries per row), creating them empty. */
+const WRITE_BUCKET_COUNTRIES = perRowCount(
+  (n) => `INSERT INTO usage_buckets (grain, start_ms, countries, usd_micros, events, blocked) VALUES ${rowPlaceholders(n, 3, ", 0, 0, 0")}
+   ON CONFLICT (grain, start_ms) DO UPDATE SET countries = excluded.countries`,
+);
+
 const ENTRY_STATES = { reserved: 0, estimate: 1, lookup: 2, real: 3 } as const;
 
 function encodeEntry(entry: LedgerEntry): number {

@@ -5,17 +5,20 @@
 import type { WindowTotals } from "../ledger/limits.ts";
 import type { WindowKind } from "../ledger/policy.ts";
 import { windowId, windowStart } from "../ledger/windows.ts";
+import { perRowCount, rowPlaceholders } from "../durable/sql.ts";
 
 export interface TotalsRow extends WindowTotals {
   countedMicros: number;
   twilioMicros: number | null;
 }
 
-/** Writes one window's row, updating it in place when it exists (no delete + insert). */
-const UPSERT_TOTALS =
-  "INSERT INTO totals (window, window_id, start_ms, usd_micros, events, counted_micros, twilio_micros) VALUES (?, ?, ?, ?, ?, ?, ?) " +
-  "ON CONFLICT (window, window_id) DO UPDATE SET usd_micros = excluded.usd_micros, events = excluded.events, " +
-  "counted_micros = excluded.counted_micros, twilio_micros = excluded.twilio_micros";
+/** Writes `n` windows' rows in one statement, updating each in place when it exists (no delete + insert). */
+const UPSERT_TOTALS = perRowCount(
+  (n) =>
+    `INSERT INTO totals (window, window_id, start_ms, usd_micros, events, counted_micros, twilio_micros) VALUES ${rowPlaceholders(n, 7)} ` +
+    "ON CONFLICT (window, window_id) DO UPDATE SET usd_micros = excluded.usd_micros, events = excluded.events, " +
+    "counted_micros = excluded.counted_micros, twilio_micros = excluded.twilio_micros",
+);
 
 /**
  * What each AccountGuard's totals table holds for the latest window of each kind read or written:
@@ -58,10 +61,14 @@ export function readTotals(sql: SqlStorage, windows: readonly WindowKind[], atMs
 }
 
 export function writeTotals(sql: SqlStorage, rows: readonly TotalsRow[], atMs: number): void {
+  if (rows.length === 0) return;
   const known = cacheOf(sql);
+  const values: Array<string | number | null> = [];
   for (const t of rows) {
     const row = { ...t, usdMicros: Math.max(0, t.usdMicros), events: Math.max(0, t.events), countedMicros: Math.max(0, t.countedMicros) };
-    sql.exec(UPSERT_TOTALS, row.window, row.windowId, windowStart(row.window, atMs), row.usdMicros, row.events, row.countedMicros, row.twilioMicros);
+    values.push(row.window, row.windowId, windowStart(row.window, atMs), row.usdMicros, row.events, row.countedMicros, row.twilioMicros);
     known.set(row.window, row);
   }
+  // One statement for every window (rowPlaceholders: why).
+  sql.exec(UPSERT_TOTALS(rows.length), ...values);
 }

@@ -71,6 +71,9 @@ export interface EgressDeps {
   retryQueue: Queue<LedgerRetryMessage>;
 }
 
+/** One decoder for every send's form (stateless between whole-buffer decode() calls): none made per send. */
+const utf8Decoder = new TextDecoder();
+
 function refusedBy(reason: string, trace: EgressTrace): void {
   trace.verdict = `egress-${reason}`;
 }
@@ -136,7 +139,7 @@ export async function handleEgress(request: Request, deps: EgressDeps, trace: Eg
   let sent: SentMessage | null = null;
 
   if (scope.send !== null && account !== null) {
-    const original = rawBody === null ? "" : new TextDecoder().decode(rawBody);
+    const original = rawBody === null ? "" : utf8Decoder.decode(rawBody);
     const form = new URLSearchParams(original);
     let facts;
     try {

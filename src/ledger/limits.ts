@@ -90,21 +90,21 @@ export function applyEvent(
   add: Addition,
   perWindow: Partial<Record<WindowKind, Addition>> = {},
 ): Evaluation {
-  const additions = new Map<WindowKind, Addition>(ALL_WINDOWS.map((w) => [w, perWindow[w] ?? add]));
-  for (const a of additions.values()) {
+  // Per window kind, in ALL_WINDOWS order (arrays, not Maps: this runs on every event and every send).
+  const additions: Addition[] = [];
+  const before: WindowTotals[] = [];
+  const after: WindowTotals[] = [];
+  for (const window of ALL_WINDOWS) {
+    const a = perWindow[window] ?? add;
     if (!Number.isSafeInteger(a.usdMicros) || !Number.isSafeInteger(a.events)) {
       throw new RangeError("applyEvent adds integer micro-dollars and integer events");
     }
-  }
-  const before = new Map<WindowKind, WindowTotals>();
-  const after = new Map<WindowKind, WindowTotals>();
-  for (const window of ALL_WINDOWS) {
     const id = windowId(window, nowMs);
     const row = current.find((c) => c.window === window && c.windowId === id);
     const b = { window, windowId: id, usdMicros: row?.usdMicros ?? 0, events: row?.events ?? 0 };
-    before.set(window, b);
-    const a = additions.get(window)!;
-    after.set(window, { window, windowId: id, usdMicros: Math.max(0, b.usdMicros + a.usdMicros), events: Math.max(0, b.events + a.events) });
+    additions.push(a);
+    before.push(b);
+    after.push({ window, windowId: id, usdMicros: Math.max(0, b.usdMicros + a.usdMicros), events: Math.max(0, b.events + a.events) });
   }
 
   let crossed: Limit | null = null;
@@ -112,9 +112,10 @@ export function applyEvent(
   const warnings: LimitWarning[] = [];
   for (let limitIndex = 0; limitIndex < policy.limits.length; limitIndex++) {
     const limit = policy.limits[limitIndex]!;
-    const b = used(limit, before.get(limit.window)!);
-    const a = used(limit, after.get(limit.window)!);
-    if (used(limit, additions.get(limit.window)!) > 0 && a > limitValue(limit)) {
+    const w = ALL_WINDOWS.indexOf(limit.window);
+    const b = used(limit, before[w]!);
+    const a = used(limit, after[w]!);
+    if (used(limit, additions[w]!) > 0 && a > limitValue(limit)) {
       if (crossed === null) {
         crossed = limit;
         crossedIndex = limitIndex;
@@ -122,9 +123,9 @@ export function applyEvent(
       continue;
     }
     const threshold = warnThreshold(limit, policy.warnAt);
-    if (b < threshold && a >= threshold) warnings.push({ limit, limitIndex, windowId: after.get(limit.window)!.windowId });
+    if (b < threshold && a >= threshold) warnings.push({ limit, limitIndex, windowId: after[w]!.windowId });
   }
-  return { totals: [...after.values()], crossed, crossedIndex, warnings };
+  return { totals: after, crossed, crossedIndex, warnings };
 }
 
 // --------------------------------------------------------------------------------------------- breaker

@@ -52,9 +52,25 @@ export function windowEnd(kind: WindowKind, nowMs: number): number {
   }
 }
 
+/**
+ * The last id computed per window kind, with the window's bounds. An event asks for the same four ids a
+ * dozen times (reading, deciding, counting, its buckets), each a Date and an ISO string; the answer is a
+ * pure function of the window, so the one of the latest window of each kind is kept (4 entries: bounded).
+ */
+const lastIds: Partial<Record<WindowKind, { start: number; end: number; id: string }>> = {};
+
 /** A stable, sortable key: minute:2026-11-28T13:05, hour:2026-11-28T13, day:2026-11-28, month:2026-11. */
 export function windowId(kind: WindowKind, nowMs: number): string {
-  const iso = new Date(windowStart(kind, nowMs)).toISOString();
+  const last = lastIds[kind];
+  if (last !== undefined && nowMs >= last.start && nowMs < last.end) return last.id;
+  const start = windowStart(kind, nowMs);
+  const id = formatWindowId(kind, start);
+  lastIds[kind] = { start, end: windowEnd(kind, start), id };
+  return id;
+}
+
+function formatWindowId(kind: WindowKind, start: number): string {
+  const iso = new Date(start).toISOString();
   switch (kind) {
     case "minute":
       return `minute:${iso.slice(0, 16)}`;

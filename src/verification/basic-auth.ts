@@ -12,6 +12,9 @@ export interface BasicCredentials {
   password: string;
 }
 
+/** One fatal decoder for every header (stateless between whole-buffer decode() calls): none made per request. */
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
+
 /** The credentials in an Authorization header, or null when absent or not well-formed Basic. */
 export function parseBasicAuthorization(header: string | null): BasicCredentials | null {
   if (header === null) return null;
@@ -20,8 +23,11 @@ export function parseBasicAuthorization(header: string | null): BasicCredentials
   let decoded: string;
   try {
     const binary = atob(match[1]!);
-    const bytes = Uint8Array.from(binary, (c) => c.charCodeAt(0));
-    decoded = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes);
+    // Indexed, not Uint8Array.from(binary, …): the string iterator allocates per character, on every
+    // gate send (docs/benchmarks.md section 6, the gate's own tail).
+    const bytes = new Uint8Array(binary.length);
+    for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+    decoded = strictUtf8.decode(bytes);
   } catch {
     return null;
   }

@@ -104,6 +104,20 @@ describe("windowId", () => {
   it("names the same window the same for every instant in it", () => {
     expect(windowId("hour", at("2026-11-28T13:00:00Z"))).toBe(windowId("hour", at("2026-11-28T13:59:59.999Z")));
   });
+
+  it("answers each instant's own window when instants alternate between windows (the id of the latest window is kept)", () => {
+    const month = windowEnd("month", T);
+    const instants = [T, month - 1, month, T, month, month - 1, windowStart("month", T), windowStart("month", T) - 1];
+    for (const kind of ALL_WINDOWS) {
+      for (const ms of instants) expect(windowId(kind, ms), `${kind} at ${ms}`).toBe(`${kind}:${new Date(windowStart(kind, ms)).toISOString().slice(0, { minute: 16, hour: 13, day: 10, month: 7 }[kind])}`);
+    }
+  });
+
+  it("still refuses a time that is not one after answering a valid one", () => {
+    windowId("day", T);
+    expect(() => windowId("day", Number.NaN)).toThrow(RangeError);
+    expect(() => windowId("day", Number.POSITIVE_INFINITY)).toThrow(RangeError);
+  });
 });
 
 describe("retainUntil", () => {
