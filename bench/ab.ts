@@ -9,23 +9,25 @@
 // directly instead (bench/do-driver.ts, 32 record() calls in flight): the Durable Object alone.
 // `egress` sends twilio-node's messages.create request with an egress key through the REST egress gate
 // to the Twilio stand-in (bench/lib/egress-load.ts; 4 connections, as section 6) and also prints the
-// median over rounds of each round's p50 / p99 latency.
+// median over rounds of each round's p50 / p99 latency. Tree A may be `bare`: the bare forwarding Worker
+// (startBareForwarder, the runtime's floor of sections 2 and 6) instead of a guard, for `sms`/`status`.
 import { randomBytes } from "node:crypto";
 import { resolve } from "node:path";
 import { driverSource } from "./sections/breaker.ts";
 import { startTwilioStandin } from "../dev/twilio-standin.ts";
 import { startChild } from "./lib/child.ts";
 import { inboundSms, messageStatus, sid, signedFormRequest } from "./lib/events.ts";
-import { startGuard, type RunningGuard } from "./lib/guard.ts";
+import { startBareForwarder, startGuard, type RunningGuard } from "./lib/guard.ts";
 import { runLoad, summary } from "./lib/load.ts";
 import { cpuMs } from "./lib/profile.ts";
 import { median } from "./lib/stats.ts";
 import { EGRESS_VARS, egressSend, prepareEgressAccount } from "./lib/egress-load.ts";
 
 process.removeAllListeners("warning");
-const [treeA, treeB] = [process.argv[2], process.argv[3]].map((t) => (t === undefined ? undefined : resolve(t)));
+const BARE = "bare";
+const [treeA, treeB] = [process.argv[2], process.argv[3]].map((t) => (t === undefined || t === BARE ? t : resolve(t)));
 if (treeA === undefined || treeB === undefined) {
-  console.error("usage: node bench/ab.ts <treeA> <treeB> [sms|status|do|egress] [rounds]");
+  console.error("usage: node bench/ab.ts <treeA|bare> <treeB> [sms|status|do|egress] [rounds]");
   process.exit(2);
 }
 const path = process.argv[4] ?? "sms";
@@ -42,7 +44,14 @@ const origin = await startChild("origin-process.ts");
 const vars = { TWILIO_ACCOUNT_SID: PARENT, ORIGIN_URL: origin.url, TWILIO_API_BASE: standin.url, GUARD_POLICY: JSON.stringify({ limits: [{ window: "month", usd: 1e9 }] }), ...(egress ? EGRESS_VARS : {}) };
 const driver = path === "do" ? await driverSource() : undefined;
 const guards: Array<{ tree: string; guard: RunningGuard; cpu: number[]; rate: number[]; p50: number[]; p99: number[]; sender: string; key: string; sends: number }> = [];
+if (treeA === BARE && (path === "do" || egress)) throw new Error("bare: only for sms and status");
 for (const tree of [treeA, treeB]) {
+  if (tree === BARE) {
+    const bare = await startBareForwarder(origin.url);
+    const guard: RunningGuard = { ...bare, driverUrl: null, persist: "", logLines: 0, errors: [] };
+    guards.push({ tree, guard, cpu: [], rate: [], p50: [], p99: [], sender: PARENT, key: "", sends: 0 });
+    continue;
+  }
   const guard = await startGuard({ vars, secrets: { TWILIO_AUTH_TOKEN: TOKEN, ...(egress ? { ADMIN_TOKEN } : {}) }, workerRoot: tree, ...(driver ? { driver } : {}) });
   const sender = egress ? standin.addSubaccount().sid : PARENT;
   const key = egress ? await prepareEgressAccount(guard.url, ADMIN_TOKEN, sender) : "";
