@@ -1,7 +1,7 @@
-// The Worker's HTTP surface: routes from CONTRACT.md on an itty-router AutoRouter whose `catch` is our
-// error funnel (its default would put internal error messages in the response), and one structured log
-// line per request. Everything stateful is reached through `deps`, so tests can inject clocks and fakes.
-import { AutoRouter, type IRequest } from "itty-router";
+// The Worker's HTTP surface: routes from CONTRACT.md on an itty-router Router whose `catch` is our
+// error funnel (AutoRouter's default would put internal error messages in the response), and one
+// structured log line per request. Everything stateful is reached through `deps`, so tests can inject clocks and fakes.
+import { Router, type IRequest } from "itty-router";
 import { TokenCache, type TokenSource } from "./accounts/token-cache.ts";
 import { getConfig, type Config } from "./config/config.ts";
 import type { GuardEnv } from "./config/env.ts";
@@ -117,12 +117,14 @@ export function createApp(overrides: Partial<AppDeps> = {}) {
   const egressLimiter = new AuthLimiter();
   const egressSettlements = deps.egressSettlements ?? new SettlementQueue();
 
-  const router = AutoRouter<IRequest, Args>({
+  // Router, not AutoRouter: every route answers a Response itself, so AutoRouter's stages (a Proxy
+  // around each request for `withParams`, the JSON formatter) would only cost time on every request.
+  const router = Router<IRequest, Args>({
     catch: (error: unknown, _request: IRequest, _env: GuardEnv, _ctx: ExecutionContext, state: RequestState) => {
       state.error = error;
       return toErrorResponse(error);
     },
-    missing: () => toErrorResponse(new GuardError(404, "not found", { reason: "not-found" })),
+    finally: [(response: Response | undefined) => response ?? toErrorResponse(new GuardError(404, "not found", { reason: "not-found" }))],
   });
 
   // CONTRACT: 200 {"ok":true}, or 503 {"ok":false,"setting":"<NAME>"} while a setting that some route
