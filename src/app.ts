@@ -35,6 +35,8 @@ export interface AppDeps {
 }
 
 interface RequestState {
+  /** request.url parsed once, for the handler and the log line. */
+  url: URL;
   route: string;
   trace: RequestTrace;
   logger: Logger;
@@ -104,7 +106,7 @@ function noteRejection(request: Request, state: RequestState, status: number, at
     atMs,
     route: state.route,
     method: request.method,
-    path: new URL(request.url).pathname,
+    path: state.url.pathname,
     status,
     reason: (wouldRefuse ? "report-only:" : "") + (reason ?? `http-${status}`),
     client: request.headers.get("cf-connecting-ip") ?? "unknown",
@@ -159,6 +161,7 @@ export function createApp(overrides: Partial<AppDeps> = {}) {
         ...(deps.fetch !== undefined ? { fetch: deps.fetch } : {}),
       },
       state.trace,
+      state.url,
     );
   });
 
@@ -218,12 +221,12 @@ export function createApp(overrides: Partial<AppDeps> = {}) {
   return {
     async fetch(request: Request, env: GuardEnv, ctx: ExecutionContext): Promise<Response> {
       const started = Date.now();
-      const state: RequestState = { route: "other", trace: {}, logger: new Logger() };
+      const state: RequestState = { url: new URL(request.url), route: "other", trace: {}, logger: new Logger() };
       const response: Response = await router.fetch(request, env, ctx, state);
       const line = {
         route: state.route,
         method: request.method,
-        path: new URL(request.url).pathname,
+        path: state.url.pathname,
         status: response.status,
         durationMs: Date.now() - started,
         ...state.trace,

@@ -54,6 +54,8 @@ export interface ForwardOptions {
   originUrl: string;
   /** Headers to add (X-Guard-Verified, X-Guard-Account, …). */
   guardHeaders: Record<string, string>;
+  /** request.url parsed, when the caller has it. */
+  requestUrl?: URL;
   timeoutMs?: number;
   fetch?: typeof fetch;
 }
@@ -156,7 +158,7 @@ async function readAnswer(response: Response, signal: AbortSignal, deadline: Pro
  * is a 502.
  */
 export async function forwardToOrigin(request: Request, body: Uint8Array<ArrayBuffer>, options: ForwardOptions): Promise<Response> {
-  const target = originTarget(options.originUrl, new URL(request.url));
+  const target = originTarget(options.originUrl, options.requestUrl ?? new URL(request.url));
   const controller = new AbortController();
   // Raced against the deadline as well as aborted by it: the answer is due in time even if the
   // connection ignores the abort. The timer rejects the deadline itself (no abort listener to register).
