@@ -11,13 +11,15 @@
 // to the Twilio stand-in (bench/lib/egress-load.ts; 4 connections, as section 6) and also prints the
 // median over rounds of each round's p50 / p99 latency. `many` is section 5's traffic (bench/lib/many-ab.ts):
 // each event on an evicted AccountGuard of its own subaccount, against the same count over 10 accounts.
+// Tree A may be `bare`: the bare forwarding Worker (startBareForwarder, the runtime's floor of sections 2
+// and 6) instead of a guard, for `sms`/`status`.
 import { randomBytes } from "node:crypto";
 import { resolve } from "node:path";
 import { driverSource } from "./sections/breaker.ts";
 import { startTwilioStandin } from "../dev/twilio-standin.ts";
 import { startChild } from "./lib/child.ts";
 import { inboundSms, messageStatus, sid, signedFormRequest } from "./lib/events.ts";
-import { startGuard, type RunningGuard } from "./lib/guard.ts";
+import { startBareForwarder, startGuard, type RunningGuard } from "./lib/guard.ts";
 import { runLoad, summary } from "./lib/load.ts";
 import { cpuMs } from "./lib/profile.ts";
 import { median } from "./lib/stats.ts";
@@ -25,15 +27,17 @@ import { EGRESS_VARS, egressSend, prepareEgressAccount } from "./lib/egress-load
 import { manyAb } from "./lib/many-ab.ts";
 
 process.removeAllListeners("warning");
-const [treeA, treeB] = [process.argv[2], process.argv[3]].map((t) => (t === undefined ? undefined : resolve(t)));
+const BARE = "bare";
+const [treeA, treeB] = [process.argv[2], process.argv[3]].map((t) => (t === undefined || t === BARE ? t : resolve(t)));
 if (treeA === undefined || treeB === undefined) {
-  console.error("usage: node bench/ab.ts <treeA> <treeB> [sms|status|do|egress|many] [rounds]");
+  console.error("usage: node bench/ab.ts <treeA|bare> <treeB> [sms|status|do|egress|many] [rounds]");
   process.exit(2);
 }
 const path = process.argv[4] ?? "sms";
 const rounds = Number(process.argv[5] ?? 5);
 const PER_ROUND = Number(process.argv[6] ?? (path === "many" ? 500 : 3000));
 const PARALLEL = process.env.AB_PARALLEL === "1";
+if (treeA === BARE && path !== "sms" && path !== "status") throw new Error("bare: only for sms and status");
 if (path === "many") {
   await manyAb([treeA, treeB], rounds, PER_ROUND, PARALLEL);
   process.exit(0);
@@ -49,6 +53,12 @@ const vars = { TWILIO_ACCOUNT_SID: PARENT, ORIGIN_URL: origin.url, TWILIO_API_BA
 const driver = path === "do" ? await driverSource() : undefined;
 const guards: Array<{ tree: string; guard: RunningGuard; cpu: number[]; rate: number[]; p50: number[]; p99: number[]; sender: string; key: string; sends: number }> = [];
 for (const tree of [treeA, treeB]) {
+  if (tree === BARE) {
+    const bare = await startBareForwarder(origin.url);
+    const guard: RunningGuard = { ...bare, driverUrl: null, persist: "", logLines: 0, errors: [] };
+    guards.push({ tree, guard, cpu: [], rate: [], p50: [], p99: [], sender: PARENT, key: "", sends: 0 });
+    continue;
+  }
   const guard = await startGuard({ vars, secrets: { TWILIO_AUTH_TOKEN: TOKEN, ...(egress ? { ADMIN_TOKEN } : {}) }, workerRoot: tree, ...(driver ? { driver } : {}) });
   const sender = egress ? standin.addSubaccount().sid : PARENT;
   const key = egress ? await prepareEgressAccount(guard.url, ADMIN_TOKEN, sender) : "";

@@ -1,7 +1,7 @@
-// The Worker's HTTP surface: routes from CONTRACT.md on an itty-router AutoRouter whose `catch` is our
-// error funnel (its default would put internal error messages in the response), and one structured log
-// line per request. Everything stateful is reached through `deps`, so tests can inject clocks and fakes.
-import { AutoRouter, type IRequest } from "itty-router";
+// The Worker's HTTP surface: routes from CONTRACT.md on an itty-router Router whose `catch` is our
+// error funnel (AutoRouter's default would put internal error messages in the response), and one
+// structured log line per request. Everything stateful is reached through `deps`, so tests can inject clocks and fakes.
+import { Router, type IRequest } from "itty-router";
 import { TokenCache, type TokenSource } from "./accounts/token-cache.ts";
 import { getConfig, type Config } from "./config/config.ts";
 import type { GuardEnv } from "./config/env.ts";
@@ -39,6 +39,8 @@ export interface AppDeps {
 }
 
 interface RequestState {
+  /** request.url parsed once, for the handler and the log line. */
+  url: URL;
   route: string;
   trace: RequestTrace;
   logger: Logger;
@@ -120,7 +122,7 @@ function noteRejection(request: Request, state: RequestState, status: number, at
     atMs,
     route: state.route,
     method: request.method,
-    path: new URL(request.url).pathname,
+    path: state.url.pathname,
     status,
     reason: (wouldRefuse ? "report-only:" : "") + (reason ?? `http-${status}`),
     client: request.headers.get("cf-connecting-ip") ?? "unknown",
@@ -134,12 +136,14 @@ export function createApp(overrides: Partial<AppDeps> = {}) {
   const egressSettlements = deps.egressSettlements ?? new SettlementQueue();
   const ledgerBatches = deps.ledgerBatches ?? new RecordBatcher();
 
-  const router = AutoRouter<IRequest, Args>({
+  // Router, not AutoRouter: every route answers a Response itself, so AutoRouter's stages (a Proxy
+  // around each request for `withParams`, the JSON formatter) would only cost time on every request.
+  const router = Router<IRequest, Args>({
     catch: (error: unknown, _request: IRequest, _env: GuardEnv, _ctx: ExecutionContext, state: RequestState) => {
       state.error = error;
       return toErrorResponse(error);
     },
-    missing: () => toErrorResponse(new GuardError(404, "not found", { reason: "not-found" })),
+    finally: [(response: Response | undefined) => response ?? toErrorResponse(new GuardError(404, "not found", { reason: "not-found" }))],
   });
 
   // CONTRACT: 200 {"ok":true}, or 503 {"ok":false,"setting":"<NAME>"} while a setting that some route
@@ -174,6 +178,7 @@ export function createApp(overrides: Partial<AppDeps> = {}) {
         ...(deps.fetch !== undefined ? { fetch: deps.fetch } : {}),
       },
       state.trace,
+      state.url,
     );
   });
 
@@ -233,12 +238,12 @@ export function createApp(overrides: Partial<AppDeps> = {}) {
   return {
     async fetch(request: Request, env: GuardEnv, ctx: ExecutionContext): Promise<Response> {
       const started = Date.now();
-      const state: RequestState = { route: "other", trace: {}, logger: new Logger() };
+      const state: RequestState = { url: new URL(request.url), route: "other", trace: {}, logger: new Logger() };
       const response: Response = await router.fetch(request, env, ctx, state);
       const line = {
         route: state.route,
         method: request.method,
-        path: new URL(request.url).pathname,
+        path: state.url.pathname,
         status: response.status,
         durationMs: Date.now() - started,
         ...state.trace,

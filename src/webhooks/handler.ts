@@ -38,7 +38,8 @@ function isInbound(event: BillableEvent): boolean {
   return event.kind === "inbound-message" || event.kind === "inbound-call";
 }
 
-export async function handleWebhook(request: Request, deps: WebhookDeps, trace: RequestTrace): Promise<Response> {
+/** `url`: request.url parsed (the caller's, when it has one). */
+export async function handleWebhook(request: Request, deps: WebhookDeps, trace: RequestTrace, url = new URL(request.url)): Promise<Response> {
   if (request.method !== "GET" && request.method !== "POST") {
     throw new GuardError(405, "method not allowed: Twilio webhooks are GET or POST", {
       reason: "method-not-allowed",
@@ -48,7 +49,7 @@ export async function handleWebhook(request: Request, deps: WebhookDeps, trace: 
   const { config } = deps;
   // A status callback the egress gate added (the app asked for none) is recorded and answered here, never
   // forwarded: it needs no ORIGIN_URL, and a failed check on it is refused whatever GUARD_MODE says.
-  const guardReservation = reservationOfStatusPath(new URL(request.url).pathname);
+  const guardReservation = reservationOfStatusPath(url.pathname);
   if (config.originUrl === null && guardReservation === null) throw new ConfigError("ORIGIN_URL", "is required for forwarding");
 
   const enforce = config.mode === "enforce" || guardReservation !== null;
@@ -56,7 +57,7 @@ export async function handleWebhook(request: Request, deps: WebhookDeps, trace: 
   const rawBody = request.method === "GET" ? new Uint8Array(0) : await readBody(request);
   let webhook;
   try {
-    webhook = parseWebhook(request, rawBody);
+    webhook = parseWebhook(request, rawBody, url);
   } catch (error) {
     // A malformed body cannot be verified: refused in enforce mode; in report-only mode it is forwarded
     // marked, like every other failed check. An oversized body is refused in both: it bounds our memory.
@@ -64,7 +65,7 @@ export async function handleWebhook(request: Request, deps: WebhookDeps, trace: 
     trace.verdict = error.reason;
     deps.logger.warn("webhook-unverified", { reason: error.reason, mode: config.mode });
     guardHeaders["x-guard-verdict"] = error.reason;
-    return forwardToOrigin(request, rawBody, forwardOptions(deps, guardHeaders, trace));
+    return forwardToOrigin(request, rawBody, forwardOptions(deps, guardHeaders, trace, url));
   }
 
   const outcome = await authenticateWebhook(webhook, request.headers, config, deps.resolveTokens);
@@ -75,7 +76,7 @@ export async function handleWebhook(request: Request, deps: WebhookDeps, trace: 
     deps.logger.warn("webhook-unverified", { reason: outcome.error.reason, mode: config.mode, account: outcome.accountSid });
     guardHeaders["x-guard-verdict"] = outcome.error.reason;
     guardHeaders["x-guard-account"] = outcome.accountSid ?? "";
-    return forwardToOrigin(request, rawBody, forwardOptions(deps, guardHeaders, trace));
+    return forwardToOrigin(request, rawBody, forwardOptions(deps, guardHeaders, trace, url));
   }
   trace.verdict = `verified-${outcome.via}`;
   guardHeaders["x-guard-verified"] = outcome.via;
@@ -97,7 +98,7 @@ export async function handleWebhook(request: Request, deps: WebhookDeps, trace: 
     deps.logger.warn("webhook-unverified", { reason: unsigned.reason, mode: config.mode, account: outcome.accountSid });
     delete guardHeaders["x-guard-verified"];
     guardHeaders["x-guard-verdict"] = unsigned.reason;
-    return forwardToOrigin(request, rawBody, forwardOptions(deps, guardHeaders, trace));
+    return forwardToOrigin(request, rawBody, forwardOptions(deps, guardHeaders, trace, url));
   }
   const classified = classifyWebhook(webhook.fields);
   if (classified.kind !== "not-billable") {
@@ -135,13 +136,14 @@ export async function handleWebhook(request: Request, deps: WebhookDeps, trace: 
     }
   }
   if (guardReservation !== null) return new Response(null, { status: 204 });
-  return forwardToOrigin(request, rawBody, forwardOptions(deps, guardHeaders, trace));
+  return forwardToOrigin(request, rawBody, forwardOptions(deps, guardHeaders, trace, url));
 }
 
-function forwardOptions(deps: WebhookDeps, guardHeaders: Record<string, string>, trace: RequestTrace) {
+function forwardOptions(deps: WebhookDeps, guardHeaders: Record<string, string>, trace: RequestTrace, requestUrl: URL) {
   trace.forwarded = true;
   return {
     originUrl: deps.config.originUrl!,
+    requestUrl,
     guardHeaders,
     ...(deps.originTimeoutMs !== undefined ? { timeoutMs: deps.originTimeoutMs } : {}),
     ...(deps.fetch !== undefined ? { fetch: deps.fetch } : {}),

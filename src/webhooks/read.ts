@@ -120,10 +120,9 @@ function queryPairs(url: URL): { pieces: string[]; pairs: FormPairs } {
   return { pieces: query.split("&"), pairs: [...new URLSearchParams(query)] };
 }
 
-/** Parses what Twilio signed out of the request line, headers and body bytes; 400 when malformed. */
-export function parseWebhook(request: Request, rawBody: Uint8Array<ArrayBuffer>): WebhookRequest {
+/** Parses what Twilio signed out of the request line, headers and body bytes; 400 when malformed. `url`: request.url parsed. */
+export function parseWebhook(request: Request, rawBody: Uint8Array<ArrayBuffer>, url = new URL(request.url)): WebhookRequest {
   const method = request.method === "GET" ? "GET" : "POST";
-  const url = new URL(request.url);
   const bodyKind = method === "GET" ? "none" : bodyKindOf(request.headers.get("content-type"), rawBody);
 
   let formParams: FormPairs = [];

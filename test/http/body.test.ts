@@ -39,6 +39,17 @@ describe("readCappedBody", () => {
     await expect(readCappedBody(post("123456"), 5, tooLarge)).rejects.toBeInstanceOf(TooLarge);
   });
 
+  it("reads a body with a content-length as sent", async () => {
+    const bytes = new Uint8Array(1000).map((_, i) => i % 251);
+    const request = post(bytes, { "content-length": "1000" });
+    expect(await readCappedBody(request, 1000, tooLarge)).toEqual(bytes);
+  });
+
+  it("refuses a body longer than the content-length it declares once it passes the cap", async () => {
+    const source = streamOf(Array.from({ length: 5 }, () => new Uint8Array(4)));
+    await expect(readCappedBody(post(source.stream, { "content-length": "4" }), 10, tooLarge)).rejects.toBeInstanceOf(TooLarge);
+  });
+
   it("refuses a streamed body without a content-length at the first chunk over the cap and cancels the stream", async () => {
     const chunk = new Uint8Array(4);
     const source = streamOf(Array.from({ length: 100 }, () => chunk));

@@ -43,6 +43,15 @@ describe("forwardToOrigin's answer", () => {
     expect(new Uint8Array(await response.arrayBuffer())).toEqual(bytes);
   });
 
+  it("drops the answer's hop-by-hop headers, whatever their case, and keeps repeated Set-Cookie values apart", async () => {
+    const headers = new Headers({ "Content-Type": "text/xml", "Keep-Alive": "timeout=5", Connection: "keep-alive", Upgrade: "h2c", "X-App": "1" });
+    headers.append("Set-Cookie", "a=1");
+    headers.append("Set-Cookie", "b=2");
+    const response = await relay(() => new Response("<Response/>", { headers }));
+    expect([...new Set(response.headers.keys())].sort()).toEqual(["content-type", "set-cookie", "x-app"]);
+    expect(response.headers.getSetCookie()).toEqual(["a=1", "b=2"]);
+  });
+
   it("relays a streamed answer without a Content-Length byte for byte", async () => {
     const response = await relay(() => new Response(streamed(100_000, 7_000), { headers: { "content-type": "text/xml" } }));
     const body = new Uint8Array(await response.arrayBuffer());

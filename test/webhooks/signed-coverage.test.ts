@@ -192,8 +192,8 @@ describe("headers forwarded to the origin", () => {
       "i-twilio-idempotency-token": "x".repeat(MAX_FORWARDED_HEADER_BYTES + 1),
     });
     const out = forwardHeaders(incoming, { originUrl: ORIGIN, guardHeaders: { "x-guard-verified": "signature" } });
-    expect([...out.keys()].sort()).toEqual(["content-type", "x-forwarded-for", "x-guard-verified"]);
-    expect(out.get("x-forwarded-for")).toBe("203.0.113.7");
+    expect(Object.keys(out).sort()).toEqual(["content-type", "x-forwarded-for", "x-guard-verified"]);
+    expect(out["x-forwarded-for"]).toBe("203.0.113.7");
   });
 });
 
