@@ -28,8 +28,9 @@ export default defineConfig({
                 STORAGE_EVENTS: process.env.STORAGE_EVENTS ?? "2000",
                 // The pool's runner sets no_handle_cross_request_promise_resolution, so one request
                 // cannot wait for a ledger call another request makes: through exports.default each
-                // event gets its own call (src/config/env.ts). Batching is tested through createApp
-                // in one request context (test/breaker/record-batches*.test.ts) and in test/node.
+                // event, and each egress send's reservation, gets its own call (src/config/env.ts).
+                // Batching is tested through createApp in one request context
+                // (test/breaker/record-batches*.test.ts, test/egress/reservation-batches.test.ts) and in test/node.
                 LEDGER_BATCHING: "off",
               },
             },

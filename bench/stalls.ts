@@ -203,6 +203,14 @@ const schedBetween = (from: number, to: number) => {
 };
 await poller.terminate();
 const logLinesDuring = logs.filter((l) => l.t >= measureStart);
+/** The gate's reservation calls and the sends they carried (src/egress/reservation-batches.ts), as the isolate has flushed them (every 5 s at most). */
+const reserveCalls = guard
+  ? await fetch(`${guard.url}/admin/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } }).then(async (r) => {
+      const text = await r.text();
+      const sum = (name: string) => [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)$`, "gm"))].reduce((n, m) => n + Number(m[1]), 0);
+      return { calls: sum("guard_egress_reserve_calls_total"), sends: sum("guard_egress_reserve_call_sends_total") };
+    })
+  : null;
 await guard?.stop();
 await bare?.stop();
 await origin.stop();
@@ -324,6 +332,7 @@ if (gcs.length > 0) {
   const spanSends = sends.filter((x) => x.end > mine[0]!.t && x.end <= mine.at(-1)!.t).length || sends.length;
   const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
   const per = (bytes: number) => `${(bytes / spanSends).toFixed(0)} B`;
+  if (reserveCalls !== null && reserveCalls.calls > 0) console.log(`\nreservation calls (warm-up included, as flushed): ${reserveCalls.calls} carrying ${reserveCalls.sends} sends, ${(reserveCalls.sends / reserveCalls.calls).toFixed(2)} per call`);
   console.log(`\nGC of the Worker's isolate during the ${sends.length} sends: ${scavenges.length} scavenges (${((scavenges.length / sends.length) * 1000).toFixed(1)} per 1,000 sends, pauses ${sum(scavenges.map((g) => g.pause)).toFixed(0)} ms in all, median ${scavenges.length ? summary(scavenges.map((g) => g.pause)).p50.toFixed(1) : "-"}, max ${Math.max(0, ...scavenges.map((g) => g.pause)).toFixed(1)} ms), ${majors.length} major (${majors.map((g) => `${g.pause.toFixed(0)} ms`).join(", ")})`);
   console.log(`  per send: allocated in the young generation ${per(sum(scavenges.map((g) => g.allocated ?? 0)))}, promoted ${per(sum(scavenges.map((g) => g.promoted ?? 0)))}, old generation gained ${per(oldGain)}, embedder (C++) heap gained ${per(embedderGain)} (over the ${spanSends} sends between the first and last GC)`);
 }

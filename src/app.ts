@@ -18,6 +18,7 @@ import type { LedgerPort, RecordVerdict } from "./ledger/port.ts";
 import type { RequestTrace } from "./observability/trace.ts";
 import { AuthLimiter } from "./egress/auth-limit.ts";
 import { handleEgress } from "./egress/gate.ts";
+import { ReservationBatcher } from "./egress/reservation-batches.ts";
 import { SettlementQueue } from "./egress/settlements.ts";
 import { RecordBatcher, recordCall, verdictOf } from "./breaker/record-batches.ts";
 import type { BillableEvent } from "./ledger/classify.ts";
@@ -34,6 +35,8 @@ export interface AppDeps {
   upstreamTimeoutMs?: number;
   /** The egress gate's settlements waiting to be written (default: one queue per app, i.e. per isolate). */
   egressSettlements?: SettlementQueue;
+  /** The egress gate's reservations waiting to share a call, per account (default: one per app, i.e. per isolate). */
+  egressReservations?: ReservationBatcher;
   /** The webhook path's ledger writes waiting to share a call, per account (default: one per app, i.e. per isolate). */
   ledgerBatches?: RecordBatcher;
 }
@@ -135,6 +138,7 @@ export function createApp(overrides: Partial<AppDeps> = {}) {
   const egressLimiter = new AuthLimiter();
   const egressSettlements = deps.egressSettlements ?? new SettlementQueue();
   const ledgerBatches = deps.ledgerBatches ?? new RecordBatcher();
+  const egressReservations = deps.egressReservations ?? new ReservationBatcher();
 
   // Router, not AutoRouter: every route answers a Response itself, so AutoRouter's stages (a Proxy
   // around each request for `withParams`, the JSON formatter) would only cost time on every request.
@@ -212,6 +216,8 @@ export function createApp(overrides: Partial<AppDeps> = {}) {
         // Failed credentials are counted per client address, in an AdminGate instance of that address.
         failures: { fail: (address, now) => env.ADMIN_GATE.getByName(`egress-auth:${address}`).fail(now, address) },
         limiter: egressLimiter,
+        // LEDGER_BATCHING=off (config/env.ts): each send's reservation in a call of its own.
+        reservations: env.LEDGER_BATCHING === "off" ? null : egressReservations,
         settlements: egressSettlements,
         retryQueue: env.LEDGER_RETRY,
         waitUntil: (promise) => ctx.waitUntil(promise),

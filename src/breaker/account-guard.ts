@@ -53,7 +53,7 @@ import { forgetTotals, readTotals, writeTotals, type TotalsRow } from "./totals.
 import { perRowCount, rowPlaceholders } from "../durable/sql.ts";
 import { dashboardLink } from "./alerts.ts";
 import { EgressStore, type EgressKeyView } from "../egress/store.ts";
-import type { GateRefusal, ReserveAnswer, ReserveRequest } from "../egress/protocol.ts";
+import type { GateRefusal, ReserveAnswer, ReserveOutcome, ReserveRequest } from "../egress/protocol.ts";
 import type { SettlementItem } from "../egress/settlements.ts";
 import { checkPumping } from "../egress/pumping.ts";
 import { callReservation, priceSend } from "../egress/send.ts";
@@ -753,17 +753,59 @@ export class AccountGuard extends GuardObject {
     const now = req.atMs;
     this.#identify(req.accountSid, now);
     const { policy } = this.#policy();
-    const { answer, effects } = this.transaction((): { answer: ReserveAnswer; effects: boolean } => {
-      // Earlier sends' outcomes first (whatever this call decides): a released one frees its budget.
-      const settled = this.#settleCarried(req.settle ?? [], policy);
-      const result = this.#reserve(req, policy, now);
-      return { answer: result.answer, effects: result.effects || settled };
-    });
+    const { answer, effects } = this.transaction(() => this.#reserveOne(req, policy));
     await this.#afterWrite(effects, now);
     // The listing's spend today includes the gate's sends, as it does webhooks' (throttled the same way).
     await this.#noteSummary(now, effects);
     metrics.flush(this.env, (promise) => this.ctx.waitUntil(promise));
     return answer;
+  }
+
+  /**
+   * Reserves several sends of this account in one transaction (the gate's group commit:
+   * src/egress/reservation-batches.ts): `settle` first, then each send in the order given, each by
+   * the code reserveSend runs, so every answer is what the sends reserved one after the other would
+   * have got. Each send runs in its own savepoint: one that fails is rolled back alone and answered
+   * `failed` (the gate refuses it, as a failed reservation call), and the others stand.
+   */
+  async reserveSends(sid: string, reqs: readonly ReserveRequest[], settle: readonly SettlementItem[] = []): Promise<ReserveOutcome[]> {
+    if (!ACCOUNT_SID.test(sid) || !Array.isArray(reqs) || reqs.length === 0 || reqs.length > MAX_RECORDS_PER_BATCH || !Array.isArray(settle)) {
+      throw new TypeError(`reserveSends: an AccountSid, 1 to ${MAX_RECORDS_PER_BATCH} reservations and an array of settlements`);
+    }
+    const valid = reqs.map((r) => (r !== null && typeof r === "object" && r.accountSid === sid && Number.isFinite(r.atMs) && r.settle === undefined ? r : null));
+    const now = Math.max(...valid.map((r) => r?.atMs ?? 0));
+    this.#identify(sid, now > 0 ? now : Date.now());
+    const { policy } = this.#policy();
+    const { outcomes, effects } = this.transaction(() => {
+      let effects = this.#settleCarried(settle, policy);
+      const outcomes = valid.map((req, i): ReserveOutcome => {
+        if (req === null) {
+          this.logger.error("egress-batch-reservation-invalid", new Error("not a reservation of this account"), { account: sid, index: i });
+          return { failed: true };
+        }
+        try {
+          const result = this.transaction(() => this.#reserveOne(req, policy));
+          effects = result.effects || effects;
+          return result.answer;
+        } catch (error) {
+          this.logger.error("egress-batch-reservation-failed", error, { account: sid, index: i });
+          return { failed: true };
+        }
+      });
+      return { outcomes, effects };
+    });
+    await this.#afterWrite(effects, now);
+    await this.#noteSummary(now, effects);
+    metrics.flush(this.env, (promise) => this.ctx.waitUntil(promise));
+    return outcomes;
+  }
+
+  /** Inside a transaction: one send, as reserveSend() and reserveSends() both reserve it. */
+  #reserveOne(req: ReserveRequest, policy: Policy): { answer: ReserveAnswer; effects: boolean } {
+    // Earlier sends' outcomes first (whatever this call decides): a released one frees its budget.
+    const settled = this.#settleCarried(req.settle ?? [], policy);
+    const result = this.#reserve(req, policy, req.atMs);
+    return { answer: result.answer, effects: result.effects || settled };
   }
 
   /** Inside reserveSend's transaction: the reservation itself. */

@@ -14,8 +14,8 @@ export interface OptionalSecrets {
 /** Settings that are not in wrangler.toml: absent in a normal deployment. */
 export interface OptionalSettings {
   /**
-   * "off": every webhook event gets its own ledger call, as before the group commit
-   * (src/breaker/record-batches.ts). The workers test pool sets it: its runner turns off workerd's
+   * "off": every webhook event gets its own ledger call, and every egress send its own reservation
+   * call, as before the group commits (src/breaker/record-batches.ts, src/egress/reservation-batches.ts). The workers test pool sets it: its runner turns off workerd's
    * cross-request promise resolution, without which a request cannot wait for another's call.
    */
   LEDGER_BATCHING?: string;

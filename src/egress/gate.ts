@@ -4,7 +4,8 @@
 //   2. credentials (egress key, the account's own token, an API key), rate limited per client address;
 //      an egress key only within its scope (scope.ts);
 //   3. a send (POST Messages.json / Calls.json): priced and reserved in the account's Durable Object, in
-//      the same call that checks an egress key (one Durable Object call on the hot path);
+//      the same call that checks an egress key (one Durable Object call on the hot path, shared by the
+//      account's sends that this isolate has at once: reservation-batches.ts);
 //   4. forwarded with method, query and body unchanged (plus StatusCallback / TimeLimit when absent);
 //   5. Twilio's answer relayed, and the reservation settled after the answer: carried by the account's
 //      next reservation call, or written within a few milliseconds by waitUntil (settlements.ts); a
@@ -26,6 +27,7 @@ import { hashEgressKey } from "./keys.ts";
 import { lookupQuery, settlementFromList, type SentMessage } from "./lookup.ts";
 import { RESERVATION_ID, type GateRefusal, type ReserveAnswer, type ReserveRequest } from "./protocol.ts";
 import { refusal } from "./refusals.ts";
+import { ReservationFailed, reserveAll, type ReservationBatcher, type ReserveCall, type ReservingGuard } from "./reservation-batches.ts";
 import { requestScope } from "./scope.ts";
 import { SendError, sendFacts } from "./send.ts";
 import type { SettlementFailure, SettlementItem, SettlementQueue, SettlementWrite } from "./settlements.ts";
@@ -42,8 +44,7 @@ const FORWARDED_REQUEST_HEADERS = ["accept", "accept-charset", "content-type", "
 /** Response headers that describe the connection, not the answer: dropped when relaying. */
 const HOP_BY_HOP = new Set(["connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding", "set-cookie", "upgrade"]);
 
-export interface EgressLedger {
-  reserveSend(req: ReserveRequest): Promise<ReserveAnswer>;
+export interface EgressLedger extends ReservingGuard {
   settleSends(sid: string, items: SettlementItem[], atMs?: number): Promise<unknown>;
   checkEgressKey(sid: string, keyId: string, hash: string, atMs?: number): Promise<boolean>;
 }
@@ -65,6 +66,8 @@ export interface EgressDeps {
   waitUntil: (promise: Promise<unknown>) => void;
   fetch?: typeof fetch;
   upstreamTimeoutMs?: number;
+  /** Reservations waiting to share a call (one per isolate: src/app.ts), or null: each send in a call of its own. */
+  reservations: ReservationBatcher | null;
   /** Settlements waiting to be written (one queue per isolate: src/app.ts). */
   settlements: SettlementQueue;
   /** Where a settlement batch whose write failed goes to be written again (LEDGER_RETRY). */
@@ -255,27 +258,41 @@ async function settleFromMessages(deps: EgressDeps, reservation: { id: string; a
 }
 
 /**
- * The reservation call, carrying the account's settlements that wait in this isolate (settlements.ts).
- * If the call fails they are handed back to be written by the account's writer; that hand-back is kept
- * alive by waitUntil, so it happens even when this request is cancelled mid-call.
+ * The send's reservation, through this isolate's ReservationBatcher (reservation-batches.ts): alone
+ * when no call of the account is in flight, else in the next call with the account's other sends.
  */
 async function reserve(deps: EgressDeps, req: ReserveRequest): Promise<ReserveAnswer> {
-  const queue = deps.settlements;
-  const carried = queue.take(req.accountSid);
-  // A stub that cannot even be made rejects like a failed call, so what it was to carry is handed back.
-  const call = (async () => deps.ledger(req.accountSid).reserveSend(carried.length === 0 ? req : { ...req, settle: carried }))();
-  if (carried.length > 0) {
-    deps.waitUntil(
-      call.then(
-        () => undefined,
-        () => {
-          const writer = queue.putBack(req.accountSid, carried, settlementWrite(deps, req.accountSid), settlementFailed(deps, req.accountSid));
-          return writer ?? undefined;
-        },
-      ),
-    );
+  const call = reservationCall(deps, req.accountSid);
+  if (deps.reservations === null) {
+    const [outcome] = await call([req]);
+    if (outcome === undefined || "failed" in outcome) throw new ReservationFailed();
+    return outcome;
   }
-  return call;
+  return deps.reservations.reserve(req, call, deps.waitUntil);
+}
+
+/**
+ * The reservation call, carrying the account's settlements that wait in this isolate (settlements.ts).
+ * If the call fails they are handed back to be written by the account's writer; that hand-back is kept
+ * alive by waitUntil (of the request making the call), so it happens even when that request is
+ * cancelled mid-call.
+ */
+function reservationCall(deps: EgressDeps, account: string): ReserveCall {
+  return (reqs) => {
+    const queue = deps.settlements;
+    const carried = queue.take(account);
+    // A stub that cannot even be made rejects like a failed call, so what it was to carry is handed back.
+    const call = (async () => reserveAll(deps.ledger(account), account, reqs, carried))();
+    if (carried.length > 0) {
+      deps.waitUntil(
+        call.then(
+          () => undefined,
+          () => queue.putBack(account, carried, settlementWrite(deps, account), settlementFailed(deps, account)) ?? undefined,
+        ),
+      );
+    }
+    return call;
+  };
 }
 
 function settle(deps: EgressDeps, reservation: { id: string; account: string }, settlement: Settlement): void {

@@ -43,3 +43,6 @@ export type ReserveAnswer =
       newCountry: boolean;
     }
   | { ok: false; refusal: GateRefusal };
+
+/** One send's outcome in a batch of reservations (AccountGuard.reserveSends): its answer, or `failed` (rolled back alone). */
+export type ReserveOutcome = ReserveAnswer | { failed: true };

@@ -101,6 +101,14 @@ export const COUNTERS = {
     help: "Events those calls carried: divided by guard_ledger_calls_total, the events per call that grouping achieved.",
     labels: [],
   },
+  guard_egress_reserve_calls_total: {
+    help: "The egress gate's reservation calls to an account's Durable Object (egress/reservation-batches.ts), by how many sends each carried (1, 2-4, 5-16, 17-64).",
+    labels: ["sends"],
+  },
+  guard_egress_reserve_call_sends_total: {
+    help: "Sends those calls carried: divided by guard_egress_reserve_calls_total, the sends per call that grouping achieved.",
+    labels: [],
+  },
   guard_egress_settle_failures_total: {
     help: "Egress gate settlement batches whose write failed, by stage: direct (the Durable Object call; retried through the queue), retry (a queued attempt; retried again), enqueue (the queue refused it; retried), lost (given up).",
     labels: ["stage"],

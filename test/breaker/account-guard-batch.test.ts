@@ -9,7 +9,7 @@ import type { LedgerWrite } from "../../src/breaker/ledger-queue.ts";
 import { MAX_RECORDS_PER_BATCH } from "../../src/breaker/record-batches.ts";
 import { classifyWebhook, type BillableEvent } from "../../src/ledger/classify.ts";
 import type { RecordOutcome } from "../../src/ledger/port.ts";
-import { guard } from "../support/guard.ts";
+import { guard, ledgerRows } from "../support/guard.ts";
 import { Seeded } from "../support/seeded.ts";
 import { callStatus, inboundCall, inboundSms, messageStatus, uniqueSid, type Params } from "../support/twilio.ts";
 
@@ -67,24 +67,6 @@ async function account(): Promise<string> {
   return sid;
 }
 
-/** Everything the ledger keeps for an account, without what differs by nature (trip ids, the account's Sid). */
-async function ledger(sid: string) {
-  return runInDurableObject(guard(sid), (_instance: AccountGuard, state) => {
-    const rows = (query: string) => state.storage.sql.exec(query).toArray();
-    return {
-      totals: rows("SELECT window, window_id, usd_micros, events, counted_micros FROM totals ORDER BY window, window_id"),
-      counted: rows("SELECT count_key, at_ms, usd_micros, settled FROM counted ORDER BY count_key"),
-      seen: rows("SELECT key, at_ms FROM seen ORDER BY key"),
-      recent: rows("SELECT seq, at_ms, kind, sid, status, usd_micros, counted, duplicate, blocked FROM recent_events ORDER BY seq"),
-      buckets: rows("SELECT grain, start_ms, usd_micros, events, blocked FROM usage_buckets ORDER BY grain, start_ms"),
-      outbox: rows("SELECT kind, state FROM outbox ORDER BY id"),
-      trips: rows("SELECT opened_at, reason, detail FROM trips ORDER BY opened_at"),
-      warned: rows("SELECT key, at_ms FROM warned ORDER BY key"),
-      breaker: (JSON.parse(String(rows("SELECT value FROM meta WHERE key = 'breaker'")[0]?.value ?? "{}")) as { state?: string }).state ?? "closed",
-    };
-  });
-}
-
 /** `all` split into batches of 1 to `most` events, the split drawn from `rng`. */
 function split<T>(all: T[], rng: Seeded, most: number): T[][] {
   const batches: T[][] = [];
@@ -110,7 +92,7 @@ describe("AccountGuard.recordBatch", () => {
       for (const batch of split(writes(many, steps, startMs), rng, 7)) got.push(...(await guard(many).recordBatch(many, batch)));
 
       expect(got, `seed ${seed}`).toEqual(expected);
-      const [a, b] = [await ledger(one), await ledger(many)];
+      const [a, b] = [await ledgerRows(one), await ledgerRows(many)];
       for (const key of Object.keys(a) as Array<keyof typeof a>) expect.soft(b[key], `seed ${seed}: ${key}`).toEqual(a[key]);
       // The scripts are long enough to cross the limits: the comparison covers a trip and blocked events.
       expect(a.breaker, `seed ${seed}`).toBe("open");
@@ -142,7 +124,7 @@ describe("AccountGuard.recordBatch", () => {
     const verdicts = await guard(sid).recordBatch(sid, batch);
     // The 9th event crosses the 8-events limit: it and every one after it are blocked.
     expect(verdicts.map((v) => ("blocked" in v ? v.blocked : "failed"))).toEqual([...Array<boolean>(8).fill(false), ...Array<boolean>(4).fill(true)]);
-    const state = await ledger(sid);
+    const state = await ledgerRows(sid);
     expect(state.trips).toHaveLength(1);
     expect(state.outbox.filter((r) => r.kind === "suspend")).toHaveLength(1);
   });
@@ -165,7 +147,7 @@ describe("AccountGuard.recordBatch", () => {
       }
     });
     expect(outcomes).toEqual([{ duplicate: false, blocked: false }, { failed: true }, { duplicate: false, blocked: false }]);
-    const state = await ledger(sid);
+    const state = await ledgerRows(sid);
     expect(state.seen.map((r) => r.key)).toEqual([a!.event.dedupeKey, c!.event.dedupeKey].sort());
     expect(state.counted.map((r) => r.count_key)).toEqual([a!.event.countKey, c!.event.countKey].sort());
     expect(state.recent).toHaveLength(2);
@@ -182,7 +164,7 @@ describe("AccountGuard.recordBatch", () => {
     const foreign: LedgerWrite = { event: event(inboundSms(other)), idempotencyToken: null, atMs: now };
     const malformed = { event: { ...event(inboundSms(sid)), dedupeKey: 7 }, idempotencyToken: null, atMs: now } as unknown as LedgerWrite;
     expect(await guard(sid).recordBatch(sid, [foreign, good, malformed])).toEqual([{ failed: true }, { duplicate: false, blocked: false }, { failed: true }]);
-    expect((await ledger(sid)).seen.map((r) => r.key)).toEqual([good.event.dedupeKey]);
+    expect((await ledgerRows(sid)).seen.map((r) => r.key)).toEqual([good.event.dedupeKey]);
   });
 
   it("refuses a batch larger than MAX_RECORDS_PER_BATCH, or empty, and records nothing", async () => {
@@ -194,6 +176,6 @@ describe("AccountGuard.recordBatch", () => {
       await expect(instance.recordBatch(sid, many)).rejects.toThrow(/1 to 64 writes/);
       await expect(instance.recordBatch(sid, [])).rejects.toThrow(/1 to 64 writes/);
     });
-    expect((await ledger(sid)).seen).toEqual([]);
+    expect((await ledgerRows(sid)).seen).toEqual([]);
   });
 });

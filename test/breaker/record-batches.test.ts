@@ -3,10 +3,11 @@
 // when the object has no recordBatch yet). The Worker through it: test/breaker/record-batches-app.test.ts.
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { LedgerWrite } from "../../src/breaker/ledger-queue.ts";
-import { MAX_RECORDS_PER_BATCH, RecordBatcher, RecordFailed, STALE_LEADER_MS, recordCall, type RecordCall, type RecordingGuard } from "../../src/breaker/record-batches.ts";
+import { MAX_RECORDS_PER_BATCH, RecordBatcher, RecordFailed, STALE_LEADER_MS, recordCall, type RecordingGuard } from "../../src/breaker/record-batches.ts";
 import type { BillableEvent } from "../../src/ledger/classify.ts";
 import type { RecordOutcome, RecordVerdict } from "../../src/ledger/port.ts";
 import { metrics } from "../../src/observability/metrics.ts";
+import { manualWatch, scriptedBatchCalls, settle } from "../support/batches.ts";
 
 afterEach(() => vi.restoreAllMocks());
 
@@ -21,39 +22,13 @@ function write(n: number, account = ACCOUNT): LedgerWrite {
 
 const ok: RecordVerdict = { duplicate: false, blocked: false };
 
-/** Calls that stay in flight until the test answers them, recording every batch. */
-function scriptedCalls() {
-  const batches: LedgerWrite[][] = [];
-  const answers: Array<(outcomes: RecordOutcome[] | Error) => void> = [];
-  const call: RecordCall = (writes) => {
-    batches.push(writes);
-    return new Promise((resolve, reject) => answers.push((a) => (a instanceof Error ? reject(a) : resolve(a))));
-  };
-  /** Answers call `i`: every event ok unless given. */
-  const answer = (i: number, outcomes?: RecordOutcome[] | Error) => answers[i]!(outcomes ?? batches[i]!.map(() => ok));
-  return { batches, call, answer };
-}
+/** Calls that stay in flight until the test answers them (every event ok unless told), recording every batch. */
+const scriptedCalls = () => scriptedBatchCalls<LedgerWrite, RecordOutcome>(() => ok);
 
 /** A hold that ends when the test says so. */
 function manualHold() {
   const ends: Array<() => void> = [];
   return { wait: () => new Promise<void>((resolve) => ends.push(resolve)), end: () => ends.shift()!(), get waiting() { return ends.length; } };
-}
-
-/** A watchdog the test fires by hand. */
-function manualWatch() {
-  const watches: Array<{ fire: () => void; cancelled: boolean }> = [];
-  const watch = (_ms: number, fire: () => void) => {
-    const w = { fire, cancelled: false };
-    watches.push(w);
-    return () => void (w.cancelled = true);
-  };
-  return { watch, watches };
-}
-
-/** Lets every pending promise continuation run (no timers involved). */
-async function settle(): Promise<void> {
-  for (let i = 0; i < 20; i++) await Promise.resolve();
 }
 
 const kept: Promise<unknown>[] = [];
@@ -154,7 +129,7 @@ describe("RecordBatcher: inbound events", () => {
     const c = scriptedCalls();
     const verdict = batcher.record(write(1), c.call, keepAlive);
     c.answer(0, []);
-    await expect(verdict).rejects.toThrow(/0 outcomes for 1 events/);
+    await expect(verdict).rejects.toThrow(/0 outcomes for 1 items/);
   });
 
   it("watches only an event another request's call carries: cleared once answered, failing it if that call never ends", async () => {

@@ -14,6 +14,7 @@ import { drainAlarms } from "../support/guard.ts";
 import { Logger } from "../../src/observability/log.ts";
 import { metrics } from "../../src/observability/metrics.ts";
 import { sendFacts } from "../../src/egress/send.ts";
+import { ReservationBatcher } from "../../src/egress/reservation-batches.ts";
 import { SettlementQueue, type SettlementItem } from "../../src/egress/settlements.ts";
 import { ALERTS, TWILIO_API, mockOutbound, type Captured } from "../support/origin.ts";
 import { PARENT_SID, PRIMARY_TOKEN, messageStatus, signedForm, uniqueSid, basicAuth } from "../support/twilio.ts";
@@ -272,12 +273,13 @@ describe("egress gate: forwarding a send", () => {
         throw new Error("Durable Object reset");
       },
       settleSends: async (_sid, items) => void written.push(items),
+      reserveSends: () => Promise.reject(new Error("a lone send is reserved with reserveSend")),
       checkEgressKey: async () => true,
     };
     const request = new Request(`${GUARD}${messagesPath(sid)}`, { method: "POST", headers: { authorization: basicAuth(sid, key.key), "content-type": "application/x-www-form-urlencoded" }, body: "To=%2B14155552671&Body=x" });
     const deps: EgressDeps = {
       config: getConfig(enforce), logger: new Logger(), mode: "enforce", now: Date.now, resolveTokens: async () => null, ledger: () => ledger,
-      failures: { fail: () => Promise.reject(new Error("no credential failure here")) }, limiter: new AuthLimiter(), waitUntil: (p) => void pending.push(p), settlements: queue,
+      failures: { fail: () => Promise.reject(new Error("no credential failure here")) }, limiter: new AuthLimiter(), waitUntil: (p) => void pending.push(p), reservations: new ReservationBatcher(), settlements: queue,
       retryQueue: { send: () => Promise.reject(new Error("nothing is queued here")) } as unknown as Queue<LedgerRetryMessage>,
     };
     await expect(handleEgress(request, deps, {})).rejects.toThrow("Durable Object reset");
@@ -303,13 +305,14 @@ describe("egress gate: forwarding a send", () => {
         return { ok: true, reservationId: reservations[0]!, estimateUsd: 0.0083, setTimeLimitS: null, wouldRefuse: null, newCountry: false };
       },
       settleSends: () => Promise.reject(new Error("Durable Object overloaded")),
+      reserveSends: () => Promise.reject(new Error("a lone send is reserved with reserveSend")),
       checkEgressKey: async () => true,
     };
     const queued: LedgerRetryMessage[] = [];
     const pending: Array<Promise<unknown>> = [];
     const deps: EgressDeps = {
       config: getConfig(enforce), logger: new Logger(), mode: "enforce", now: Date.now, resolveTokens: async () => null, ledger: () => ledger,
-      failures: { fail: () => Promise.reject(new Error("no credential failure here")) }, limiter: new AuthLimiter(), waitUntil: (p) => void pending.push(p), settlements: queue,
+      failures: { fail: () => Promise.reject(new Error("no credential failure here")) }, limiter: new AuthLimiter(), waitUntil: (p) => void pending.push(p), reservations: new ReservationBatcher(), settlements: queue,
       retryQueue: { send: async (m: LedgerRetryMessage) => void queued.push(m) } as unknown as Queue<LedgerRetryMessage>,
       fetch: async () => new Response(JSON.stringify({ sid: messageSid, status: "queued", price: null }), { status: 201 }),
     };

@@ -39,3 +39,24 @@ export async function reconcileNow(sid: string): Promise<void> {
   });
   await runDurableObjectAlarm(guard(sid));
 }
+
+/** Everything the ledger keeps for an account, without what differs by nature (trip ids, the account's Sid). */
+export async function ledgerRows(sid: string) {
+  return runInDurableObject(guard(sid), (_instance: AccountGuard, state) => {
+    const rows = (query: string) => state.storage.sql.exec(query).toArray();
+    return {
+      totals: rows("SELECT window, window_id, usd_micros, events, counted_micros FROM totals ORDER BY window, window_id"),
+      counted: rows("SELECT count_key, at_ms, usd_micros, settled FROM counted ORDER BY count_key"),
+      seen: rows("SELECT key, at_ms FROM seen ORDER BY key"),
+      recent: rows("SELECT seq, at_ms, kind, sid, status, usd_micros, counted, duplicate, blocked FROM recent_events ORDER BY seq"),
+      buckets: rows("SELECT grain, start_ms, usd_micros, events, blocked FROM usage_buckets ORDER BY grain, start_ms"),
+      outbox: rows("SELECT kind, state FROM outbox ORDER BY id"),
+      trips: rows("SELECT opened_at, reason, detail FROM trips ORDER BY opened_at"),
+      warned: rows("SELECT key, at_ms FROM warned ORDER BY key"),
+      reservations: rows("SELECT at_ms, kind, usd_micros, unit_micros, state, sid, country FROM egress_reservations ORDER BY at_ms, state"),
+      counters: rows("SELECT key, window_end_ms, n FROM egress_counters ORDER BY key"),
+      countries: rows("SELECT country, first_at_ms FROM egress_countries ORDER BY country"),
+      breaker: (JSON.parse(String(rows("SELECT value FROM meta WHERE key = 'breaker'")[0]?.value ?? "{}")) as { state?: string }).state ?? "closed",
+    };
+  });
+}
