@@ -9,11 +9,16 @@ import type { LedgerWrite } from "../../src/breaker/ledger-queue.ts";
 import { MAX_RECORDS_PER_BATCH } from "../../src/breaker/record-batches.ts";
 import { classifyWebhook, type BillableEvent } from "../../src/ledger/classify.ts";
 import type { RecordOutcome } from "../../src/ledger/port.ts";
-import { guard, ledgerRows } from "../support/guard.ts";
+import { guard, ledgerRows, quiesce } from "../support/guard.ts";
 import { Seeded } from "../support/seeded.ts";
 import { callStatus, inboundCall, inboundSms, messageStatus, uniqueSid, type Params } from "../support/twilio.ts";
 
-afterEach(() => vi.restoreAllMocks());
+/** Accounts this file's tests made: quiesced after each test (support/guard.ts quiesce). */
+const made: string[] = [];
+afterEach(async () => {
+  vi.restoreAllMocks();
+  for (const sid of made.splice(0)) await quiesce(sid);
+});
 
 const POLICY = { limits: [{ window: "day" as const, events: 8 }, { window: "day" as const, usd: 0.5 }], warnAt: 0.5, action: "suspend" as const };
 
@@ -63,6 +68,7 @@ function writes(account: string, steps: Script, startMs: number): LedgerWrite[] 
 
 async function account(): Promise<string> {
   const sid = uniqueSid();
+  made.push(sid);
   await guard(sid).setPolicy(sid, POLICY);
   return sid;
 }

@@ -10,11 +10,16 @@ import { destinationOf } from "../../src/egress/destination.ts";
 import type { ReserveAnswer, ReserveOutcome, ReserveRequest } from "../../src/egress/protocol.ts";
 import type { SendFacts } from "../../src/egress/send.ts";
 import { windowStart } from "../../src/ledger/windows.ts";
-import { guard, ledgerRows } from "../support/guard.ts";
+import { guard, ledgerRows, quiesce } from "../support/guard.ts";
 import { Seeded } from "../support/seeded.ts";
 import { uniqueSid } from "../support/twilio.ts";
 
-afterEach(() => vi.restoreAllMocks());
+/** Accounts this file's tests made: quiesced after each test (support/guard.ts quiesce). */
+const made: string[] = [];
+afterEach(async () => {
+  vi.restoreAllMocks();
+  for (const sid of made.splice(0)) await quiesce(sid);
+});
 
 const POLICY = {
   limits: [{ window: "day" as const, events: 10 }],
@@ -30,6 +35,7 @@ function facts(to: string, kind: "message" | "call" = "message"): SendFacts {
 
 async function account(): Promise<string> {
   const sid = uniqueSid();
+  made.push(sid);
   await guard(sid).setPolicy(sid, POLICY);
   return sid;
 }
@@ -76,6 +82,7 @@ describe("AccountGuard.reserveSends", () => {
 
   it("50 sends in one batch against a budget of 10: exactly 10 reserved, the rest refused in order, one trip", async () => {
     const sid = uniqueSid();
+    made.push(sid);
     await guard(sid).setPolicy(sid, { limits: [{ window: "day", events: 10 }], action: "block" });
     const startMs = Date.now();
     const reqs = Array.from({ length: 50 }, (_, i): ReserveRequest => ({ accountSid: sid, atMs: startMs + i, mode: "enforce", key: null, send: facts(`+1415555${2000 + i}`) }));
@@ -88,6 +95,7 @@ describe("AccountGuard.reserveSends", () => {
 
   it("applies the settlements it carries first: a released reservation frees its budget for the batch", async () => {
     const sid = uniqueSid();
+    made.push(sid);
     await guard(sid).setPolicy(sid, { limits: [{ window: "day", events: 1 }], action: "block" });
     const startMs = Date.now();
     const first = (await guard(sid).reserveSend({ accountSid: sid, atMs: startMs, mode: "enforce", key: null, send: facts(NUMBERS[0]!) })) as Extract<ReserveAnswer, { ok: true }>;

@@ -22,6 +22,18 @@ export async function drainAlarms(sid: string, rounds = 30): Promise<void> {
   throw new Error(`outbox of ${sid} not drained after ${rounds} alarms`);
 }
 
+/**
+ * Drops what the account queued for later (outbox rows, its alarm) once a test has checked it: a trip's
+ * suspension and alerts would otherwise be retried against the disabled outbound network after the
+ * test file ended, and their log lines would reach a runner that has closed its console channel.
+ */
+export async function quiesce(sid: string): Promise<void> {
+  await runInDurableObject(guard(sid), async (_instance, state) => {
+    state.storage.sql.exec("DELETE FROM outbox");
+    await state.storage.deleteAlarm();
+  });
+}
+
 /** The account's breaker state: "closed" or "open". */
 export async function breakerState(sid: string): Promise<string> {
   return (await guard(sid).snapshot()).breaker.state;
