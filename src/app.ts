@@ -226,7 +226,7 @@ export function createApp(overrides: Partial<AppDeps> = {}) {
         logger: state.logger,
         mode: config.egressMode,
         now: deps.now,
-        resolveTokens: (sid) => tokens(sid),
+        resolveTokens: tokens,
         ledger: (sid) => accountGuard(env, sid),
         // Failed credentials are counted per client address, in an AdminGate instance of that address.
         failures: { fail: (address, now) => env.ADMIN_GATE.getByName(`egress-auth:${address}`).fail(now, address) },

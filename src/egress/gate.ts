@@ -233,7 +233,9 @@ async function fetchWithin(doFetch: typeof fetch, url: string, init: RequestInit
   });
   try {
     const exchange = (async () => {
-      const answer = await doFetch(url, { ...init, signal: abort.signal });
+      // `init` is the caller's own object, made for this call: the signal goes on it, not on a copy.
+      init.signal = abort.signal;
+      const answer = await doFetch(url, init);
       return { answer, text: await answer.text() };
     })();
     return await Promise.race([exchange, timeout]);
