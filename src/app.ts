@@ -23,6 +23,21 @@ import { SettlementQueue } from "./egress/settlements.ts";
 import { RecordBatcher, recordCall, verdictOf } from "./breaker/record-batches.ts";
 import type { BillableEvent } from "./ledger/classify.ts";
 
+
+/** A Logger holds nothing but its secrets in redaction order: one per configuration (getConfig keeps one per
+ * isolate) and one without secrets, instead of one per request. */
+const PLAIN_LOGGER = new Logger();
+const loggers = new WeakMap<Config, Logger>();
+
+function loggerFor(config: Config): Logger {
+  let logger = loggers.get(config);
+  if (logger === undefined) {
+    logger = new Logger(config.secrets);
+    loggers.set(config, logger);
+  }
+  return logger;
+}
+
 export interface AppDeps {
   /** The clock the ledger's windows use; injected by tests that cross UTC midnight without sleeping. */
   now: () => number;
@@ -169,7 +184,7 @@ export function createApp(overrides: Partial<AppDeps> = {}) {
   router.all("/webhooks/*", (request, env, ctx, state) => {
     state.route = "webhooks";
     const config = getConfig(env);
-    state.logger = new Logger(config.secrets);
+    state.logger = loggerFor(config);
     return handleWebhook(
       request,
       {
@@ -189,7 +204,7 @@ export function createApp(overrides: Partial<AppDeps> = {}) {
   router.all("/usage-trigger", (request, env, _ctx, state) => {
     state.route = "usage-trigger";
     const config = getConfig(env);
-    state.logger = new Logger(config.secrets);
+    state.logger = loggerFor(config);
     return handleUsageTrigger(request, {
       config,
       logger: state.logger,
@@ -202,7 +217,7 @@ export function createApp(overrides: Partial<AppDeps> = {}) {
   router.all("/twilio/*", (request, env, ctx, state) => {
     state.route = "egress";
     const config = getConfig(env);
-    state.logger = new Logger(config.secrets);
+    state.logger = loggerFor(config);
     const tokens = tokenResolver(env, config, deps.tokenCache);
     return handleEgress(
       request,
@@ -211,7 +226,7 @@ export function createApp(overrides: Partial<AppDeps> = {}) {
         logger: state.logger,
         mode: config.egressMode,
         now: deps.now,
-        resolveTokens: (sid) => tokens(sid),
+        resolveTokens: tokens,
         ledger: (sid) => accountGuard(env, sid),
         // Failed credentials are counted per client address, in an AdminGate instance of that address.
         failures: { fail: (address, now) => env.ADMIN_GATE.getByName(`egress-auth:${address}`).fail(now, address) },
@@ -244,7 +259,7 @@ export function createApp(overrides: Partial<AppDeps> = {}) {
   return {
     async fetch(request: Request, env: GuardEnv, ctx: ExecutionContext): Promise<Response> {
       const started = Date.now();
-      const state: RequestState = { url: new URL(request.url), route: "other", trace: {}, logger: new Logger() };
+      const state: RequestState = { url: new URL(request.url), route: "other", trace: {}, logger: PLAIN_LOGGER };
       const response: Response = await router.fetch(request, env, ctx, state);
       const line = {
         route: state.route,

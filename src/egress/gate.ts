@@ -139,7 +139,7 @@ export async function handleEgress(request: Request, deps: EgressDeps, trace: Eg
   const rawBody = request.method === "GET" || request.method === "HEAD" ? null : await readBody(request, MAX_SEND_BODY_BYTES);
   let body: Uint8Array | string | null = rawBody;
   let reservation: { id: string; account: string } | null = null;
-  let sent: SentMessage | null = null;
+  let sentForm: URLSearchParams | null = null;
 
   if (scope.send !== null && account !== null) {
     const original = rawBody === null ? "" : utf8Decoder.decode(rawBody);
@@ -168,9 +168,8 @@ export async function handleEgress(request: Request, deps: EgressDeps, trace: Eg
       metrics.inc("guard_egress_sends_total", { outcome: "allowed", reason: "none" });
     }
     reservation = { id: answer.reservationId, account };
-    if (facts.kind === "message") {
-      sent = { to: form.get("To")!, from: form.get("From"), messagingServiceSid: form.get("MessagingServiceSid"), body: form.get("Body"), reservedAtMs: now };
-    }
+    // What a lookup after a failed upstream call needs; read from the form only then (not per send).
+    if (facts.kind === "message") sentForm = form;
     const added = new URLSearchParams();
     if (!facts.hasStatusCallback) added.set("StatusCallback", `${statusBase(deps.config, url)}${GUARD_STATUS_PATH}${answer.reservationId}`);
     if (answer.setTimeLimitS !== null) added.set("TimeLimit", String(answer.setTimeLimitS));
@@ -206,7 +205,7 @@ export async function handleEgress(request: Request, deps: EgressDeps, trace: Eg
     if (reservation !== null) {
       settle(deps, reservation, { type: "unknown" });
       // A message may have been created: look it up (after the answer) and settle from what Twilio has.
-      if (sent !== null) deps.waitUntil(settleFromMessages(deps, reservation, sent, gate, url));
+      if (sentForm !== null) deps.waitUntil(settleFromMessages(deps, reservation, sentMessage(sentForm, now), gate, url));
     }
     refusedBy("upstream-unknown", trace);
     throw refusal("upstream-unknown", "Twilio did not answer in time; the request may have been made. Look it up before retrying.");
@@ -216,6 +215,10 @@ export async function handleEgress(request: Request, deps: EgressDeps, trace: Eg
   const out = new Headers();
   for (const [name, value] of upstream.headers) if (!HOP_BY_HOP.has(name.toLowerCase())) out.set(name, value);
   return new Response(request.method === "HEAD" ? null : text, { status: upstream.status, headers: out });
+}
+
+function sentMessage(form: URLSearchParams, reservedAtMs: number): SentMessage {
+  return { to: form.get("To")!, from: form.get("From"), messagingServiceSid: form.get("MessagingServiceSid"), body: form.get("Body"), reservedAtMs };
 }
 
 /** One fetch and its whole body within `ms`, or a TimeoutError (the request is aborted). */
@@ -230,7 +233,9 @@ async function fetchWithin(doFetch: typeof fetch, url: string, init: RequestInit
   });
   try {
     const exchange = (async () => {
-      const answer = await doFetch(url, { ...init, signal: abort.signal });
+      // `init` is the caller's own object, made for this call: the signal goes on it, not on a copy.
+      init.signal = abort.signal;
+      const answer = await doFetch(url, init);
       return { answer, text: await answer.text() };
     })();
     return await Promise.race([exchange, timeout]);

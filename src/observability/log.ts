@@ -2,7 +2,7 @@
 // Defence in depth: every line passes through a redactor that knows the configured secret values, so a
 // secret that slipped into a field (an echoed header, an upstream error text) is masked, never printed.
 
-import { redactSecrets } from "../util/redact.ts";
+import { redactionOrder, redactOrdered } from "../util/redact.ts";
 
 export interface RequestLogLine {
   route: string;
@@ -22,11 +22,11 @@ const MIN_REDACTABLE_LENGTH = 6;
 export class Logger {
   readonly #secrets: string[];
   constructor(secrets: ReadonlyArray<string | null | undefined> = []) {
-    this.#secrets = secrets.filter((s): s is string => !!s && s.length >= MIN_REDACTABLE_LENGTH);
+    this.#secrets = redactionOrder(secrets.filter((s): s is string => !!s && s.length >= MIN_REDACTABLE_LENGTH));
   }
 
   redact(text: string): string {
-    return redactSecrets(text, this.#secrets);
+    return redactOrdered(text, this.#secrets);
   }
 
   request(line: RequestLogLine): void {

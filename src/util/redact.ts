@@ -9,8 +9,21 @@ export const REDACTED = "[redacted]";
  * are skipped (they would match between every character).
  */
 export function redactSecrets(text: string, secrets: readonly string[]): string {
+  return redactOrdered(text, redactionOrder(secrets));
+}
+
+/** The secrets as `redactOrdered` takes them: empty values dropped, longest first (see redactSecrets). */
+export function redactionOrder(secrets: readonly string[]): string[] {
+  return secrets.filter((s) => s.length > 0).sort((a, b) => b.length - a.length);
+}
+
+/**
+ * redactSecrets with the secrets already in `redactionOrder` (a logger orders its secrets once, not per
+ * line). A secret that does not occur leaves the text as it is, without the split's array and the join's
+ * string.
+ */
+export function redactOrdered(text: string, ordered: readonly string[]): string {
   let out = text;
-  const longestFirst = secrets.filter((s) => s.length > 0).sort((a, b) => b.length - a.length);
-  for (const secret of longestFirst) out = out.split(secret).join(REDACTED);
+  for (const secret of ordered) if (out.includes(secret)) out = out.split(secret).join(REDACTED);
   return out;
 }
