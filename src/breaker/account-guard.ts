@@ -272,24 +272,34 @@ export class AccountGuard extends GuardObject {
     this.#identify(sid, now > 0 ? now : Date.now());
     const { policy } = this.#policy();
     const outcomes = this.transaction(() =>
-      valid.map((write, i): (RecordVerdict & { effects: boolean }) | { failed: true } => {
-        if (write === null) {
-          this.logger.error("ledger-batch-write-invalid", new Error("not a ledger write"), { account: sid, index: i });
-          return { failed: true };
-        }
-        try {
-          return this.transaction(() => this.#recordOne(write, policy));
-        } catch (error) {
-          this.logger.error("ledger-batch-write-failed", error, { account: sid, event: write.event.kind, index: i });
-          return { failed: true };
-        }
-      }),
+      this.#eachAlone(valid, "ledger-batch-write", "not a ledger write", (write) => ({ account: sid, event: write.event.kind }), (write) => this.#recordOne(write, policy)),
     );
     const effects = outcomes.some((o) => "effects" in o && o.effects);
     await this.#afterWrite(effects, now);
     await this.#noteSummary(now, effects);
     metrics.flush(this.env, (promise) => this.ctx.waitUntil(promise));
     return outcomes.map((o) => ("failed" in o ? o : { duplicate: o.duplicate, blocked: o.blocked }));
+  }
+
+  /**
+   * Inside a batch's transaction: `apply` to each item in order, each in its own savepoint, so one that
+   * fails is rolled back alone and answered `failed`, the others standing. A null item (not a valid
+   * write of this account) is answered `failed` without being applied. Both are logged as
+   * `<event>-invalid` / `<event>-failed` with the item's index.
+   */
+  #eachAlone<T, R>(items: readonly (T | null)[], event: string, invalid: string, fields: (item: T) => Record<string, unknown>, apply: (item: T) => R): Array<R | { failed: true }> {
+    return items.map((item, index) => {
+      if (item === null) {
+        this.logger.error(`${event}-invalid`, new Error(invalid), { account: this.#sid, index });
+        return { failed: true as const };
+      }
+      try {
+        return this.transaction(() => apply(item));
+      } catch (error) {
+        this.logger.error(`${event}-failed`, error, { ...fields(item), index });
+        return { failed: true as const };
+      }
+    });
   }
 
   /** Inside a transaction: one event, as record() and recordBatch() both record it. True `effects`: outbox rows added. */
@@ -778,19 +788,11 @@ export class AccountGuard extends GuardObject {
     const { policy } = this.#policy();
     const { outcomes, effects } = this.transaction(() => {
       let effects = this.#settleCarried(settle, policy);
-      const outcomes = valid.map((req, i): ReserveOutcome => {
-        if (req === null) {
-          this.logger.error("egress-batch-reservation-invalid", new Error("not a reservation of this account"), { account: sid, index: i });
-          return { failed: true };
-        }
-        try {
-          const result = this.transaction(() => this.#reserveOne(req, policy));
-          effects = result.effects || effects;
-          return result.answer;
-        } catch (error) {
-          this.logger.error("egress-batch-reservation-failed", error, { account: sid, index: i });
-          return { failed: true };
-        }
+      const results = this.#eachAlone(valid, "egress-batch-reservation", "not a reservation of this account", () => ({ account: sid }), (req) => this.#reserveOne(req, policy));
+      const outcomes = results.map((r): ReserveOutcome => {
+        if ("failed" in r) return r;
+        effects = r.effects || effects;
+        return r.answer;
       });
       return { outcomes, effects };
     });

@@ -190,3 +190,16 @@ export class GroupCommit<I, O, A> {
 export function sizeLabel(n: number): string {
   return n === 1 ? "1" : n <= 4 ? "2-4" : n <= 16 ? "5-16" : "17-64";
 }
+
+/** How workerd's error for an RPC method the Durable Object does not have begins (its method named after). */
+const MISSING_RPC_METHOD = "RPC receiver does not implement";
+
+/**
+ * The Durable Object has no such RPC method: it still runs the previous release (a deploy in progress),
+ * which has no batch method; callers then go one by one with the method every release has.
+ */
+export function isMissingRpcMethod(error: unknown, method: string): boolean {
+  if (!(error instanceof Error)) return false;
+  const at = error.message.indexOf(MISSING_RPC_METHOD);
+  return at >= 0 && error.message.indexOf(method, at + MISSING_RPC_METHOD.length) >= 0;
+}

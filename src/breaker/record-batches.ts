@@ -25,7 +25,7 @@
 import type { RecordOutcome, RecordVerdict } from "../ledger/port.ts";
 import type { LedgerWrite } from "./ledger-queue.ts";
 import { metrics } from "../observability/metrics.ts";
-import { GroupCommit, MAX_ITEMS_PER_CALL, sizeLabel, type BatchCall, type GroupCommitOptions, type KeepAlive } from "./group-commit.ts";
+import { GroupCommit, MAX_ITEMS_PER_CALL, isMissingRpcMethod, sizeLabel, type BatchCall, type GroupCommitOptions, type KeepAlive } from "./group-commit.ts";
 
 export { STALE_LEADER_MS, type KeepAlive } from "./group-commit.ts";
 
@@ -83,9 +83,6 @@ export interface RecordingGuard {
   recordBatch(sid: string, writes: LedgerWrite[]): Promise<RecordOutcome[]>;
 }
 
-/** workerd's error for an RPC method the object does not have (a Durable Object still on the previous release). */
-const MISSING_METHOD = /RPC receiver does not implement.*recordBatch/;
-
 /**
  * The call to an account's Durable Object: a lone event with record() (what every release has), more
  * with recordBatch(). During a deploy the object may still run the previous release, which has no
@@ -104,7 +101,7 @@ export function recordCall(account: string, guard: () => RecordingGuard): Record
     try {
       return await g.recordBatch(account, writes);
     } catch (error) {
-      if (!(error instanceof Error) || !MISSING_METHOD.test(error.message)) throw error;
+      if (!isMissingRpcMethod(error, "recordBatch")) throw error;
       const outcomes: RecordOutcome[] = [];
       for (const w of writes) outcomes.push(await one(g, w).catch((): RecordOutcome => ({ failed: true })));
       return outcomes;

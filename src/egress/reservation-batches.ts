@@ -14,7 +14,7 @@
 // Failure, fail closed: a call that fails refuses every send in it as a failed reservation is refused
 // (nothing is forwarded), and hands the settlements it carried back to the queue (gate.ts); a send
 // the Durable Object rolled back alone (`failed`) is refused alone.
-import { GroupCommit, sizeLabel, type BatchCall, type GroupCommitOptions, type KeepAlive } from "../breaker/group-commit.ts";
+import { GroupCommit, isMissingRpcMethod, sizeLabel, type BatchCall, type GroupCommitOptions, type KeepAlive } from "../breaker/group-commit.ts";
 import { metrics } from "../observability/metrics.ts";
 import type { ReserveAnswer, ReserveOutcome, ReserveRequest } from "./protocol.ts";
 import type { SettlementItem } from "./settlements.ts";
@@ -53,9 +53,6 @@ export interface ReservingGuard {
   reserveSends(sid: string, reqs: ReserveRequest[], settle?: SettlementItem[]): Promise<ReserveOutcome[]>;
 }
 
-/** workerd's error for an RPC method the object does not have (a Durable Object still on the previous release). */
-const MISSING_METHOD = /RPC receiver does not implement.*reserveSends/;
-
 /**
  * One reservation call carrying `settle`: a lone send with reserveSend() (what every release has),
  * more with reserveSends(). During a deploy the object may still run the previous release, which has
@@ -70,7 +67,7 @@ export async function reserveAll(guard: ReservingGuard, account: string, reqs: R
   try {
     return await guard.reserveSends(account, reqs, settle);
   } catch (error) {
-    if (!(error instanceof Error) || !MISSING_METHOD.test(error.message)) throw error;
+    if (!isMissingRpcMethod(error, "reserveSends")) throw error;
     const outcomes: ReserveOutcome[] = [await guard.reserveSend(carrying(reqs[0]!))];
     for (const req of reqs.slice(1)) outcomes.push(await guard.reserveSend(req).catch((): ReserveOutcome => ({ failed: true })));
     return outcomes;
