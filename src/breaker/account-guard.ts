@@ -130,6 +130,7 @@ export class AccountGuard extends GuardObject {
   protected override onRollback(): void {
     this.#recentSeq = null;
     this.#lastActivityMs = null;
+    this.#egress.forget();
   }
 
   protected override forgetCached(): void {
@@ -137,6 +138,7 @@ export class AccountGuard extends GuardObject {
     forgetTotals(this.sql);
     this.#recentSeq = null;
     this.#lastActivityMs = null;
+    this.#egress.forget();
   }
 
   get #config(): Config {
