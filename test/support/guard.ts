@@ -56,6 +56,9 @@ export async function reconcileNow(sid: string): Promise<void> {
 export async function ledgerRows(sid: string) {
   return runInDurableObject(guard(sid), (_instance: AccountGuard, state) => {
     const rows = (query: string) => state.storage.sql.exec(query).toArray();
+    // The egress gate's tables exist from the account's first gate write (src/breaker/schema.ts, schema 6).
+    const egress = state.storage.sql.exec("SELECT 1 FROM sqlite_master WHERE name = 'egress_reservations'").toArray().length > 0;
+    const egressRows = (query: string) => (egress ? rows(query) : []);
     return {
       totals: rows("SELECT window, window_id, usd_micros, events, counted_micros FROM totals ORDER BY window, window_id"),
       counted: rows("SELECT count_key, at_ms, usd_micros, settled FROM counted ORDER BY count_key"),
@@ -65,9 +68,9 @@ export async function ledgerRows(sid: string) {
       outbox: rows("SELECT kind, state FROM outbox ORDER BY id"),
       trips: rows("SELECT opened_at, reason, detail FROM trips ORDER BY opened_at"),
       warned: rows("SELECT key, at_ms FROM warned ORDER BY key"),
-      reservations: rows("SELECT at_ms, kind, usd_micros, unit_micros, state, sid, country FROM egress_reservations ORDER BY at_ms, state"),
-      counters: rows("SELECT key, window_end_ms, n FROM egress_counters ORDER BY key"),
-      countries: rows("SELECT country, first_at_ms FROM egress_countries ORDER BY country"),
+      reservations: egressRows("SELECT at_ms, kind, usd_micros, unit_micros, state, sid, country FROM egress_reservations ORDER BY at_ms, state"),
+      counters: egressRows("SELECT key, window_end_ms, n FROM egress_counters ORDER BY key"),
+      countries: egressRows("SELECT country, first_at_ms FROM egress_countries ORDER BY country"),
       breaker: (JSON.parse(String(rows("SELECT value FROM meta WHERE key = 'breaker'")[0]?.value ?? "{}")) as { state?: string }).state ?? "closed",
     };
   });
