@@ -120,7 +120,7 @@ export class AccountGuard extends GuardObject {
   readonly #egress: EgressStore;
 
   constructor(ctx: DurableObjectState, env: GuardEnv) {
-    super(ctx, env, ACCOUNT_SCHEMA, { nameKey: "sid" });
+    super(ctx, env, ACCOUNT_SCHEMA, { nameKey: "sid", wholeMeta: true });
     this.#outbox = new Outbox(this.#outboxHost());
     this.#egress = new EgressStore(this.sql);
     // A new instance (after an eviction) trusts only storage: no totals copied by an earlier one.

@@ -212,6 +212,8 @@ export const ACCOUNT_SCHEMA: Schema = {
   version: ACCOUNT_SCHEMA_VERSION,
   lazy: true,
   found: accountSchemaVersion,
+  // A meta table without the key is the first release's (see accountSchemaVersion).
+  foundInMeta: (schema) => (schema === null ? 1 : Number(schema)),
   migrate: migrateAccountSchema,
 };
 
