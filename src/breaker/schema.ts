@@ -29,12 +29,6 @@
 // code before 5 reads them on the event path (a call's rate, a status callback's reservation) and in the
 // prune, and would fail on such an account, so it must not run there.
 //
-// Schema 6 does that: an account gets the egress gate's tables (EGRESS_TABLES) from its first gate
-// write (src/egress/store.ts), not at creation, and the upgrade from 5 or older drops them where all
-// four are empty. Every table is parsed again each time an evicted object's database is opened, and most
-// accounts never use the gate (docs/benchmarks.md section 5). schema_min is 5: the code before 5 would
-// fail on an account without them (above); 5's code runs on 6 as it is.
-//
 // Rolling back is safe: the first release's statements still work on schema 2 (the same column names,
 // WITHOUT ROWID changes no statement, `seq` has a default), and what it appends to recent_events outside
 // the ring is pruned once the new release runs again (AccountGuard's alarm).
@@ -47,17 +41,16 @@ import { addSend, encodeCountries, type CountryMap } from "../ledger/countries.t
  * Schema generations. 1: the first release (rowid tables, recent_events appended and trimmed);
  * 2: WITHOUT ROWID key/value tables, the recent_events ring; 3: reconciled totals, the usage buckets,
  * recent_events.blocked and the egress gate's tables; 4: the usage buckets' sends by destination country;
- * 5: the same layout, code that runs without the egress gate's tables; 6: those tables created by the
- * account's first gate write.
+ * 5: the same layout, code that runs without the egress gate's tables.
  */
-export const ACCOUNT_SCHEMA_VERSION = 6;
-/** The oldest version whose code can run on this layout (kept in meta('schema_min')): see schema 6 above. */
-export const ACCOUNT_SCHEMA_MIN = 5;
+export const ACCOUNT_SCHEMA_VERSION = 5;
+/** The oldest version whose code can run on this layout (kept in meta('schema_min')). */
+export const ACCOUNT_SCHEMA_MIN = 3;
 
 /**
  * The egress gate (src/egress/store.ts): reservations of sends (by id, and by the Sid Twilio gave),
  * pumping counters per rule key and window, destination countries seen, and the account's egress keys
- * (SHA-256 hashes only, never a key). Created by the account's first gate write (schema 6).
+ * (SHA-256 hashes only, never a key).
  */
 export const EGRESS_TABLES = `
   CREATE TABLE IF NOT EXISTS egress_reservations (id TEXT PRIMARY KEY, at_ms INTEGER NOT NULL, kind TEXT NOT NULL,
@@ -68,22 +61,6 @@ export const EGRESS_TABLES = `
   CREATE TABLE IF NOT EXISTS egress_keys (id TEXT PRIMARY KEY, hash TEXT NOT NULL, created_at_ms INTEGER NOT NULL,
     last_used_at_ms INTEGER, revoked_at_ms INTEGER) WITHOUT ROWID;
 `;
-/** The tables of EGRESS_TABLES (the index goes with its table). */
-const EGRESS_TABLE_NAMES = ["egress_reservations", "egress_counters", "egress_countries", "egress_keys"] as const;
-
-/** Whether the account has the egress gate's tables (they come and go together). */
-export function hasEgressTables(sql: SqlStorage): boolean {
-  return sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'egress_reservations'").toArray().length > 0;
-}
-
-/** Schema 6, from 3 to 5: the egress tables go where all four are empty (the account never used the gate). */
-function dropUnusedEgressTables(sql: SqlStorage): void {
-  if (!hasEgressTables(sql)) return;
-  const used = sql.exec<{ used: number }>(
-    `SELECT ${EGRESS_TABLE_NAMES.map((t) => `EXISTS (SELECT 1 FROM ${t})`).join(" OR ")} AS used`,
-  ).one().used;
-  if (used === 0) for (const table of EGRESS_TABLE_NAMES) sql.exec(`DROP TABLE ${table}`);
-}
 
 /** The account page shows this many recent events; the ring has exactly this many slots. */
 export const RECENT_EVENTS_KEPT = 50;
@@ -135,8 +112,6 @@ const ADDED_IN_V4 = "ALTER TABLE usage_buckets ADD COLUMN countries TEXT";
  */
 function migrateToV4(sql: SqlStorage, nowMs: number): void {
   sql.exec(ADDED_IN_V4);
-  // A database created at schema 6 or later has no egress tables yet, so no sends to count.
-  if (!hasEgressTables(sql)) return;
   const sends = sql
     .exec<{ at_ms: number; usd_micros: number; country: string | null }>(
       `SELECT r.at_ms, COALESCE(c.usd_micros, r.usd_micros) AS usd_micros, r.country FROM egress_reservations r
@@ -174,7 +149,7 @@ function migrateToV3(sql: SqlStorage): void {
     `INSERT OR IGNORE INTO usage_buckets (grain, start_ms, usd_micros, events, blocked)
      SELECT window, start_ms, usd_micros, events, 0 FROM totals WHERE window IN ('hour', 'day')`,
   );
-  // The egress gate's tables, once created here, come with the first gate write since schema 6.
+  sql.exec(EGRESS_TABLES);
 }
 
 export function accountSchemaVersion(sql: SqlStorage): number {
@@ -202,7 +177,6 @@ export function migrateAccountSchema(sql: SqlStorage, nowMs: number = Date.now()
   if (found < 3) migrateToV3(sql);
   if (found < 4) migrateToV4(sql, nowMs);
   // 5: no table changes (see the top of this file).
-  if (found < 6) dropUnusedEgressTables(sql);
   sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?), ('schema_min', ?)", String(ACCOUNT_SCHEMA_VERSION), String(ACCOUNT_SCHEMA_MIN));
   return found;
 }

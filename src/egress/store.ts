@@ -6,7 +6,7 @@
 // empty, and the first write (a reservation, a pumping counter, a country, an egress key) creates them
 // in the caller's transaction. Checking or revoking a key creates nothing (there is no key to find).
 import { timingSafeEqualString } from "../util/constant-time.ts";
-import { EGRESS_TABLES, hasEgressTables } from "../breaker/schema.ts";
+import { EGRESS_TABLES } from "../breaker/schema.ts";
 import type { Reservation, ReservationState } from "../ledger/reservations.ts";
 import { MAX_EGRESS_KEYS } from "./keys.ts";
 
@@ -44,7 +44,7 @@ export class EgressStore {
 
   /** Whether the gate's tables exist (read from storage once). */
   get present(): boolean {
-    this.#present ??= hasEgressTables(this.#sql);
+    this.#present ??= this.#sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'egress_reservations'").toArray().length > 0;
     return this.#present;
   }
 

@@ -5,6 +5,7 @@ import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { generateSecretBase32 } from "../../src/admin/totp.ts";
 import { adminCaller, totpCodeAt } from "../support/admin.ts";
+import { dropEgressTables } from "../support/guard.ts";
 import { TWILIO_API, mockOutbound } from "../support/origin.ts";
 import { basicAuth, uniqueSid } from "../support/twilio.ts";
 
@@ -79,6 +80,7 @@ describe("egress keys in the admin API", () => {
     const call = adminApp();
     const sid = uniqueSid();
     expect((await call("PUT", `/admin/accounts/${sid}/policy`, { body: { limits: [{ window: "day", usd: 50 }] } })).status).toBe(200);
+    await dropEgressTables(sid);
     const keys = await call("GET", `/admin/accounts/${sid}/egress-keys`);
     expect(keys.status).toBe(200);
     expect(await keys.json()).toEqual({ keys: [] });

@@ -2,7 +2,7 @@
 // the first release (schema 1) is rebuilt in place on its next start, keeping its money state.
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { ACCOUNT_SCHEMA_MIN, ACCOUNT_SCHEMA_VERSION, EGRESS_TABLES, RECENT_EVENTS_KEPT, migrateAccountSchema } from "../../src/breaker/schema.ts";
+import { ACCOUNT_SCHEMA_VERSION, RECENT_EVENTS_KEPT, migrateAccountSchema } from "../../src/breaker/schema.ts";
 import { classifyWebhook, type BillableEvent } from "../../src/ledger/classify.ts";
 import { ALL_WINDOWS, windowId, windowStart } from "../../src/ledger/windows.ts";
 import { uniqueSid } from "../support/twilio.ts";
@@ -308,15 +308,14 @@ describe("schema 3: the usage history", () => {
         egress: sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'egress_%' ORDER BY name").toArray().map((t) => t.name),
       };
     });
-    expect(after.meta).toEqual([{ key: "schema", value: String(ACCOUNT_SCHEMA_VERSION) }, { key: "schema_min", value: String(ACCOUNT_SCHEMA_MIN) }]);
+    expect(after.meta).toEqual([{ key: "schema", value: String(ACCOUNT_SCHEMA_VERSION) }, { key: "schema_min", value: "3" }]);
     expect(after.totals).toEqual(expect.arrayContaining(["counted_micros", "twilio_micros"]));
     expect(after.buckets).toEqual([
       { grain: "day", start_ms: windowStart("day", now), events: 1 },
       { grain: "hour", start_ms: windowStart("hour", now), events: 1 },
     ]);
     expect(after.blocked).toEqual([{ blocked: 0 }]);
-    // The egress gate's tables come with the account's first gate write (schema 6).
-    expect(after.egress).toEqual([]);
+    expect(after.egress).toEqual(["egress_counters", "egress_countries", "egress_keys", "egress_reservations"]);
     // The upgraded account works: its old event is shown, a new one is counted on top.
     await evictDurableObject(guard(sid));
     await guard(sid).record(sms(sid), null);
@@ -347,7 +346,6 @@ describe("schema 4: sends by destination country in the usage buckets", () => {
       const sql = state.storage.sql;
       for (const table of [...OWN_TABLES, "usage_buckets", "egress_reservations", "egress_counters", "egress_countries", "egress_keys"]) sql.exec(`DROP TABLE IF EXISTS ${table}`);
       state.storage.transactionSync(() => migrateAccountSchema(sql));
-      sql.exec(EGRESS_TABLES);
       sql.exec("ALTER TABLE usage_buckets DROP COLUMN countries");
       sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', '3'), ('schema_min', '3'), ('sid', ?), ('registered', '1')", sid);
       fill(sql);
@@ -400,57 +398,5 @@ describe("schema 4: sends by destination country in the usage buckets", () => {
       return sql.exec<{ events: number; countries: string }>("SELECT events, countries FROM usage_buckets WHERE grain = 'hour'").one();
     });
     expect(countries).toEqual({ events: 2, countries: '{"US":[1,8300,0]}' });
-  });
-});
-
-describe("schema 6: the egress gate's tables come with the account's first gate write", () => {
-  const EGRESS = ["egress_counters", "egress_countries", "egress_keys", "egress_reservations"];
-  const egressTables = (sql: SqlStorage) =>
-    sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE name LIKE 'egress\\_%' ESCAPE '\\' ORDER BY name").toArray().map((r) => r.name);
-
-  /** A schema-5 database (the current layout with the egress tables and their index, version 5 in meta) holding one counted event. */
-  async function writeSchemaV5(sid: string, fill: (sql: SqlStorage) => void = () => {}): Promise<void> {
-    await guard(sid).record(sms(sid), null);
-    await runInDurableObject(guard(sid), (_instance, state) => {
-      const sql = state.storage.sql;
-      sql.exec(EGRESS_TABLES);
-      sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', '5'), ('schema_min', '3')");
-      fill(sql);
-    });
-    await evictDurableObject(guard(sid));
-  }
-
-  it("creates a new account without them", async () => {
-    const sid = uniqueSid();
-    await guard(sid).record(sms(sid), null);
-    expect(await runInDurableObject(guard(sid), (_instance, state) => egressTables(state.storage.sql))).toEqual([]);
-  });
-
-  it("drops them, with their index, from an account where all four are empty; its events stay counted", async () => {
-    const sid = uniqueSid();
-    await writeSchemaV5(sid);
-    await guard(sid).record(sms(sid), null);
-    const after = await runInDurableObject(guard(sid), (_instance, state) => ({
-      egress: egressTables(state.storage.sql),
-      meta: state.storage.sql.exec<{ key: string; value: string }>("SELECT key, value FROM meta WHERE key IN ('schema', 'schema_min') ORDER BY key").toArray(),
-    }));
-    expect(after).toEqual({ egress: [], meta: [{ key: "schema", value: "6" }, { key: "schema_min", value: "5" }] });
-    expect((await guard(sid).snapshot()).windows.find((w) => w.window === "day")).toMatchObject({ events: 2 });
-  });
-
-  it("keeps them, and what they hold, in an account that used the gate", async () => {
-    const sid = uniqueSid();
-    const now = Date.now();
-    await writeSchemaV5(sid, (sql) => sql.exec("INSERT INTO egress_keys (id, hash, created_at_ms) VALUES ('0123456789abcdef', ?, ?)", "a".repeat(64), now));
-    await guard(sid).record(sms(sid), null);
-    expect(await runInDurableObject(guard(sid), (_instance, state) => egressTables(state.storage.sql))).toEqual([...EGRESS, "egress_reservations_by_sid"]);
-    expect((await guard(sid).listEgressKeys()).map((k) => k.id)).toEqual(["0123456789abcdef"]);
-  });
-
-  it("names 5 as the oldest code that may run on it (the code before 5 would fail without them)", async () => {
-    const sid = uniqueSid();
-    await guard(sid).record(sms(sid), null);
-    const min = await runInDurableObject(guard(sid), (_instance, state) => Number(state.storage.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'schema_min'").one().value));
-    expect(min).toBe(5);
   });
 });
