@@ -43,7 +43,7 @@ export async function manyAb(trees: readonly [string, string], rounds: number, p
       sides.map(async (s) => {
         const pool = world.many.map((a) => sms(s.guard, a));
         const r = await runLoad({ url: s.guard.url, pool, connections: 8, amount: pool.length });
-        if ((r.status["200"] ?? 0) !== pool.length) throw new Error(`${s.tree}: warming: ${JSON.stringify(r.status)}`);
+        if ((r.status["200"] ?? 0) !== pool.length) throw new Error(`${s.tree}: warming: ${JSON.stringify(r.status)}; errors logged: ${s.guard.errors.slice(0, 3).join(" | ")}`);
       }),
     );
     const warmed = performance.now();

@@ -116,8 +116,25 @@ export function ensureSummaryTables(sql: SqlStorage): void {
   `);
 }
 
-/** Stores a push unless a newer one is already there. */
+/**
+ * Stores a push unless a newer one is already there. A push that leaves the breaker state as it was (all
+ * but a trip's or a reset's) is an UPDATE that does not name `state`, so SQLite leaves its index as it
+ * is: per push, the directory's commit copies the row's page and the activity index's, not the state
+ * index's too (docs/benchmarks.md section 5). Otherwise (a new row, a new state, or an older push) the
+ * upsert below, which changes nothing for an older push either.
+ */
 export function putSummary(sql: SqlStorage, s: AccountSummary): void {
+  const figures = [
+    s.suspension, s.action, s.dayStartMs, Math.round(s.spendTodayMicros), s.eventsToday, s.warnedUntilMs, s.maxUsed, s.lastActivityMs, s.rev,
+    s.policySource === "account" ? "account" : "default", JSON.stringify(s.windows.slice(0, 4)).slice(0, 4_000), s.isParent ? 1 : 0,
+  ] as const;
+  const sameState = sql.exec(
+    `UPDATE account_summary SET suspension = ?, action = ?, day_start_ms = ?, spend_micros = ?, events = ?, warned_until_ms = ?, max_used = ?,
+       last_activity_ms = ?, rev = ?, policy_source = ?, windows_json = ?, is_parent = ?
+     WHERE sid = ? AND state = ? AND rev < ?`,
+    ...figures, s.sid, s.state, s.rev,
+  ).rowsWritten;
+  if (sameState > 0) return;
   sql.exec(
     `INSERT INTO account_summary (sid, is_parent, state, suspension, action, day_start_ms, spend_micros, events, warned_until_ms, max_used, last_activity_ms, rev, policy_source, windows_json)
      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -126,8 +143,7 @@ export function putSummary(sql: SqlStorage, s: AccountSummary): void {
        warned_until_ms = excluded.warned_until_ms, max_used = excluded.max_used, last_activity_ms = excluded.last_activity_ms, rev = excluded.rev,
        policy_source = excluded.policy_source, windows_json = excluded.windows_json
      WHERE excluded.rev > account_summary.rev`,
-    s.sid, s.isParent ? 1 : 0, s.state, s.suspension, s.action, s.dayStartMs, Math.round(s.spendTodayMicros), s.eventsToday,
-    s.warnedUntilMs, s.maxUsed, s.lastActivityMs, s.rev, s.policySource === "account" ? "account" : "default", JSON.stringify(s.windows.slice(0, 4)).slice(0, 4_000),
+    s.sid, figures[11], s.state, ...figures.slice(0, 11),
   );
 }
 

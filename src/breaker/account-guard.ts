@@ -120,7 +120,7 @@ export class AccountGuard extends GuardObject {
   readonly #egress: EgressStore;
 
   constructor(ctx: DurableObjectState, env: GuardEnv) {
-    super(ctx, env, ACCOUNT_SCHEMA, { nameKey: "sid" });
+    super(ctx, env, ACCOUNT_SCHEMA, { nameKey: "sid", wholeMeta: true });
     this.#outbox = new Outbox(this.#outboxHost());
     this.#egress = new EgressStore(this.sql);
     // A new instance (after an eviction) trusts only storage: no totals copied by an earlier one.
@@ -130,6 +130,7 @@ export class AccountGuard extends GuardObject {
   protected override onRollback(): void {
     this.#recentSeq = null;
     this.#lastActivityMs = null;
+    this.#egress.forget();
   }
 
   protected override forgetCached(): void {
@@ -137,6 +138,7 @@ export class AccountGuard extends GuardObject {
     forgetTotals(this.sql);
     this.#recentSeq = null;
     this.#lastActivityMs = null;
+    this.#egress.forget();
   }
 
   get #config(): Config {

@@ -23,6 +23,12 @@
 // the reservations still kept (the last 48 hours). Schema 3's statements never name the column, so 3's
 // code runs on 4 (schema_min stays 3); sends it records meanwhile are missing from the country figures.
 //
+// Schema 5 changes no table: it names the first code that runs without the egress gate's tables
+// (src/egress/store.ts reads their absence as empty and creates them on the account's first gate write).
+// A later version may then leave them out of accounts that never use the gate with schema_min 5: the
+// code before 5 reads them on the event path (a call's rate, a status callback's reservation) and in the
+// prune, and would fail on such an account, so it must not run there.
+//
 // Rolling back is safe: the first release's statements still work on schema 2 (the same column names,
 // WITHOUT ROWID changes no statement, `seq` has a default), and what it appends to recent_events outside
 // the ring is pruned once the new release runs again (AccountGuard's alarm).
@@ -34,9 +40,10 @@ import { addSend, encodeCountries, type CountryMap } from "../ledger/countries.t
 /**
  * Schema generations. 1: the first release (rowid tables, recent_events appended and trimmed);
  * 2: WITHOUT ROWID key/value tables, the recent_events ring; 3: reconciled totals, the usage buckets,
- * recent_events.blocked and the egress gate's tables; 4: the usage buckets' sends by destination country.
+ * recent_events.blocked and the egress gate's tables; 4: the usage buckets' sends by destination country;
+ * 5: the same layout, code that runs without the egress gate's tables.
  */
-export const ACCOUNT_SCHEMA_VERSION = 4;
+export const ACCOUNT_SCHEMA_VERSION = 5;
 /** The oldest version whose code can run on this layout (kept in meta('schema_min')). */
 export const ACCOUNT_SCHEMA_MIN = 3;
 
@@ -168,7 +175,8 @@ export function migrateAccountSchema(sql: SqlStorage, nowMs: number = Date.now()
   }
   if (found < 2) migrateToV2(sql, found);
   if (found < 3) migrateToV3(sql);
-  migrateToV4(sql, nowMs);
+  if (found < 4) migrateToV4(sql, nowMs);
+  // 5: no table changes (see the top of this file).
   sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?), ('schema_min', ?)", String(ACCOUNT_SCHEMA_VERSION), String(ACCOUNT_SCHEMA_MIN));
   return found;
 }
@@ -178,6 +186,8 @@ export const ACCOUNT_SCHEMA: Schema = {
   version: ACCOUNT_SCHEMA_VERSION,
   lazy: true,
   found: accountSchemaVersion,
+  // A meta table without the key is the first release's (see accountSchemaVersion).
+  foundInMeta: (schema) => (schema === null ? 1 : Number(schema)),
   migrate: migrateAccountSchema,
 };
 

@@ -25,6 +25,11 @@ export interface Schema {
   found(sql: SqlStorage): number;
   /** Brings the database from `found` to `version` (inside the caller's transaction); returns `found`. */
   migrate(sql: SqlStorage): number;
+  /**
+   * `found` from the meta table's `schema` value (null: no such key), for an object that reads its
+   * meta table whole (GuardObject's `wholeMeta`): the version without a query of its own.
+   */
+  foundInMeta?(schema: string | null): number;
 }
 
 export interface Migration {
@@ -78,19 +83,32 @@ export abstract class GuardObject extends DurableObject<GuardEnv> {
   #ready: boolean;
   /** What the meta table holds, as far as read (null: known absent). */
   readonly #metaValues = new Map<string, string | null>();
+  /** Read the meta table whole, in one statement, instead of key by key (see the constructor's options). */
+  readonly #wholeMeta: boolean;
+  /** Whether #metaValues holds the whole meta table: a key missing from it is absent from storage. */
+  #metaWhole = false;
 
-  /** `nameKey`: the meta key the object's name is kept under (AccountGuard keeps its AccountSid as `sid`). */
-  constructor(ctx: DurableObjectState, env: GuardEnv, schema: Schema, options: { nameKey?: string } = {}) {
+  /**
+   * `nameKey`: the meta key the object's name is kept under (AccountGuard keeps its AccountSid as `sid`).
+   * `wholeMeta`: the meta table is a handful of keys, most of which every call reads: read it whole in
+   * one statement (it also gives the schema version: the schema must have `foundInMeta`). A new instance
+   * (after each eviction) then compiles and runs one statement for its meta instead of one per key.
+   */
+  constructor(ctx: DurableObjectState, env: GuardEnv, schema: Schema, options: { nameKey?: string; wholeMeta?: boolean } = {}) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     this.#schema = schema;
     this.#nameKey = options.nameKey ?? "name";
+    this.#wholeMeta = options.wholeMeta === true && schema.foundInMeta !== undefined;
     this.logger = new Logger(configSecrets(env));
     // A database of an older version is brought up to date now, whatever the schema's laziness. One at
     // the current version (every instance after the first, e.g. after each eviction) opens no transaction.
-    const found = schema.found(this.sql);
+    const found = this.#wholeMeta && this.#readWholeMeta() ? schema.foundInMeta!(this.#metaValues.get("schema") ?? null) : schema.found(this.sql);
     this.#ready = !(schema.lazy === true && found === 0);
-    if (this.#ready && found !== schema.version) this.ctx.storage.transactionSync(() => schema.migrate(this.sql));
+    if (this.#ready && found !== schema.version) {
+      this.ctx.storage.transactionSync(() => schema.migrate(this.sql));
+      this.#dropMeta();
+    }
   }
 
   /** Whether the schema exists (a lazy schema before its first write does not). */
@@ -102,6 +120,7 @@ export abstract class GuardObject extends DurableObject<GuardEnv> {
   protected ensureSchema(): void {
     if (this.#ready) return;
     this.ctx.storage.transactionSync(() => this.#schema.migrate(this.sql));
+    this.#dropMeta();
     this.#ready = true;
   }
 
@@ -125,6 +144,8 @@ export abstract class GuardObject extends DurableObject<GuardEnv> {
   protected meta(key: string): string | null {
     const cached = this.#metaValues.get(key);
     if (cached !== undefined) return cached;
+    if (this.#metaWhole) return null;
+    if (this.#wholeMeta && this.#ready && this.#readWholeMeta()) return this.#metaValues.get(key) ?? null;
     const value = this.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = ?", key).toArray()[0]?.value ?? null;
     this.#metaValues.set(key, value);
     return value;
@@ -142,7 +163,27 @@ export abstract class GuardObject extends DurableObject<GuardEnv> {
 
   /** Forgets what is cached from storage (storage is the truth: e.g. at the start of an alarm). */
   protected forgetCached(): void {
+    this.#dropMeta();
+  }
+
+  #dropMeta(): void {
     this.#metaValues.clear();
+    this.#metaWhole = false;
+  }
+
+  /** Reads the meta table whole into the cache; false when there is no meta table (nothing written yet). */
+  #readWholeMeta(): boolean {
+    let rows: Array<{ key: string; value: string }>;
+    try {
+      rows = this.sql.exec<{ key: string; value: string }>("SELECT key, value FROM meta").toArray();
+    } catch (error) {
+      if (error instanceof Error && error.message.includes("no such table")) return false;
+      throw error;
+    }
+    this.#metaValues.clear();
+    for (const row of rows) this.#metaValues.set(row.key, row.value);
+    this.#metaWhole = true;
+    return true;
   }
 
   /** Runs `fn` in one SQLite transaction; cached copies of storage are dropped if it throws (rolled back). */

@@ -1,7 +1,12 @@
 // The egress gate's rows in the account's SQLite (schema.ts EGRESS_TABLES): reservations, pumping
 // counters, destination countries seen, egress keys. Storage only: the decisions are the pure modules'
 // (src/ledger/reservations.ts, src/egress/pumping.ts); AccountGuard calls these inside its transactions.
+//
+// The tables may be absent (most accounts never use the gate: schema.ts): every read then answers
+// empty, and the first write (a reservation, a pumping counter, a country, an egress key) creates them
+// in the caller's transaction. Checking or revoking a key creates nothing (there is no key to find).
 import { timingSafeEqualString } from "../util/constant-time.ts";
+import { EGRESS_TABLES } from "../breaker/schema.ts";
 import type { Reservation, ReservationState } from "../ledger/reservations.ts";
 import { MAX_EGRESS_KEYS } from "./keys.ts";
 
@@ -26,13 +31,34 @@ function toReservation(r: ReservationRow): StoredReservation {
 
 export class EgressStore {
   readonly #sql: SqlStorage;
+  /** Whether the tables exist, once known (null: ask storage). */
+  #present: boolean | null = null;
   constructor(sql: SqlStorage) {
     this.#sql = sql;
+  }
+
+  /** Forgets whether the tables exist: a rolled-back transaction may have created them. */
+  forget(): void {
+    this.#present = null;
+  }
+
+  /** Whether the gate's tables exist (read from storage once). */
+  get present(): boolean {
+    this.#present ??= this.#sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'egress_reservations'").toArray().length > 0;
+    return this.#present;
+  }
+
+  /** Creates the tables before a write (inside the caller's transaction). */
+  #ensure(): void {
+    if (this.present) return;
+    this.#sql.exec(EGRESS_TABLES);
+    this.#present = true;
   }
 
   // ---- egress keys
 
   addKey(id: string, hash: string, nowMs: number): { ok: true } | { ok: false; why: string } {
+    this.#ensure();
     const live = this.#sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM egress_keys WHERE revoked_at_ms IS NULL").one().n;
     if (live >= MAX_EGRESS_KEYS) return { ok: false, why: `at most ${MAX_EGRESS_KEYS} live egress keys per account: revoke one first` };
     this.#sql.exec("INSERT INTO egress_keys (id, hash, created_at_ms, last_used_at_ms, revoked_at_ms) VALUES (?, ?, ?, NULL, NULL)", id, hash, nowMs);
@@ -40,6 +66,7 @@ export class EgressStore {
   }
 
   listKeys(): EgressKeyView[] {
+    if (!this.present) return [];
     return this.#sql
       .exec<{ id: string; created_at_ms: number; last_used_at_ms: number | null; revoked_at_ms: number | null }>(
         "SELECT id, created_at_ms, last_used_at_ms, revoked_at_ms FROM egress_keys ORDER BY created_at_ms, id",
@@ -50,12 +77,13 @@ export class EgressStore {
 
   /** False when there is no such live key. */
   revokeKey(id: string, nowMs: number): boolean {
+    if (!this.present) return false;
     return this.#sql.exec("UPDATE egress_keys SET revoked_at_ms = ? WHERE id = ? AND revoked_at_ms IS NULL", nowMs, id).rowsWritten > 0;
   }
 
   /** Constant-time check of a presented key's hash; a match records the time it was last used. */
   useKey(id: string, hash: string, nowMs: number): boolean {
-    const row = this.#sql.exec<{ hash: string }>("SELECT hash FROM egress_keys WHERE id = ? AND revoked_at_ms IS NULL", id).toArray()[0];
+    const row = this.present ? this.#sql.exec<{ hash: string }>("SELECT hash FROM egress_keys WHERE id = ? AND revoked_at_ms IS NULL", id).toArray()[0] : undefined;
     // Compare against a dummy when absent, so an unknown id costs what a wrong key costs.
     const ok = timingSafeEqualString(row?.hash ?? "0".repeat(64), hash) && row !== undefined;
     if (ok) {
@@ -70,10 +98,12 @@ export class EgressStore {
   // ---- pumping counters
 
   count(key: string): number {
+    if (!this.present) return 0;
     return this.#sql.exec<{ n: number }>("SELECT n FROM egress_counters WHERE key = ?", key).toArray()[0]?.n ?? 0;
   }
 
   increment(key: string, windowEndMs: number): void {
+    this.#ensure();
     this.#sql.exec(
       "INSERT INTO egress_counters (key, window_end_ms, n) VALUES (?, ?, 1) ON CONFLICT (key) DO UPDATE SET n = n + 1",
       key, windowEndMs,
@@ -82,17 +112,20 @@ export class EgressStore {
 
   /** True when the account had never sent to this country (or to a number of unknown country: `?`). */
   firstSendTo(country: string | null, nowMs: number): boolean {
+    this.#ensure();
     return this.#sql.exec("INSERT OR IGNORE INTO egress_countries (country, first_at_ms) VALUES (?, ?)", country ?? "?", nowMs).rowsWritten > 0;
   }
 
   /** When the account first sent to each country (the unknown country, stored as `?`, under `unknownKey`). */
   firstSends(unknownKey: string): Map<string, number> {
+    if (!this.present) return new Map();
     const rows = this.#sql.exec<{ country: string; first_at_ms: number }>("SELECT country, first_at_ms FROM egress_countries").toArray();
     return new Map(rows.map((r) => [r.country === "?" ? unknownKey : r.country, r.first_at_ms]));
   }
 
   /** Countries sent to before this one: none means this is the account's first send through the gate. */
   countriesSeen(): number {
+    if (!this.present) return 0;
     return this.#sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM egress_countries").one().n;
   }
 
@@ -100,6 +133,7 @@ export class EgressStore {
 
   /** `unitMicros`: the price per unit it was estimated with (a call's per-minute rate, for its completion). */
   insertReservation(r: Reservation, unitMicros: number, country: string | null): void {
+    this.#ensure();
     this.#sql.exec(
       "INSERT INTO egress_reservations (id, at_ms, kind, usd_micros, unit_micros, state, sid, country) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
       r.id, r.atMs, r.kind, r.usdMicros, unitMicros, r.state, r.sid, country,
@@ -108,15 +142,18 @@ export class EgressStore {
 
   /** The per-minute rate a bound call was reserved at, or null when the Sid is no call of the gate. */
   callRate(callSid: string): number | null {
+    if (!this.present) return null;
     return this.#sql.exec<{ unit_micros: number }>("SELECT unit_micros FROM egress_reservations WHERE sid = ? AND kind = 'call'", callSid).toArray()[0]?.unit_micros ?? null;
   }
 
   reservation(id: string): StoredReservation | null {
+    if (!this.present) return null;
     const row = this.#sql.exec<ReservationRow>("SELECT id, at_ms, kind, usd_micros, state, sid, country FROM egress_reservations WHERE id = ?", id).toArray()[0];
     return row === undefined ? null : toReservation(row);
   }
 
   reservationBySid(sid: string): StoredReservation | null {
+    if (!this.present) return null;
     const row = this.#sql.exec<ReservationRow>("SELECT id, at_ms, kind, usd_micros, state, sid, country FROM egress_reservations WHERE sid = ?", sid).toArray()[0];
     return row === undefined ? null : toReservation(row);
   }
@@ -127,6 +164,7 @@ export class EgressStore {
 
   /** Drops counters of windows that have ended and settled reservations older than `beforeMs`. */
   prune(nowMs: number, beforeMs: number): void {
+    if (!this.present) return;
     this.#sql.exec("DELETE FROM egress_counters WHERE window_end_ms <= ?", nowMs);
     this.#sql.exec("DELETE FROM egress_reservations WHERE at_ms < ? AND state IN ('bound', 'released')", beforeMs);
   }

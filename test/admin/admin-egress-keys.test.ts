@@ -5,6 +5,7 @@ import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { generateSecretBase32 } from "../../src/admin/totp.ts";
 import { adminCaller, totpCodeAt } from "../support/admin.ts";
+import { dropEgressTables } from "../support/guard.ts";
 import { TWILIO_API, mockOutbound } from "../support/origin.ts";
 import { basicAuth, uniqueSid } from "../support/twilio.ts";
 
@@ -73,6 +74,29 @@ describe("egress keys in the admin API", () => {
     expect((await call("POST", `/admin/accounts/${sid}/egress-keys`)).status).toBe(403);
     const code = await totpCodeAt(secret, Date.now());
     expect((await call("POST", `/admin/accounts/${sid}/egress-keys`, { totp: code })).status).toBe(201);
+  });
+
+  it("shows an account that never used the gate (no egress tables) as having no keys and no sends by country, and creates none", async () => {
+    const call = adminApp();
+    const sid = uniqueSid();
+    expect((await call("PUT", `/admin/accounts/${sid}/policy`, { body: { limits: [{ window: "day", usd: 50 }] } })).status).toBe(200);
+    await dropEgressTables(sid);
+    const keys = await call("GET", `/admin/accounts/${sid}/egress-keys`);
+    expect(keys.status).toBe(200);
+    expect(await keys.json()).toEqual({ keys: [] });
+    const usage = await call("GET", `/admin/accounts/${sid}/usage?by=day`);
+    expect(usage.status).toBe(200);
+    expect(((await usage.json()) as { countries: unknown[] }).countries).toEqual([]);
+    expect((await call("GET", `/admin/accounts/${sid}`)).status).toBe(200);
+    expect((await call("DELETE", `/admin/accounts/${sid}/egress-keys/0123456789abcdef`)).status).toBe(404);
+    const tables = await runInDurableObject(env.ACCOUNT_GUARD.getByName(sid), (_i, state) => ({
+      written: state.storage.sql.exec("SELECT 1 FROM sqlite_master WHERE name = 'meta'").toArray().length,
+      egress: state.storage.sql.exec("SELECT name FROM sqlite_master WHERE name LIKE 'egress%'").toArray(),
+    }));
+    expect(tables).toEqual({ written: 1, egress: [] });
+    // Its first key creates them.
+    expect((await call("POST", `/admin/accounts/${sid}/egress-keys`)).status).toBe(201);
+    expect(((await (await call("GET", `/admin/accounts/${sid}/egress-keys`)).json()) as { keys: unknown[] }).keys).toHaveLength(1);
   });
 
   it("refuses bad ids and methods", async () => {

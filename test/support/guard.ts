@@ -1,7 +1,7 @@
 // An account's Durable Object from workerd tests: its stub, its breaker and day window, running its alarm
 // until the outbox (the suspensions, reactivations and alerts it owes Twilio and the operator) is empty,
 // and making its next alarm reconcile.
-import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import type { AccountGuard } from "../../src/breaker/account-guard.ts";
 
@@ -71,4 +71,18 @@ export async function ledgerRows(sid: string) {
       breaker: (JSON.parse(String(rows("SELECT value FROM meta WHERE key = 'breaker'")[0]?.value ?? "{}")) as { state?: string }).state ?? "closed",
     };
   });
+}
+
+/** The egress gate's tables (created with every account today; an account may lack them: src/egress/store.ts). */
+export const EGRESS_TABLE_NAMES = ["egress_counters", "egress_countries", "egress_keys", "egress_reservations"] as const;
+
+/**
+ * Drops the account's egress tables and evicts its object, as a later schema that creates them on the
+ * first gate write would leave an account that never used the gate (schema 5's code runs without them).
+ */
+export async function dropEgressTables(sid: string): Promise<void> {
+  await runInDurableObject(guard(sid), (_i, state) => {
+    for (const table of EGRESS_TABLE_NAMES) state.storage.sql.exec(`DROP TABLE IF EXISTS ${table}`);
+  });
+  await evictDurableObject(guard(sid));
 }
