@@ -20,11 +20,12 @@ function decodeComponent(raw: string): string {
   // '+' is a space in this format (WHATWG URL §5.1); replace it first so "%2B" stays a literal '+'.
   const text = raw.includes("+") ? raw.replaceAll("+", " ") : raw;
   if (!text.includes("%")) return text;
-  if (BAD_PERCENT.test(text)) throw new FormEncodingError("malformed percent-encoding in form body");
   try {
-    // decodeURIComponent rejects invalid UTF-8 (truncated, overlong, surrogates) instead of replacing it.
+    // decodeURIComponent rejects a '%' without two hex digits, and invalid UTF-8 (truncated, overlong,
+    // surrogates), instead of replacing them; which of the two only the error's message says.
     return decodeURIComponent(text);
   } catch {
+    if (BAD_PERCENT.test(text)) throw new FormEncodingError("malformed percent-encoding in form body");
     throw new FormEncodingError("percent-encoded bytes in form body are not valid UTF-8");
   }
 }
