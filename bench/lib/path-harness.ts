@@ -1,6 +1,7 @@
 // The Worker bench/path-ab.ts and bench/path-profile.ts run: a tree's createApp with an origin `fetch`
 // that answers a canned `<Response/>` at once (the headers a node:http origin sends) and an env whose
-// ACCOUNT_GUARD stub answers a fixed verdict (no Durable Object). POST /load takes the pool of signed
+// ACCOUNT_GUARD stub answers a fixed verdict (no Durable Object), to record() and to recordBatch() (status
+// callbacks held together share a call: without it, each such call would take the failure path). POST /load takes the pool of signed
 // webhooks; GET /run?n= sends n of them through `app.fetch`, one after the other, and answers how many
 // got a 200. PATH_AB_QUIET=1 makes console.log a no-op.
 
@@ -11,7 +12,10 @@ import { createApp } from ${JSON.stringify(`${tree}/src/app.ts`)};
 ${process.env.PATH_AB_QUIET === "1" ? "console.log = () => {};" : ""}
 const originFetch = async () => new Response("<Response/>", { status: 200, headers: { "content-type": "text/xml", "content-length": "11", date: new Date(0).toUTCString(), connection: "keep-alive", "keep-alive": "timeout=5" } });
 const app = createApp({ fetch: originFetch });
-const stub = { record: async () => ({ duplicate: false, blocked: false }) };
+const stub = {
+  record: async () => ({ duplicate: false, blocked: false }),
+  recordBatch: async (_sid, writes) => writes.map(() => ({ duplicate: false, blocked: false })),
+};
 let pool = [];
 export default {
   async fetch(request, env) {
