@@ -4,10 +4,13 @@
 // signed webhooks through `app.fetch` per request). What path-ab.ts says costs more or less, this says
 // where: the functions with the most self time and the src/ functions with the most inclusive time, as
 // shares of the isolate's busy samples, mapped back to src/ through the bundle's source map.
-// PATH_AB_QUIET=1 makes console.log a no-op, as in path-ab.ts.
+// PATH_AB_QUIET=1 makes console.log a no-op, as in path-ab.ts. PATH_PROFILE_HEAP=1 takes V8's sampling
+// heap profile instead (every object, young garbage included, one sample per 2 KB): bytes allocated per
+// request by the nearest src/ function on the stack and the function that allocated.
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, relative } from "node:path";
+import { SourceMap } from "node:module";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 import { Miniflare, convertV4MiniflareOptions } from "miniflare";
@@ -69,6 +72,15 @@ try {
   };
   for (let i = 0; i < 3; i++) await run(2000); // warm-up (JIT)
   const inspector = await Inspector.connect(INSPECTOR_PORT, "core:user:path-profile");
+  if (process.env.PATH_PROFILE_HEAP === "1") {
+    await inspector.send("HeapProfiler.enable");
+    await inspector.send("HeapProfiler.startSampling", { samplingInterval: 2048, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+    for (let done = 0; done < requests; done += 2000) await run(Math.min(2000, requests - done));
+    const { profile } = await inspector.send<{ profile: { head: HeapNode } }>("HeapProfiler.stopSampling");
+    inspector.close();
+    printHeap(profile.head, requests, bundleDir);
+    process.exit(0);
+  }
   await inspector.startProfile(100);
   const before = cpuMs(pid);
   for (let done = 0; done < requests; done += 2000) await run(Math.min(2000, requests - done));
@@ -95,3 +107,34 @@ try {
 }
 process.exit(0);
 
+interface HeapNode {
+  callFrame: { functionName: string; url: string; lineNumber: number; columnNumber: number };
+  selfSize: number;
+  children: HeapNode[];
+}
+
+/** Bytes allocated per request, by the nearest src/ function on the stack and the function that allocated. */
+function printHeap(head: HeapNode, n: number, dir: string): void {
+  const map = new SourceMap(JSON.parse(readFileSync(join(dir, "index.js.map"), "utf8")));
+  const where = (f: HeapNode["callFrame"]) => {
+    if (!f.url.endsWith("index.js")) return f.url.split("/").pop() ?? "";
+    const entry = map.findEntry(f.lineNumber, f.columnNumber) as { originalSource?: string; originalLine?: number };
+    return entry.originalSource ? `${relative(tree, fileURLToPath(new URL(entry.originalSource, `file://${dir}/`)))}:${(entry.originalLine ?? 0) + 1}` : "";
+  };
+  const rows = new Map<string, number>();
+  let total = 0;
+  const walk = (node: HeapNode, nearest: string) => {
+    const at = where(node.callFrame);
+    const name = `${node.callFrame.functionName || "(anonymous)"} ${at}`;
+    const src = at.startsWith("src/") ? name : nearest;
+    if (node.selfSize > 0) {
+      total += node.selfSize;
+      const key = src === name ? src : `${src} ← ${name}`;
+      rows.set(key, (rows.get(key) ?? 0) + node.selfSize);
+    }
+    for (const child of node.children) walk(child, src);
+  };
+  walk(head, "(no src/ frame)");
+  console.log(`${path}: ${(total / n).toFixed(0)} bytes allocated per request (${n} requests)\n`);
+  for (const [name, bytes] of [...rows].sort((a, b) => b[1] - a[1]).slice(0, 40)) console.log(`  ${(bytes / n).toFixed(0).padStart(6)} B  ${name}`);
+}
