@@ -17,6 +17,7 @@ import { unstable_readConfig } from "wrangler";
 import { inboundSms, messageStatus, sid, signedFormRequest } from "./lib/events.ts";
 import { cpuMs, workerdPids } from "./lib/profile.ts";
 import { median } from "./lib/stats.ts";
+import { pathHarnessSource } from "./lib/path-harness.ts";
 
 process.removeAllListeners("warning");
 const [treeA, treeB] = [process.argv[2], process.argv[3]].map((t) => (t === undefined ? undefined : resolve(t)));
@@ -32,35 +33,7 @@ const PARENT = sid("AC");
 const TOKEN = "bench-parent-token-not-a-secret";
 const BASE = "http://guard.example";
 
-const sourceOf = (tree: string) => `
-import { createApp } from ${JSON.stringify(`${tree}/src/app.ts`)};
-${process.env.PATH_AB_QUIET === "1" ? "console.log = () => {};" : ""}
-const originFetch = async () => new Response("<Response/>", { status: 200, headers: { "content-type": "text/xml", "content-length": "11", date: new Date(0).toUTCString(), connection: "keep-alive", "keep-alive": "timeout=5" } });
-const app = createApp({ fetch: originFetch });
-const stub = { record: async () => ({ duplicate: false, blocked: false }) };
-let pool = [];
-export default {
-  async fetch(request, env) {
-    const url = new URL(request.url);
-    if (url.pathname === "/load") {
-      pool = await request.json();
-      return new Response("loaded");
-    }
-    const n = Number(url.searchParams.get("n"));
-    const guardEnv = (env.guardEnv ??= { ...env.VARS, ACCOUNT_GUARD: { getByName: () => stub } });
-    const pending = [];
-    const ctx = { waitUntil: (p) => pending.push(p), passThroughOnException() {} };
-    let ok = 0;
-    for (let i = 0; i < n; i++) {
-      const r = pool[i % pool.length];
-      const response = await app.fetch(new Request(r.url, { method: "POST", headers: r.headers, body: r.body }), guardEnv, ctx);
-      await response.arrayBuffer();
-      if (response.status === 200) ok++;
-    }
-    await Promise.all(pending);
-    return Response.json({ ok });
-  },
-};`;
+const sourceOf = pathHarnessSource;
 
 const config = unstable_readConfig({ config: fileURLToPath(new URL("../wrangler.toml", import.meta.url)) });
 const vars: Record<string, string> = {};

@@ -56,6 +56,15 @@ export interface AppDeps {
   ledgerBatches?: RecordBatcher;
 }
 
+/**
+ * The webhook route, as itty-router would match `router.all("/webhooks/*")` (its pattern compiles to
+ * this expression, matched against the URL's pathname): the one route on the webhook path, dispatched
+ * without the router, whose every request would parse request.url again for a query object, set
+ * `query`, `params` and `route` on the Request and await a catch and a finally stage. Answers and
+ * errors are the same: a handler's error goes through the same funnel (toErrorResponse) as the router's.
+ */
+export const WEBHOOK_ROUTE = /^\/webhooks(\/.*)?\/*$/;
+
 interface RequestState {
   /** request.url parsed once, for the handler and the log line. */
   url: URL;
@@ -181,7 +190,9 @@ export function createApp(overrides: Partial<AppDeps> = {}) {
     return json({ ok: true });
   });
 
-  router.all("/webhooks/*", (request, env, ctx, state) => {
+  // ANY /webhooks/*: dispatched by fetch below before the router (see WEBHOOK_ROUTE).
+  // Async: a setting that getConfig refuses is a rejection, into the same funnel.
+  const webhooks = async (request: Request, env: GuardEnv, ctx: ExecutionContext, state: RequestState): Promise<Response> => {
     state.route = "webhooks";
     const config = getConfig(env);
     state.logger = loggerFor(config);
@@ -199,7 +210,7 @@ export function createApp(overrides: Partial<AppDeps> = {}) {
       state.trace,
       state.url,
     );
-  });
+  };
 
   router.all("/usage-trigger", (request, env, _ctx, state) => {
     state.route = "usage-trigger";
@@ -260,7 +271,12 @@ export function createApp(overrides: Partial<AppDeps> = {}) {
     async fetch(request: Request, env: GuardEnv, ctx: ExecutionContext): Promise<Response> {
       const started = Date.now();
       const state: RequestState = { url: new URL(request.url), route: "other", trace: {}, logger: PLAIN_LOGGER };
-      const response: Response = await router.fetch(request, env, ctx, state);
+      const response: Response = WEBHOOK_ROUTE.test(state.url.pathname)
+        ? await webhooks(request, env, ctx, state).catch((error: unknown) => {
+          state.error = error;
+          return toErrorResponse(error);
+        })
+        : await router.fetch(request, env, ctx, state);
       const line = {
         route: state.route,
         method: request.method,

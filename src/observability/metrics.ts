@@ -35,6 +35,8 @@ export const METRICS_FLUSH_INTERVAL_MS = 5_000;
 /** A scheduled send that has not happened this long after its time was lost (its request context ended). */
 /** Distinct label sets one isolate accumulates per counter before folding new ones into "other". */
 const MAX_SERIES_PER_COUNTER = 200;
+/** Label sets whose canonical form one counter remembers (#labelKey): above MAX_SERIES_PER_COUNTER, so the series a counter keeps all fit. */
+const MAX_REMEMBERED_LABEL_SETS = 256;
 /** Label values are identifiers (reasons, purposes, statuses); anything longer is cut. */
 const MAX_LABEL_VALUE_CHARS = 64;
 /** The label value new series fold into once a counter has MAX_SERIES_PER_COUNTER of them. */
@@ -182,6 +184,8 @@ export class MetricsRegistry {
   /** name → canonical labels → pending delta */
   #counters = new Map<string, Map<string, number>>();
   #breakers = new Map<string, { open: boolean; atMs: number }>();
+  /** name → label values (each length-prefixed when several) → canonical labels (#labelKey). */
+  readonly #labelKeys = new Map<string, Map<string, string>>();
   #lastSendAt = Number.NEGATIVE_INFINITY;
 
   constructor(options: MetricsRegistryOptions = {}) {
@@ -198,9 +202,27 @@ export class MetricsRegistry {
       series = new Map();
       this.#counters.set(name, series);
     }
-    let key = canonicalLabels(labels as Record<string, string>, spec);
+    let key = this.#labelKey(name, labels as Record<string, string>, spec);
     if (!series.has(key) && series.size >= MAX_SERIES_PER_COUNTER) key = overflowLabels(spec);
     series.set(key, (series.get(key) ?? 0) + n);
+  }
+
+  /**
+   * canonicalLabels, remembered per counter by the label values (the request path counts the same few
+   * label sets on every request: no label object serialised each time). Bounded: emptied when full.
+   */
+  #labelKey(name: string, labels: Record<string, string>, spec: CounterSpec): string {
+    const names = spec.labels;
+    const values = names.length === 0 ? "" : names.length === 1 ? String(labels[names[0]!] ?? "") : names.map((label) => { const v = String(labels[label] ?? ""); return `${v.length}:${v}`; }).join("");
+    let memo = this.#labelKeys.get(name);
+    if (memo === undefined) this.#labelKeys.set(name, (memo = new Map()));
+    let key = memo.get(values);
+    if (key === undefined) {
+      if (memo.size >= MAX_REMEMBERED_LABEL_SETS) memo.clear();
+      key = canonicalLabels(labels, spec);
+      memo.set(values, key);
+    }
+    return key;
   }
 
   /** Reports an account's breaker state (the latest report per account wins at the aggregator). */

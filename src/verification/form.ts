@@ -13,18 +13,21 @@ export class FormEncodingError extends Error {
   override name = "FormEncodingError";
 }
 
+const PLUS = /\+/g;
 // A '%' not followed by two hex digits.
 const BAD_PERCENT = /%(?![0-9A-Fa-f]{2})/;
 
 function decodeComponent(raw: string): string {
   // '+' is a space in this format (WHATWG URL §5.1); replace it first so "%2B" stays a literal '+'.
-  const text = raw.includes("+") ? raw.replaceAll("+", " ") : raw;
+  // A global regex replace builds one flat string; replaceAll(string) concatenates a piece per match.
+  const text = raw.includes("+") ? raw.replace(PLUS, " ") : raw;
   if (!text.includes("%")) return text;
-  if (BAD_PERCENT.test(text)) throw new FormEncodingError("malformed percent-encoding in form body");
   try {
-    // decodeURIComponent rejects invalid UTF-8 (truncated, overlong, surrogates) instead of replacing it.
+    // decodeURIComponent rejects a '%' without two hex digits, and invalid UTF-8 (truncated, overlong,
+    // surrogates), instead of replacing them; which of the two only the error's message says.
     return decodeURIComponent(text);
   } catch {
+    if (BAD_PERCENT.test(text)) throw new FormEncodingError("malformed percent-encoding in form body");
     throw new FormEncodingError("percent-encoded bytes in form body are not valid UTF-8");
   }
 }

@@ -96,6 +96,28 @@ export function forwardHeaders(incoming: Headers, options: ForwardOptions): Reco
   return headers;
 }
 
+/**
+ * The answer's end-to-end headers, made into Headers by the runtime in one call: a record (the
+ * cheapest for the runtime to take), or pairs when the answer sets cookies (each Set-Cookie kept apart,
+ * which a record cannot hold). A Headers iterator yields lower-case names, each once with repeated
+ * values joined, except Set-Cookie, one entry per value.
+ */
+export function relayedHeaders(answer: Headers): Record<string, string> | Array<[string, string]> {
+  // No prototype: a header named __proto__ is an entry like any other.
+  const record: Record<string, string> = Object.create(null);
+  for (const [name, value] of answer) {
+    if (name === "set-cookie") return relayedPairs(answer);
+    if (!HOP_BY_HOP.has(name)) record[name] = value;
+  }
+  return record;
+}
+
+function relayedPairs(answer: Headers): Array<[string, string]> {
+  const pairs: Array<[string, string]> = [];
+  for (const [name, value] of answer) if (!HOP_BY_HOP.has(name)) pairs.push([name, value]);
+  return pairs;
+}
+
 function badGateway(reason: string): GuardError {
   return new GuardError(502, "origin unavailable", { reason });
 }
@@ -194,14 +216,9 @@ export async function forwardToOrigin(request: Request, body: Uint8Array<ArrayBu
       if (error instanceof GuardError) throw error;
       throw badGateway(controller.signal.aborted ? "origin-timeout" : "origin-unreachable");
     }
-    // End-to-end headers as pairs (repeated Set-Cookie kept apart), made into Headers by the runtime in one call.
-    const headers: Array<[string, string]> = [];
-    for (const [name, value] of response.headers) {
-      if (!HOP_BY_HOP.has(name)) headers.push([name, value]);
-    }
     return new Response(response.status === 204 || response.status === 304 ? null : answer, {
       status: response.status,
-      headers,
+      headers: relayedHeaders(response.headers),
     });
   } finally {
     clearTimeout(timer);

@@ -84,7 +84,7 @@ export async function handleWebhook(request: Request, deps: WebhookDeps, trace: 
 
   // After the signature (an unsigned request is refused as such) and before anything is counted or
   // forwarded: a request Twilio never sends, whose extra parts a genuine signature does not pin down
-  // (webhooks/read.ts assertTwilioShaped), or one mixing a message's parameters with a call's (a Body
+  // (webhooks/read.ts twilioShaped), or one mixing a message's parameters with a call's (a Body
   // re-split under the same signature). Refused in enforce mode; in report-only mode forwarded
   // marked, like every failed check, and never counted.
   const unsigned =

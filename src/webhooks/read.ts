@@ -22,7 +22,7 @@ export interface WebhookRequest {
   /** The AccountSid the payload claims (unverified until the signature checks out). */
   claimedAccountSid: string | null;
   /**
-   * Why the request is not shaped like anything Twilio sends (assertTwilioShaped, an empty POST), or
+   * Why the request is not shaped like anything Twilio sends (twilioShaped, an empty POST), or
    * null. Raised by the caller after authentication, so a Basic challenge still comes first.
    */
   notTwilioShaped: GuardError | null;
@@ -87,37 +87,55 @@ const SINGLE_VALUED: ReadonlySet<string> = new Set([
 ]);
 
 /**
- * Refuses parameter lists Twilio never sends, whose extra parts add nothing to the signed string
- * (Twilio's scheme concatenates keys and values without separators, and twilio-node drops repeats of a
- * pair): an empty piece between '&'s or a pair with an empty name (`&&`, `=&=&=`), a pair repeated
- * verbatim, or a single-valued field given twice. Each would otherwise ride along a genuine signature
- * to the origin.
+ * Whether a parameter string (a form body, a query without its '?') has a piece Twilio never sends:
+ * an empty one between '&'s (`&&`, a leading or trailing '&', or nothing at all) or one with an empty
+ * name (`=x`). Read off the text, without splitting it again.
  */
-export function assertTwilioShaped(pieces: readonly string[], pairs: FormPairs, where: "body" | "query"): void {
-  for (const piece of pieces) {
-    if (piece === "" || piece.startsWith("=")) {
-      throw malformed("empty-parameter", `${where} has an empty parameter (Twilio never sends one)`);
+function hasEmptyPiece(text: string): boolean {
+  const first = text.charCodeAt(0);
+  return text === "" || first === AMPERSAND || first === EQUALS || text.charCodeAt(text.length - 1) === AMPERSAND ||
+    text.includes("&&") || text.includes("&=");
+}
+const AMPERSAND = 0x26;
+const EQUALS = 0x3d;
+
+/**
+ * The flat view of `pairs` for classification (a repeated name keeps its last value, as `new
+ * Map(pairs)` would), and why the parameter list is one Twilio never sends, or null. Refused lists are
+ * those whose extra parts add nothing to the signed string (Twilio's scheme concatenates keys and
+ * values without separators, and twilio-node drops repeats of a pair): an empty piece between '&'s or
+ * a pair with an empty name (`&&`, `=&=&=`), a pair repeated verbatim, or a single-valued field given
+ * twice. Each would otherwise ride along a genuine signature to the origin. `text` is the string the
+ * pairs were parsed from. The first fault found is the reason: the pieces', then the pairs' in order.
+ */
+export function twilioShaped(text: string, pairs: FormPairs, where: "body" | "query"): { fields: Map<string, string>; notShaped: GuardError | null } {
+  const fields = new Map<string, string>();
+  let notShaped: GuardError | null = hasEmptyPiece(text) ? malformed("empty-parameter", `${where} has an empty parameter (Twilio never sends one)`) : null;
+  for (let i = 0; i < pairs.length; i++) {
+    const [key, value] = pairs[i]!;
+    if (notShaped === null) {
+      if (key === "") notShaped = malformed("empty-parameter", `${where} has a parameter without a name`);
+      else if (fields.has(key)) notShaped = repeated(pairs, i, where);
     }
+    fields.set(key, value);
   }
-  const seenPairs = new Set<string>();
-  const seenFields = new Set<string>();
-  for (const [key, value] of pairs) {
-    if (key === "") throw malformed("empty-parameter", `${where} has a parameter without a name`);
-    const pair = `${key}\u0000${value}`;
-    if (seenPairs.has(pair)) throw malformed("repeated-parameter", `${where} repeats a parameter verbatim`);
-    seenPairs.add(pair);
-    if (SINGLE_VALUED.has(key)) {
-      if (seenFields.has(key)) throw malformed("repeated-parameter", `${where} gives ${key} twice`);
-      seenFields.add(key);
-    }
-  }
+  return { fields, notShaped };
 }
 
-/** The query's pieces and pairs ("" → none). */
-function queryPairs(url: URL): { pieces: string[]; pairs: FormPairs } {
+/** Pair `i`'s name came before: refused if the same pair did, or if the name is single-valued; else null. */
+function repeated(pairs: FormPairs, i: number, where: "body" | "query"): GuardError | null {
+  const [key, value] = pairs[i]!;
+  for (let j = 0; j < i; j++) {
+    if (pairs[j]![0] === key && pairs[j]![1] === value) return malformed("repeated-parameter", `${where} repeats a parameter verbatim`);
+  }
+  return SINGLE_VALUED.has(key) ? malformed("repeated-parameter", `${where} gives ${key} twice`) : null;
+}
+
+/** The query's parameters ("" → none) and their shape (twilioShaped). */
+function queryShape(url: URL): { fields: Map<string, string>; notShaped: GuardError | null } {
   const query = url.search.slice(1);
-  if (query === "") return { pieces: [], pairs: [] };
-  return { pieces: query.split("&"), pairs: [...new URLSearchParams(query)] };
+  if (query === "") return { fields: new Map(), notShaped: null };
+  return twilioShaped(query, [...new URLSearchParams(query)], "query");
 }
 
 /** Parses what Twilio signed out of the request line, headers and body bytes; 400 when malformed. `url`: request.url parsed. */
@@ -128,14 +146,6 @@ export function parseWebhook(request: Request, rawBody: Uint8Array<ArrayBuffer>,
   let formParams: FormPairs = [];
   let fields: Map<string, string>;
   let notTwilioShaped: GuardError | null = null;
-  const shape = (check: () => void) => {
-    try {
-      check();
-    } catch (error) {
-      if (!(error instanceof GuardError)) throw error;
-      notTwilioShaped ??= error;
-    }
-  };
   if (method === "POST" && (bodyKind === "none" || rawBody.byteLength === 0)) {
     // Twilio's POST webhooks always carry their parameters in the body; an empty POST is a GET's
     // signature (the URL alone) replayed with another method.
@@ -144,8 +154,7 @@ export function parseWebhook(request: Request, rawBody: Uint8Array<ArrayBuffer>,
   if (method === "POST") {
     // The configured URL's own query is signed as part of the URL, but twilio-node's legacy-querystring
     // candidate normalizes it (drops empty pieces): refuse what that would let ride along.
-    const { pieces, pairs } = queryPairs(url);
-    shape(() => assertTwilioShaped(pieces, pairs, "query"));
+    notTwilioShaped ??= queryShape(url).notShaped;
   }
   if (bodyKind === "form") {
     const text = decodeUtf8(rawBody);
@@ -155,17 +164,18 @@ export function parseWebhook(request: Request, rawBody: Uint8Array<ArrayBuffer>,
       if (error instanceof FormEncodingError) throw malformed("body-bad-encoding", "malformed form encoding");
       throw error;
     }
-    shape(() => assertTwilioShaped(text.split("&"), formParams, "body"));
-    fields = new Map(formParams);
+    const shaped = twilioShaped(text, formParams, "body");
+    notTwilioShaped ??= shaped.notShaped;
+    fields = shaped.fields;
   } else if (bodyKind === "json") {
     if (!url.searchParams.has("bodySHA256")) {
       throw malformed("json-without-body-hash", "JSON body without bodySHA256 query parameter");
     }
     fields = jsonFields(decodeUtf8(rawBody));
   } else {
-    const { pieces, pairs } = queryPairs(url);
-    shape(() => assertTwilioShaped(pieces, pairs, "query"));
-    fields = new Map(pairs);
+    const shaped = queryShape(url);
+    notTwilioShaped ??= shaped.notShaped;
+    fields = shaped.fields;
   }
   const claimed = fields.get("AccountSid") ?? null;
   return { method, url, rawBody, bodyKind, formParams, fields, claimedAccountSid: claimed, notTwilioShaped };

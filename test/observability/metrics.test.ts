@@ -55,6 +55,28 @@ describe("MetricsRegistry", () => {
     expect(total(batch, "guard_requests_rejected_total", { reason: "other" })).toBe(51);
   });
 
+  it("keeps label sets apart however their values could run together, and counts them the same before and after it forgets them", () => {
+    const registry = new MetricsRegistry();
+    registry.inc("guard_rest_failures_total", { purpose: "a:1", status: "b" });
+    registry.inc("guard_rest_failures_total", { purpose: "a", status: ":1b" });
+    registry.inc("guard_rest_failures_total", { purpose: "a\u0000b", status: "c" });
+    registry.inc("guard_rest_failures_total", { purpose: "a", status: "b\u0000c" });
+    // More label sets than a counter remembers, then the first ones again.
+    for (let round = 0; round < 2; round++) for (let i = 0; i < 300; i++) registry.inc("guard_admin_mutations_total", { call: `c${i % 150}`, outcome: `o${i}` });
+    const batch = registry.take()!;
+    expect(batch.counters.filter((c) => c.name === "guard_rest_failures_total").map((c) => [JSON.parse(c.labels), c.n])).toEqual([
+      [{ purpose: "a:1", status: "b" }, 1],
+      [{ purpose: "a", status: ":1b" }, 1],
+      [{ purpose: "a\u0000b", status: "c" }, 1],
+      [{ purpose: "a", status: "b\u0000c" }, 1],
+    ]);
+    expect(total(batch, "guard_admin_mutations_total", { call: "c0", outcome: "o0" })).toBe(2);
+    expect(total(batch, "guard_admin_mutations_total", { call: "c149", outcome: "o299" })).toBe(0);
+    const admin = batch.counters.filter((c) => c.name === "guard_admin_mutations_total");
+    expect(admin.reduce((n, c) => n + c.n, 0)).toBe(600);
+    expect(admin.find((c) => c.labels === JSON.stringify({ call: "other", outcome: "other" }))?.n).toBe(600 - 2 * 200);
+  });
+
   it("keeps the latest breaker report per account", () => {
     const registry = new MetricsRegistry();
     registry.breaker("AC1", "open", 2_000);

@@ -70,6 +70,14 @@ describe("parseForm", () => {
     expect(() => parseForm(body)).toThrow(FormEncodingError);
   });
 
+  it.each(["a=%zz", "a=%4", "a=100%", "%=1", "a=%E0%A4%zz"])("names %s's fault: malformed percent-encoding", (body) => {
+    expect(() => parseForm(body)).toThrow("malformed percent-encoding in form body");
+  });
+
+  it.each(["a=%E0%A4", "a=%C0%AF", "a=%ED%A0%80", "a=%FF"])("names %s's fault: not valid UTF-8", (body) => {
+    expect(() => parseForm(body)).toThrow("percent-encoded bytes in form body are not valid UTF-8");
+  });
+
   it("does not echo the body in its error message", () => {
     expect(() => parseForm("secret=hunter2%zz")).toThrow(expect.objectContaining({ message: expect.not.stringContaining("hunter2") }));
   });

@@ -2,7 +2,7 @@
 // whether the answer declares its length (read in one call) or streams without one (read chunk by chunk).
 import { describe, expect, it } from "vitest";
 import { GuardError } from "../../src/http/errors.ts";
-import { forwardToOrigin, MAX_ORIGIN_ANSWER_BYTES } from "../../src/webhooks/forward.ts";
+import { forwardToOrigin, MAX_ORIGIN_ANSWER_BYTES, relayedHeaders } from "../../src/webhooks/forward.ts";
 
 const ORIGIN = "https://origin.example.com";
 
@@ -50,6 +50,29 @@ describe("forwardToOrigin's answer", () => {
     const response = await relay(() => new Response("<Response/>", { headers }));
     expect([...new Set(response.headers.keys())].sort()).toEqual(["content-type", "set-cookie", "x-app"]);
     expect(response.headers.getSetCookie()).toEqual(["a=1", "b=2"]);
+  });
+
+  it("drops the hop-by-hop headers of an answer without cookies, and keeps every other header and value", async () => {
+    const headers = new Headers({ "Content-Type": "text/xml", "Keep-Alive": "timeout=5", Connection: "keep-alive", "Transfer-Encoding": "chunked", "X-App": "1", constructor: "c" });
+    headers.append("__proto__", "p");
+    headers.append("X-App", "2");
+    headers.append("Vary", "Accept");
+    const response = await relay(() => new Response("<Response/>", { headers }));
+    expect([...response.headers].filter(([name]) => name !== "content-length")).toEqual([
+      ["__proto__", "p"],
+      ["constructor", "c"],
+      ["content-type", "text/xml"],
+      ["vary", "Accept"],
+      ["x-app", "1, 2"],
+    ]);
+  });
+
+  it("relays the same headers as pairs when the answer sets cookies as when it does not", () => {
+    const plain = new Headers({ "content-type": "text/xml", connection: "close", "x-app": "1" });
+    const withCookie = new Headers(plain);
+    withCookie.append("set-cookie", "a=1");
+    expect(Object.entries(relayedHeaders(plain))).toEqual([["content-type", "text/xml"], ["x-app", "1"]]);
+    expect(relayedHeaders(withCookie)).toEqual([["content-type", "text/xml"], ["set-cookie", "a=1"], ["x-app", "1"]]);
   });
 
   it("relays a streamed answer without a Content-Length byte for byte", async () => {

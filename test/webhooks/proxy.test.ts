@@ -3,7 +3,8 @@
 import { createExecutionContext } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { createApp } from "../../src/app.ts";
+import { Router } from "itty-router";
+import { createApp, WEBHOOK_ROUTE } from "../../src/app.ts";
 import type { GuardEnv } from "../../src/config/env.ts";
 import { ORIGIN, mockOutbound, relistSubaccounts, twiml } from "../support/origin.ts";
 import {
@@ -413,6 +414,21 @@ describe("the rest of the surface", () => {
 
   it("unknown routes answer 404", async () => {
     expect((await exports.default.fetch(`${WORKER}/nope`)).status).toBe(404);
+  });
+
+  it("matches the webhook route exactly as itty-router's /webhooks/* (dispatched without the router)", async () => {
+    const itty = Router();
+    itty.all("/webhooks/*", () => new Response());
+    expect(WEBHOOK_ROUTE.source).toBe(itty.routes[0]![1].source);
+    expect(WEBHOOK_ROUTE.flags).toBe(itty.routes[0]![1].flags);
+    for (const path of ["/webhooks", "/webhooks/", "/webhooks/sms", "/webhooks//a/b/", "/webhooks/a%2Fb"]) expect(WEBHOOK_ROUTE.test(path), path).toBe(true);
+    for (const path of ["/webhooksx", "/webhook", "/x/webhooks/sms", "/Webhooks/sms"]) expect(WEBHOOK_ROUTE.test(path), path).toBe(false);
+    expect((await exports.default.fetch(`${WORKER}/webhooksx`)).status).toBe(404);
+    // /webhooks itself is the route (forwarded to ORIGIN_URL's own path).
+    outbound = mockOutbound([[ORIGIN, () => twiml()]]);
+    const response = await exports.default.fetch(await signedForm(`${WORKER}/webhooks`, plainParams()));
+    expect(response.status).toBe(200);
+    expect(outbound.to(ORIGIN).map((hit) => hit.url)).toEqual([`${ORIGIN}/`]);
   });
 
   it("an unexpected failure is a generic 500 that leaks no internal message", async () => {
