@@ -240,6 +240,7 @@ export function createApp(overrides: Partial<AppDeps> = {}) {
         ...(deps.upstreamTimeoutMs !== undefined ? { upstreamTimeoutMs: deps.upstreamTimeoutMs } : {}),
       },
       state.trace,
+      state.url,
     );
   });
 

@@ -85,9 +85,9 @@ function gateRefusal(r: GateRefusal): GuardError {
   return refusal(r.reason, r.detail, r.retryAfterS === undefined ? {} : { retryAfterS: r.retryAfterS });
 }
 
-export async function handleEgress(request: Request, deps: EgressDeps, trace: EgressTrace): Promise<Response> {
+/** `url` is the request's, parsed once by the caller (src/app.ts) for its log line and here. */
+export async function handleEgress(request: Request, deps: EgressDeps, trace: EgressTrace, url = new URL(request.url)): Promise<Response> {
   if (deps.mode === "off") throw refusal("gate-off", "The REST egress gate is off (EGRESS_MODE).");
-  const url = new URL(request.url);
   const gate = parseGatePath(url.pathname);
   if (gate === null) {
     metrics.inc("guard_egress_refused_total", { reason: "host-not-allowed" });
@@ -170,10 +170,7 @@ export async function handleEgress(request: Request, deps: EgressDeps, trace: Eg
     reservation = { id: answer.reservationId, account };
     // What a lookup after a failed upstream call needs; read from the form only then (not per send).
     if (facts.kind === "message") sentForm = form;
-    const added = new URLSearchParams();
-    if (!facts.hasStatusCallback) added.set("StatusCallback", `${statusBase(deps.config, url)}${GUARD_STATUS_PATH}${answer.reservationId}`);
-    if (answer.setTimeLimitS !== null) added.set("TimeLimit", String(answer.setTimeLimitS));
-    const addition = added.toString();
+    const addition = addedFields(facts.hasStatusCallback ? null : statusCallbackField(statusBase(deps.config, url), answer.reservationId), answer.setTimeLimitS);
     if (addition !== "") body = original === "" ? addition : `${original}&${addition}`;
   } else if (key !== null && account !== null) {
     if (!(await deps.ledger(account).checkEgressKey(account, key.id, key.hash, now))) return denied();
@@ -212,9 +209,35 @@ export async function handleEgress(request: Request, deps: EgressDeps, trace: Eg
   }
   if (reservation !== null) settle(deps, reservation, settlementOf(upstream.status, text));
 
-  const out = new Headers();
-  for (const [name, value] of upstream.headers) if (!HOP_BY_HOP.has(name.toLowerCase())) out.set(name, value);
-  return new Response(request.method === "HEAD" ? null : text, { status: upstream.status, headers: out });
+  // Twilio's headers copied by the runtime, then those of the connection dropped (no entry made per header).
+  const relayed = new Response(request.method === "HEAD" ? null : text, { status: upstream.status, headers: upstream.headers });
+  for (const name of HOP_BY_HOP) relayed.headers.delete(name);
+  return relayed;
+}
+
+/**
+ * The form fields the gate adds to a send, encoded as `URLSearchParams` encodes them: its StatusCallback
+ * (already encoded, statusCallbackField) and a TimeLimit (digits); "" when it adds none.
+ */
+export function addedFields(statusCallback: string | null, timeLimitS: number | null): string {
+  const timeLimit = timeLimitS === null ? null : `TimeLimit=${timeLimitS}`;
+  if (statusCallback === null) return timeLimit ?? "";
+  return timeLimit === null ? statusCallback : `${statusCallback}&${timeLimit}`;
+}
+
+/** The last status base and its encoded `StatusCallback=<base>/webhooks/_guard/status/` (one base per deployment). */
+let encodedStatusBase: { base: string; field: string } | null = null;
+
+/**
+ * `StatusCallback=<base>/webhooks/_guard/status/<id>`, form-encoded as `URLSearchParams` does. The base
+ * part is encoded once per base; a reservation id (hex digits and '-', RESERVATION_ID) encodes as itself.
+ */
+export function statusCallbackField(base: string, reservationId: string): string {
+  if (!RESERVATION_ID.test(reservationId)) return new URLSearchParams({ StatusCallback: `${base}${GUARD_STATUS_PATH}${reservationId}` }).toString();
+  if (encodedStatusBase === null || encodedStatusBase.base !== base) {
+    encodedStatusBase = { base, field: new URLSearchParams({ StatusCallback: `${base}${GUARD_STATUS_PATH}` }).toString() };
+  }
+  return `${encodedStatusBase.field}${reservationId}`;
 }
 
 function sentMessage(form: URLSearchParams, reservedAtMs: number): SentMessage {
