@@ -157,11 +157,12 @@ export function createApp(overrides: Partial<AppDeps> = {}) {
 
   // Router, not AutoRouter: every route answers a Response itself, so AutoRouter's stages (a Proxy
   // around each request for `withParams`, the JSON formatter) would only cost time on every request.
+  const funnel = (error: unknown, _request: IRequest | Request, _env: GuardEnv, _ctx: ExecutionContext, state: RequestState) => {
+    state.error = error;
+    return toErrorResponse(error);
+  };
   const router = Router<IRequest, Args>({
-    catch: (error: unknown, _request: IRequest, _env: GuardEnv, _ctx: ExecutionContext, state: RequestState) => {
-      state.error = error;
-      return toErrorResponse(error);
-    },
+    catch: funnel,
     finally: [(response: Response | undefined) => response ?? toErrorResponse(new GuardError(404, "not found", { reason: "not-found" }))],
   });
 
@@ -214,7 +215,7 @@ export function createApp(overrides: Partial<AppDeps> = {}) {
     }, state.trace);
   });
 
-  router.all("/twilio/*", (request, env, ctx, state) => {
+  const egress = async (request: Request, env: GuardEnv, ctx: ExecutionContext, state: RequestState) => {
     state.route = "egress";
     const config = getConfig(env);
     state.logger = loggerFor(config);
@@ -242,7 +243,8 @@ export function createApp(overrides: Partial<AppDeps> = {}) {
       state.trace,
       state.url,
     );
-  });
+  };
+  router.all("/twilio/*", egress);
 
   const admin = (request: IRequest, env: GuardEnv, ctx: ExecutionContext, state: RequestState) => {
     state.route = "admin";
@@ -261,7 +263,12 @@ export function createApp(overrides: Partial<AppDeps> = {}) {
     async fetch(request: Request, env: GuardEnv, ctx: ExecutionContext): Promise<Response> {
       const started = Date.now();
       const state: RequestState = { url: new URL(request.url), route: "other", trace: {}, logger: PLAIN_LOGGER };
-      const response: Response = await router.fetch(request, env, ctx, state);
+      // A path under /twilio/ is the gate's (no route before it matches one): called as the router would
+      // call it, with the same error funnel, but without the router's per-request URL, query object and
+      // route match, garbage on every send through the gate (docs/benchmarks.md, section 6).
+      const response: Response = state.url.pathname.startsWith("/twilio/")
+        ? await egress(request, env, ctx, state).catch((error: unknown) => funnel(error, request, env, ctx, state))
+        : await router.fetch(request, env, ctx, state);
       const line = {
         route: state.route,
         method: request.method,

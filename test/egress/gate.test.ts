@@ -96,6 +96,17 @@ describe("egress gate: what it refuses before anything is fetched", () => {
     expect(await r.json()).toMatchObject({ code: 20404, status: 404 });
     expect(outbound.to(TWILIO_API)).toHaveLength(0);
   });
+  it("answers a malformed setting through the error funnel: 500 naming it, nothing fetched", async () => {
+    const r = await call(messagesPath(PARENT_SID), { auth: basicAuth(PARENT_SID, PRIMARY_TOKEN), form: { To: US, Body: "x" } }, { ...enforce, EGRESS_MODE: "bogus" });
+    expect(r.status).toBe(500);
+    expect(await r.json()).toMatchObject({ error: "config", setting: "EGRESS_MODE" });
+    expect(outbound.to(TWILIO_API)).toHaveLength(0);
+  });
+  it("routes /twilio (no host) to the gate too, through the router: refused as no Twilio host", async () => {
+    const r = await call("/twilio", { auth: basicAuth(PARENT_SID, PRIMARY_TOKEN) });
+    expect(r.status).toBe(403);
+    expect(await r.json()).toMatchObject({ details: { reason: "host-not-allowed" } });
+  });
   it("refuses a host that is not a Twilio product host", async () => {
     const r = await call("/twilio/evil.example.com/2010-04-01/Accounts.json", { auth: basicAuth(PARENT_SID, PRIMARY_TOKEN) });
     expect(r.status).toBe(403);
