@@ -158,10 +158,44 @@ export interface AggregatedMetrics {
 export type MetricsSink = (batch: MetricsBatch) => Promise<void>;
 
 function canonicalLabels(labels: Record<string, string>, spec: CounterSpec): string {
+  // Looked up by the label values themselves (nested Maps): no object or JSON made per increment.
+  let node: LabelKeyNode | undefined = labelKeyRoots.get(spec);
+  if (node === undefined) {
+    node = { next: new Map(), key: null };
+    labelKeyRoots.set(spec, node);
+  }
+  for (let i = 0; i < spec.labels.length; i++) {
+    const value = labels[spec.labels[i]!];
+    let child: LabelKeyNode | undefined = node.next.get(value);
+    if (child === undefined) {
+      if (labelKeyNodes >= MAX_LABEL_KEY_NODES) return buildCanonicalLabels(labels, spec);
+      child = { next: new Map(), key: null };
+      labelKeyNodes++;
+      node.next.set(value, child);
+    }
+    node = child;
+  }
+  return (node.key ??= buildCanonicalLabels(labels, spec));
+}
+
+function buildCanonicalLabels(labels: Record<string, string>, spec: CounterSpec): string {
   const out: Record<string, string> = {};
   for (const label of spec.labels) out[label] = String(labels[label] ?? "").slice(0, MAX_LABEL_VALUE_CHARS);
   return JSON.stringify(out);
 }
+
+/** A counter's label values, one level per label, to the canonical JSON of that label set (built once). */
+interface LabelKeyNode {
+  next: Map<unknown, LabelKeyNode>;
+  key: string | null;
+}
+const labelKeyRoots = new Map<CounterSpec, LabelKeyNode>();
+/**
+ * Label-set nodes kept per isolate: the label sets the guard uses are a few hundred; past this bound
+ * (values from the outside, e.g. a reason string) keys are built per increment again, memory stays bounded.
+ */
+const MAX_LABEL_KEY_NODES = 4096;
+let labelKeyNodes = 0;
 
 function overflowLabels(spec: CounterSpec): string {
   const out: Record<string, string> = {};
