@@ -42,7 +42,7 @@ const MAX_SEND_BODY_BYTES = 64 * 1024;
 /** Request headers the gate passes on; nothing else (no cookies, no Cloudflare headers) reaches Twilio. */
 const FORWARDED_REQUEST_HEADERS = ["accept", "accept-charset", "content-type", "user-agent", "i-twilio-idempotency-token", "x-twilio-webhook-enabled"];
 /** Response headers that describe the connection, not the answer: dropped when relaying. */
-const HOP_BY_HOP = new Set(["connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding", "set-cookie", "upgrade"]);
+const HOP_BY_HOP = ["connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding", "set-cookie", "upgrade"];
 
 export interface EgressLedger extends ReservingGuard {
   settleSends(sid: string, items: SettlementItem[], atMs?: number): Promise<unknown>;
@@ -77,6 +77,14 @@ export interface EgressDeps {
 /** One decoder for every send's form (stateless between whole-buffer decode() calls): none made per send. */
 const utf8Decoder = new TextDecoder();
 
+/** Failed credentials: counted against the client's address, then refused (rate limited past the limit). */
+async function denied(deps: EgressDeps, address: string, now: number): Promise<never> {
+  const retryAfterS = await deps.limiter.fail(deps.failures, address, now);
+  metrics.inc("guard_egress_refused_total", { reason: retryAfterS === null ? "credentials" : "rate-limited-auth" });
+  if (retryAfterS !== null) throw refusal("rate-limited-auth", "Too many failed authentications from this address; retry later.", { retryAfterS });
+  throw refusal("credentials", "Authenticate");
+}
+
 function refusedBy(reason: string, trace: EgressTrace): void {
   trace.verdict = `egress-${reason}`;
 }
@@ -103,22 +111,15 @@ export async function handleEgress(request: Request, deps: EgressDeps, trace: Eg
   const scope = requestScope(request.method, gate);
   const presented = presentedCredentials(request.headers.get("authorization"), scope.pathAccount);
 
-  const denied = async (): Promise<never> => {
-    const retryAfterS = await deps.limiter.fail(deps.failures, address, now);
-    metrics.inc("guard_egress_refused_total", { reason: retryAfterS === null ? "credentials" : "rate-limited-auth" });
-    if (retryAfterS !== null) throw refusal("rate-limited-auth", "Too many failed authentications from this address; retry later.", { retryAfterS });
-    throw refusal("credentials", "Authenticate");
-  };
-
   let account: string | null;
   let key: { id: string; hash: string } | null = null;
   switch (presented.kind) {
     case "invalid":
-      return denied();
+      return denied(deps, address, now);
     case "token": {
       account = presented.accountSid;
       const tokens = await deps.resolveTokens(account);
-      if (tokens === null || !tokenMatches(presented.secret, tokens)) return denied();
+      if (tokens === null || !tokenMatches(presented.secret, tokens)) return denied(deps, address, now);
       break;
     }
     case "api-key":
@@ -153,7 +154,7 @@ export async function handleEgress(request: Request, deps: EgressDeps, trace: Eg
     }
     const answer = await reserve(deps, { accountSid: account, atMs: now, mode: deps.mode, key, send: facts });
     if (!answer.ok) {
-      if (answer.refusal.reason === "credentials") return denied();
+      if (answer.refusal.reason === "credentials") return denied(deps, address, now);
       refusedBy(answer.refusal.reason, trace);
       metrics.inc("guard_egress_sends_total", { outcome: "refused", reason: answer.refusal.reason });
       deps.logger.warn("egress-refused", { account, reason: answer.refusal.reason, country: facts.destination.country ?? "unknown", kind: facts.kind });
@@ -173,7 +174,7 @@ export async function handleEgress(request: Request, deps: EgressDeps, trace: Eg
     const addition = addedFields(facts.hasStatusCallback ? null : statusCallbackField(statusBase(deps.config, url), answer.reservationId), answer.setTimeLimitS);
     if (addition !== "") body = original === "" ? addition : `${original}&${addition}`;
   } else if (key !== null && account !== null) {
-    if (!(await deps.ledger(account).checkEgressKey(account, key.id, key.hash, now))) return denied();
+    if (!(await deps.ledger(account).checkEgressKey(account, key.id, key.hash, now))) return denied(deps, address, now);
     trace.verdict = "egress-forwarded";
   } else {
     trace.verdict = "egress-forwarded";

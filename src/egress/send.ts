@@ -76,7 +76,7 @@ export function sendFacts(kind: SendKind, form: URLSearchParams): SendFacts {
     }
     return { kind, channel: "voice", destination, segments: 0, minutes, mms: false, hasStatusCallback };
   }
-  const mms = form.getAll("MediaUrl").some((u) => u !== "");
+  const mms = form.has("MediaUrl") && form.getAll("MediaUrl").some((u) => u !== "");
   const channel: Channel = channelPrefix === "whatsapp" ? "whatsapp" : channelPrefix === null ? "sms" : "other";
   const body = form.get("Body");
   const perMessage = mms || channel !== "sms" || body === null;
