@@ -84,3 +84,39 @@ export function phoneNumbersToCompare(seed: number, scale = 1): string[] {
   for (const s of ["+1", "+12", "+123", "+44", "+440", "+7", "+70", "+800", "+8001", "+012345", "+0441234567890"]) out.add(s);
   return [...out];
 }
+
+/**
+ * Variants of the library's `min` metadata, for comparing the two implementations' *steps* beyond what
+ * today's ranges reach: seeded random changes to each country's national pattern, possible lengths,
+ * national prefix for parsing and its transform rule, leading digits and number types, plus +1 (US)
+ * and +7 (RU) rewritten so that a national number can come out shorter than 2 digits, longer than 17,
+ * or from an input of 2 digits. The positions are those of the metadata's v4 format (source/metadata.js):
+ * 2 national pattern, 3 possible lengths, 7 national prefix for parsing, 8 its transform rule, 10 leading
+ * digits, 11 number types ([pattern, lengths?] each).
+ */
+export function metadataVariant(json: object, seed: number): object {
+  const rng = new Seeded(seed);
+  const copy = structuredClone(json) as { countries: Record<string, unknown[]> };
+  for (const plan of Object.values(copy.countries)) {
+    if (rng.chance(0.3)) plan[2] = "\\d{4,12}";
+    if (rng.chance(0.3)) {
+      const lengths = [4, 5, 6, 7, 8, 9, 10, 11, 12].filter(() => rng.chance(0.4));
+      plan[3] = lengths.length > 0 ? lengths : [8];
+    }
+    if (rng.chance(0.25)) {
+      plan[7] = rng.pick(["0(\\d)?", "(\\d{2})0", "0|(1)", "([2-9]\\d{5})$|0", "(9)", "8"]);
+      plan[8] = rng.chance(0.5) ? rng.pick(["9$1", "$1", "1481$1"]) : 0;
+    }
+    if (rng.chance(0.2)) plan[10] = 0;
+    const types = plan[11];
+    if (Array.isArray(types)) {
+      for (let i = 0; i < types.length; i++) if (types[i] && rng.chance(0.2)) types[i] = rng.chance(0.5) ? ["\\d+"] : ["\\d+", [rng.int(8) + 4]];
+    }
+  }
+  const anyLength = Array.from({ length: 40 }, (_, i) => i + 1);
+  // +1: the whole rest doubled (a 2-digit input is long enough; a 15-digit one comes out 28 digits).
+  Object.assign(copy.countries.US!, { 2: "\\d+", 3: anyLength, 7: "(\\d+)", 8: "$1$1", 10: 0, 11: [["\\d+"]] });
+  // +7: a 0 stripped even when one digit is left.
+  Object.assign(copy.countries.RU!, { 2: "\\d+", 3: anyLength, 7: "0", 8: 0, 10: 0, 11: [["\\d+"]] });
+  return copy;
+}
