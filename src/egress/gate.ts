@@ -195,7 +195,9 @@ export async function handleEgress(request: Request, deps: EgressDeps, trace: Eg
     ({ answer: upstream, text } = await fetchWithin(doFetch, upstreamUrl(gate, url.search, deps.config.apiBase), {
       method: request.method,
       headers,
-      body: body === null ? null : typeof body === "string" ? utf8(body) : body,
+      // A string body goes as its UTF-8 bytes either way; as a string only where it adds no Content-Type
+      // (fetch sets text/plain on a string body without one), so no copy is encoded here per send.
+      body: typeof body === "string" && !headers.has("content-type") ? utf8(body) : body,
       redirect: "manual",
     }, deps.upstreamTimeoutMs ?? DEFAULT_UPSTREAM_TIMEOUT_MS));
   } catch (error) {

@@ -8,6 +8,7 @@ import type { LedgerRetryMessage } from "../../src/breaker/ledger-queue.ts";
 import type { GuardEnv } from "../../src/config/env.ts";
 import { getConfig } from "../../src/config/config.ts";
 import { AuthLimiter } from "../../src/egress/auth-limit.ts";
+import { utf8 } from "../../src/util/encoding.ts";
 import { addedFields, handleEgress, statusCallbackField, type EgressDeps, type EgressLedger } from "../../src/egress/gate.ts";
 import { issueEgressKey } from "../../src/egress/keys.ts";
 import { drainAlarms } from "../support/guard.ts";
@@ -181,9 +182,21 @@ describe("egress gate: forwarding a send", () => {
     const original = new URLSearchParams({ To: US, From: "+15005550006", Body: "héllo & goodbye = 100% (ok)!" }).toString();
     const r = await call(messagesPath(sid), { auth, form: { To: US, From: "+15005550006", Body: "héllo & goodbye = 100% (ok)!" } });
     expect(r.status).toBe(201);
+    expect(sends().at(-1)!.headers.get("content-type")).toBe("application/x-www-form-urlencoded");
     const body = new TextDecoder().decode(sends().at(-1)!.body);
     const id = body.split("%2F").at(-1)!;
     expect(body).toBe(`${original}&${new URLSearchParams({ StatusCallback: `${GUARD}/webhooks/_guard/status/${id}` })}`);
+  });
+  it("forwards a send without a Content-Type with none added, its body the same bytes", async () => {
+    const { sid, auth } = await account();
+    const ctx = createExecutionContext();
+    const r = await createApp().fetch(new Request(`${GUARD}${messagesPath(sid)}`, { method: "POST", headers: { authorization: auth }, body: utf8("To=%2B14155552671&Body=sans%20type") }), enforce, ctx);
+    await waitOnExecutionContext(ctx);
+    expect(r.status).toBe(201);
+    const sent = sends().at(-1)!;
+    expect(sent.headers.get("content-type")).toBeNull();
+    const body = new TextDecoder().decode(sent.body);
+    expect(body).toMatch(/^To=%2B14155552671&Body=sans%20type&StatusCallback=/);
   });
   it("relays Twilio's status, body and headers, without those of the connection", async () => {
     const { sid, auth } = await account();
