@@ -166,11 +166,12 @@ export function createApp(overrides: Partial<AppDeps> = {}) {
 
   // Router, not AutoRouter: every route answers a Response itself, so AutoRouter's stages (a Proxy
   // around each request for `withParams`, the JSON formatter) would only cost time on every request.
+  const funnel = (error: unknown, _request: IRequest | Request, _env: GuardEnv, _ctx: ExecutionContext, state: RequestState) => {
+    state.error = error;
+    return toErrorResponse(error);
+  };
   const router = Router<IRequest, Args>({
-    catch: (error: unknown, _request: IRequest, _env: GuardEnv, _ctx: ExecutionContext, state: RequestState) => {
-      state.error = error;
-      return toErrorResponse(error);
-    },
+    catch: funnel,
     finally: [(response: Response | undefined) => response ?? toErrorResponse(new GuardError(404, "not found", { reason: "not-found" }))],
   });
 
@@ -225,7 +226,7 @@ export function createApp(overrides: Partial<AppDeps> = {}) {
     }, state.trace);
   });
 
-  router.all("/twilio/*", (request, env, ctx, state) => {
+  const egress = async (request: Request, env: GuardEnv, ctx: ExecutionContext, state: RequestState) => {
     state.route = "egress";
     const config = getConfig(env);
     state.logger = loggerFor(config);
@@ -251,8 +252,10 @@ export function createApp(overrides: Partial<AppDeps> = {}) {
         ...(deps.upstreamTimeoutMs !== undefined ? { upstreamTimeoutMs: deps.upstreamTimeoutMs } : {}),
       },
       state.trace,
+      state.url,
     );
-  });
+  };
+  router.all("/twilio/*", egress);
 
   const admin = (request: IRequest, env: GuardEnv, ctx: ExecutionContext, state: RequestState) => {
     state.route = "admin";
@@ -271,11 +274,15 @@ export function createApp(overrides: Partial<AppDeps> = {}) {
     async fetch(request: Request, env: GuardEnv, ctx: ExecutionContext): Promise<Response> {
       const started = Date.now();
       const state: RequestState = { url: new URL(request.url), route: "other", trace: {}, logger: PLAIN_LOGGER };
-      const response: Response = WEBHOOK_ROUTE.test(state.url.pathname)
-        ? await webhooks(request, env, ctx, state).catch((error: unknown) => {
-          state.error = error;
-          return toErrorResponse(error);
-        })
+      // The two hot paths are dispatched before the router, called as the router would call them and with
+      // the same error funnel, but without the router's per-request URL, query object and route match
+      // (docs/benchmarks.md, section 6 and "The Worker-side code against the floor"): /webhooks/* (see
+      // WEBHOOK_ROUTE) and a path under /twilio/, the gate's (no route before it matches one).
+      const path = state.url.pathname;
+      const response: Response = WEBHOOK_ROUTE.test(path)
+        ? await webhooks(request, env, ctx, state).catch((error: unknown) => funnel(error, request, env, ctx, state))
+        : path.startsWith("/twilio/")
+        ? await egress(request, env, ctx, state).catch((error: unknown) => funnel(error, request, env, ctx, state))
         : await router.fetch(request, env, ctx, state);
       const line = {
         route: state.route,

@@ -1,7 +1,8 @@
 // The destination of a send: the number it goes to, its ISO 3166 country (from the E.164 number with
-// libphonenumber-js and its `min` metadata, which knows every country's number ranges), its channel, and
-// the keys the pumping rules count by. Pure.
-import { parsePhoneNumberFromString } from "libphonenumber-js/min";
+// libphonenumber-js's `min` metadata, which knows every country's number ranges: phone-country.ts gives
+// the library's answer with each country's patterns compiled once), its channel, and the keys the
+// pumping rules count by. Pure.
+import { phoneCountries } from "./phone-country.ts";
 
 export type Channel = "sms" | "whatsapp" | "voice" | "other";
 
@@ -26,9 +27,8 @@ export function destinationOf(to: string): { channelPrefix: string | null; desti
   if (prefix === "sip" || prefix === "client" || prefix === "messenger" || !E164.test(address)) {
     return { channelPrefix: prefix, destination: { address: trimmed, e164: null, country: null } };
   }
-  const parsed = parsePhoneNumberFromString(address);
   // Only a number valid for a country names it: a +1 number in no known range could be any NANP country.
-  const country = parsed !== undefined && parsed.isValid() ? (parsed.country ?? null) : null;
+  const country = phoneCountries.countryOf(address);
   return { channelPrefix: prefix, destination: { address, e164: address.slice(1), country } };
 }
 

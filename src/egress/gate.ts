@@ -42,7 +42,7 @@ const MAX_SEND_BODY_BYTES = 64 * 1024;
 /** Request headers the gate passes on; nothing else (no cookies, no Cloudflare headers) reaches Twilio. */
 const FORWARDED_REQUEST_HEADERS = ["accept", "accept-charset", "content-type", "user-agent", "i-twilio-idempotency-token", "x-twilio-webhook-enabled"];
 /** Response headers that describe the connection, not the answer: dropped when relaying. */
-const HOP_BY_HOP = new Set(["connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding", "set-cookie", "upgrade"]);
+const HOP_BY_HOP = ["connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding", "set-cookie", "upgrade"];
 
 export interface EgressLedger extends ReservingGuard {
   settleSends(sid: string, items: SettlementItem[], atMs?: number): Promise<unknown>;
@@ -77,6 +77,14 @@ export interface EgressDeps {
 /** One decoder for every send's form (stateless between whole-buffer decode() calls): none made per send. */
 const utf8Decoder = new TextDecoder();
 
+/** Failed credentials: counted against the client's address, then refused (rate limited past the limit). */
+async function denied(deps: EgressDeps, address: string, now: number): Promise<never> {
+  const retryAfterS = await deps.limiter.fail(deps.failures, address, now);
+  metrics.inc("guard_egress_refused_total", { reason: retryAfterS === null ? "credentials" : "rate-limited-auth" });
+  if (retryAfterS !== null) throw refusal("rate-limited-auth", "Too many failed authentications from this address; retry later.", { retryAfterS });
+  throw refusal("credentials", "Authenticate");
+}
+
 function refusedBy(reason: string, trace: EgressTrace): void {
   trace.verdict = `egress-${reason}`;
 }
@@ -85,9 +93,9 @@ function gateRefusal(r: GateRefusal): GuardError {
   return refusal(r.reason, r.detail, r.retryAfterS === undefined ? {} : { retryAfterS: r.retryAfterS });
 }
 
-export async function handleEgress(request: Request, deps: EgressDeps, trace: EgressTrace): Promise<Response> {
+/** `url` is the request's, parsed once by the caller (src/app.ts) for its log line and here. */
+export async function handleEgress(request: Request, deps: EgressDeps, trace: EgressTrace, url = new URL(request.url)): Promise<Response> {
   if (deps.mode === "off") throw refusal("gate-off", "The REST egress gate is off (EGRESS_MODE).");
-  const url = new URL(request.url);
   const gate = parseGatePath(url.pathname);
   if (gate === null) {
     metrics.inc("guard_egress_refused_total", { reason: "host-not-allowed" });
@@ -103,22 +111,15 @@ export async function handleEgress(request: Request, deps: EgressDeps, trace: Eg
   const scope = requestScope(request.method, gate);
   const presented = presentedCredentials(request.headers.get("authorization"), scope.pathAccount);
 
-  const denied = async (): Promise<never> => {
-    const retryAfterS = await deps.limiter.fail(deps.failures, address, now);
-    metrics.inc("guard_egress_refused_total", { reason: retryAfterS === null ? "credentials" : "rate-limited-auth" });
-    if (retryAfterS !== null) throw refusal("rate-limited-auth", "Too many failed authentications from this address; retry later.", { retryAfterS });
-    throw refusal("credentials", "Authenticate");
-  };
-
   let account: string | null;
   let key: { id: string; hash: string } | null = null;
   switch (presented.kind) {
     case "invalid":
-      return denied();
+      return denied(deps, address, now);
     case "token": {
       account = presented.accountSid;
       const tokens = await deps.resolveTokens(account);
-      if (tokens === null || !tokenMatches(presented.secret, tokens)) return denied();
+      if (tokens === null || !tokenMatches(presented.secret, tokens)) return denied(deps, address, now);
       break;
     }
     case "api-key":
@@ -153,7 +154,7 @@ export async function handleEgress(request: Request, deps: EgressDeps, trace: Eg
     }
     const answer = await reserve(deps, { accountSid: account, atMs: now, mode: deps.mode, key, send: facts });
     if (!answer.ok) {
-      if (answer.refusal.reason === "credentials") return denied();
+      if (answer.refusal.reason === "credentials") return denied(deps, address, now);
       refusedBy(answer.refusal.reason, trace);
       metrics.inc("guard_egress_sends_total", { outcome: "refused", reason: answer.refusal.reason });
       deps.logger.warn("egress-refused", { account, reason: answer.refusal.reason, country: facts.destination.country ?? "unknown", kind: facts.kind });
@@ -170,13 +171,10 @@ export async function handleEgress(request: Request, deps: EgressDeps, trace: Eg
     reservation = { id: answer.reservationId, account };
     // What a lookup after a failed upstream call needs; read from the form only then (not per send).
     if (facts.kind === "message") sentForm = form;
-    const added = new URLSearchParams();
-    if (!facts.hasStatusCallback) added.set("StatusCallback", `${statusBase(deps.config, url)}${GUARD_STATUS_PATH}${answer.reservationId}`);
-    if (answer.setTimeLimitS !== null) added.set("TimeLimit", String(answer.setTimeLimitS));
-    const addition = added.toString();
+    const addition = addedFields(facts.hasStatusCallback ? null : statusCallbackField(statusBase(deps.config, url), answer.reservationId), answer.setTimeLimitS);
     if (addition !== "") body = original === "" ? addition : `${original}&${addition}`;
   } else if (key !== null && account !== null) {
-    if (!(await deps.ledger(account).checkEgressKey(account, key.id, key.hash, now))) return denied();
+    if (!(await deps.ledger(account).checkEgressKey(account, key.id, key.hash, now))) return denied(deps, address, now);
     trace.verdict = "egress-forwarded";
   } else {
     trace.verdict = "egress-forwarded";
@@ -197,7 +195,9 @@ export async function handleEgress(request: Request, deps: EgressDeps, trace: Eg
     ({ answer: upstream, text } = await fetchWithin(doFetch, upstreamUrl(gate, url.search, deps.config.apiBase), {
       method: request.method,
       headers,
-      body: body === null ? null : typeof body === "string" ? utf8(body) : body,
+      // A string body goes as its UTF-8 bytes either way; as a string only where it adds no Content-Type
+      // (fetch sets text/plain on a string body without one), so no copy is encoded here per send.
+      body: typeof body === "string" && !headers.has("content-type") ? utf8(body) : body,
       redirect: "manual",
     }, deps.upstreamTimeoutMs ?? DEFAULT_UPSTREAM_TIMEOUT_MS));
   } catch (error) {
@@ -212,9 +212,35 @@ export async function handleEgress(request: Request, deps: EgressDeps, trace: Eg
   }
   if (reservation !== null) settle(deps, reservation, settlementOf(upstream.status, text));
 
-  const out = new Headers();
-  for (const [name, value] of upstream.headers) if (!HOP_BY_HOP.has(name.toLowerCase())) out.set(name, value);
-  return new Response(request.method === "HEAD" ? null : text, { status: upstream.status, headers: out });
+  // Twilio's headers copied by the runtime, then those of the connection dropped (no entry made per header).
+  const relayed = new Response(request.method === "HEAD" ? null : text, { status: upstream.status, headers: upstream.headers });
+  for (const name of HOP_BY_HOP) relayed.headers.delete(name);
+  return relayed;
+}
+
+/**
+ * The form fields the gate adds to a send, encoded as `URLSearchParams` encodes them: its StatusCallback
+ * (already encoded, statusCallbackField) and a TimeLimit (digits); "" when it adds none.
+ */
+export function addedFields(statusCallback: string | null, timeLimitS: number | null): string {
+  const timeLimit = timeLimitS === null ? null : `TimeLimit=${timeLimitS}`;
+  if (statusCallback === null) return timeLimit ?? "";
+  return timeLimit === null ? statusCallback : `${statusCallback}&${timeLimit}`;
+}
+
+/** The last status base and its encoded `StatusCallback=<base>/webhooks/_guard/status/` (one base per deployment). */
+let encodedStatusBase: { base: string; field: string } | null = null;
+
+/**
+ * `StatusCallback=<base>/webhooks/_guard/status/<id>`, form-encoded as `URLSearchParams` does. The base
+ * part is encoded once per base; a reservation id (hex digits and '-', RESERVATION_ID) encodes as itself.
+ */
+export function statusCallbackField(base: string, reservationId: string): string {
+  if (!RESERVATION_ID.test(reservationId)) return new URLSearchParams({ StatusCallback: `${base}${GUARD_STATUS_PATH}${reservationId}` }).toString();
+  if (encodedStatusBase === null || encodedStatusBase.base !== base) {
+    encodedStatusBase = { base, field: new URLSearchParams({ StatusCallback: `${base}${GUARD_STATUS_PATH}` }).toString() };
+  }
+  return `${encodedStatusBase.field}${reservationId}`;
 }
 
 function sentMessage(form: URLSearchParams, reservedAtMs: number): SentMessage {

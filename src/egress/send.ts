@@ -76,7 +76,7 @@ export function sendFacts(kind: SendKind, form: URLSearchParams): SendFacts {
     }
     return { kind, channel: "voice", destination, segments: 0, minutes, mms: false, hasStatusCallback };
   }
-  const mms = form.getAll("MediaUrl").some((u) => u !== "");
+  const mms = form.has("MediaUrl") && form.getAll("MediaUrl").some((u) => u !== "");
   const channel: Channel = channelPrefix === "whatsapp" ? "whatsapp" : channelPrefix === null ? "sms" : "other";
   const body = form.get("Body");
   const perMessage = mms || channel !== "sms" || body === null;
@@ -84,8 +84,12 @@ export function sendFacts(kind: SendKind, form: URLSearchParams): SendFacts {
   return { kind, channel, destination, segments, minutes: 0, mms, hasStatusCallback };
 }
 
+/** GSM7_BASIC by UTF-16 code unit (every one of its characters is one): read without a string per character. */
+const GSM7_BASIC_CODES = new Set(Array.from(GSM7_BASIC, (ch) => ch.charCodeAt(0)));
+
 function isBasicGsm7(body: string): boolean {
-  for (const ch of body) if (!GSM7_BASIC.has(ch)) return false;
+  // By code unit: a character outside the BMP is two surrogates, neither of which is in the set, as it is not.
+  for (let i = 0; i < body.length; i++) if (!GSM7_BASIC_CODES.has(body.charCodeAt(i))) return false;
   return true;
 }
 

@@ -35,8 +35,6 @@ export const METRICS_FLUSH_INTERVAL_MS = 5_000;
 /** A scheduled send that has not happened this long after its time was lost (its request context ended). */
 /** Distinct label sets one isolate accumulates per counter before folding new ones into "other". */
 const MAX_SERIES_PER_COUNTER = 200;
-/** Label sets whose canonical form one counter remembers (#labelKey): above MAX_SERIES_PER_COUNTER, so the series a counter keeps all fit. */
-const MAX_REMEMBERED_LABEL_SETS = 256;
 /** Label values are identifiers (reasons, purposes, statuses); anything longer is cut. */
 const MAX_LABEL_VALUE_CHARS = 64;
 /** The label value new series fold into once a counter has MAX_SERIES_PER_COUNTER of them. */
@@ -160,10 +158,44 @@ export interface AggregatedMetrics {
 export type MetricsSink = (batch: MetricsBatch) => Promise<void>;
 
 function canonicalLabels(labels: Record<string, string>, spec: CounterSpec): string {
+  // Looked up by the label values themselves (nested Maps): no object or JSON made per increment.
+  let node: LabelKeyNode | undefined = labelKeyRoots.get(spec);
+  if (node === undefined) {
+    node = { next: new Map(), key: null };
+    labelKeyRoots.set(spec, node);
+  }
+  for (let i = 0; i < spec.labels.length; i++) {
+    const value = labels[spec.labels[i]!];
+    let child: LabelKeyNode | undefined = node.next.get(value);
+    if (child === undefined) {
+      if (labelKeyNodes >= MAX_LABEL_KEY_NODES) return buildCanonicalLabels(labels, spec);
+      child = { next: new Map(), key: null };
+      labelKeyNodes++;
+      node.next.set(value, child);
+    }
+    node = child;
+  }
+  return (node.key ??= buildCanonicalLabels(labels, spec));
+}
+
+function buildCanonicalLabels(labels: Record<string, string>, spec: CounterSpec): string {
   const out: Record<string, string> = {};
   for (const label of spec.labels) out[label] = String(labels[label] ?? "").slice(0, MAX_LABEL_VALUE_CHARS);
   return JSON.stringify(out);
 }
+
+/** A counter's label values, one level per label, to the canonical JSON of that label set (built once). */
+interface LabelKeyNode {
+  next: Map<unknown, LabelKeyNode>;
+  key: string | null;
+}
+const labelKeyRoots = new Map<CounterSpec, LabelKeyNode>();
+/**
+ * Label-set nodes kept per isolate: the label sets the guard uses are a few hundred; past this bound
+ * (values from the outside, e.g. a reason string) keys are built per increment again, memory stays bounded.
+ */
+const MAX_LABEL_KEY_NODES = 4096;
+let labelKeyNodes = 0;
 
 function overflowLabels(spec: CounterSpec): string {
   const out: Record<string, string> = {};
@@ -184,8 +216,6 @@ export class MetricsRegistry {
   /** name → canonical labels → pending delta */
   #counters = new Map<string, Map<string, number>>();
   #breakers = new Map<string, { open: boolean; atMs: number }>();
-  /** name → label values (each length-prefixed when several) → canonical labels (#labelKey). */
-  readonly #labelKeys = new Map<string, Map<string, string>>();
   #lastSendAt = Number.NEGATIVE_INFINITY;
 
   constructor(options: MetricsRegistryOptions = {}) {
@@ -202,27 +232,9 @@ export class MetricsRegistry {
       series = new Map();
       this.#counters.set(name, series);
     }
-    let key = this.#labelKey(name, labels as Record<string, string>, spec);
+    let key = canonicalLabels(labels as Record<string, string>, spec);
     if (!series.has(key) && series.size >= MAX_SERIES_PER_COUNTER) key = overflowLabels(spec);
     series.set(key, (series.get(key) ?? 0) + n);
-  }
-
-  /**
-   * canonicalLabels, remembered per counter by the label values (the request path counts the same few
-   * label sets on every request: no label object serialised each time). Bounded: emptied when full.
-   */
-  #labelKey(name: string, labels: Record<string, string>, spec: CounterSpec): string {
-    const names = spec.labels;
-    const values = names.length === 0 ? "" : names.length === 1 ? String(labels[names[0]!] ?? "") : names.map((label) => { const v = String(labels[label] ?? ""); return `${v.length}:${v}`; }).join("");
-    let memo = this.#labelKeys.get(name);
-    if (memo === undefined) this.#labelKeys.set(name, (memo = new Map()));
-    let key = memo.get(values);
-    if (key === undefined) {
-      if (memo.size >= MAX_REMEMBERED_LABEL_SETS) memo.clear();
-      key = canonicalLabels(labels, spec);
-      memo.set(values, key);
-    }
-    return key;
   }
 
   /** Reports an account's breaker state (the latest report per account wins at the aggregator). */

@@ -8,7 +8,8 @@ import type { LedgerRetryMessage } from "../../src/breaker/ledger-queue.ts";
 import type { GuardEnv } from "../../src/config/env.ts";
 import { getConfig } from "../../src/config/config.ts";
 import { AuthLimiter } from "../../src/egress/auth-limit.ts";
-import { handleEgress, type EgressDeps, type EgressLedger } from "../../src/egress/gate.ts";
+import { utf8 } from "../../src/util/encoding.ts";
+import { addedFields, handleEgress, statusCallbackField, type EgressDeps, type EgressLedger } from "../../src/egress/gate.ts";
 import { issueEgressKey } from "../../src/egress/keys.ts";
 import { drainAlarms } from "../support/guard.ts";
 import { Logger } from "../../src/observability/log.ts";
@@ -96,6 +97,17 @@ describe("egress gate: what it refuses before anything is fetched", () => {
     expect(await r.json()).toMatchObject({ code: 20404, status: 404 });
     expect(outbound.to(TWILIO_API)).toHaveLength(0);
   });
+  it("answers a malformed setting through the error funnel: 500 naming it, nothing fetched", async () => {
+    const r = await call(messagesPath(PARENT_SID), { auth: basicAuth(PARENT_SID, PRIMARY_TOKEN), form: { To: US, Body: "x" } }, { ...enforce, EGRESS_MODE: "bogus" });
+    expect(r.status).toBe(500);
+    expect(await r.json()).toMatchObject({ error: "config", setting: "EGRESS_MODE" });
+    expect(outbound.to(TWILIO_API)).toHaveLength(0);
+  });
+  it("routes /twilio (no host) to the gate too, through the router: refused as no Twilio host", async () => {
+    const r = await call("/twilio", { auth: basicAuth(PARENT_SID, PRIMARY_TOKEN) });
+    expect(r.status).toBe(403);
+    expect(await r.json()).toMatchObject({ details: { reason: "host-not-allowed" } });
+  });
   it("refuses a host that is not a Twilio product host", async () => {
     const r = await call("/twilio/evil.example.com/2010-04-01/Accounts.json", { auth: basicAuth(PARENT_SID, PRIMARY_TOKEN) });
     expect(r.status).toBe(403);
@@ -164,6 +176,43 @@ describe("egress gate: forwarding a send", () => {
     expect(await dayTotals(sid)).toEqual({ usd: 0.0083, events: 1 });
     const keys = await guard(sid).listEgressKeys();
     expect(keys[0]!.lastUsedAt).not.toBeNull();
+  });
+  it("forwards the send's body as sent, with its StatusCallback appended as URLSearchParams encodes it", async () => {
+    const { sid, auth } = await account();
+    const original = new URLSearchParams({ To: US, From: "+15005550006", Body: "héllo & goodbye = 100% (ok)!" }).toString();
+    const r = await call(messagesPath(sid), { auth, form: { To: US, From: "+15005550006", Body: "héllo & goodbye = 100% (ok)!" } });
+    expect(r.status).toBe(201);
+    expect(sends().at(-1)!.headers.get("content-type")).toBe("application/x-www-form-urlencoded");
+    const body = new TextDecoder().decode(sends().at(-1)!.body);
+    const id = body.split("%2F").at(-1)!;
+    expect(body).toBe(`${original}&${new URLSearchParams({ StatusCallback: `${GUARD}/webhooks/_guard/status/${id}` })}`);
+  });
+  it("forwards a send without a Content-Type with none added, its body the same bytes", async () => {
+    const { sid, auth } = await account();
+    const ctx = createExecutionContext();
+    const r = await createApp().fetch(new Request(`${GUARD}${messagesPath(sid)}`, { method: "POST", headers: { authorization: auth }, body: utf8("To=%2B14155552671&Body=sans%20type") }), enforce, ctx);
+    await waitOnExecutionContext(ctx);
+    expect(r.status).toBe(201);
+    const sent = sends().at(-1)!;
+    expect(sent.headers.get("content-type")).toBeNull();
+    const body = new TextDecoder().decode(sent.body);
+    expect(body).toMatch(/^To=%2B14155552671&Body=sans%20type&StatusCallback=/);
+  });
+  it("relays Twilio's status, body and headers, without those of the connection", async () => {
+    const { sid, auth } = await account();
+    const answer = JSON.stringify({ sid: uniqueSid("SM"), status: "queued", price: null });
+    twilioAnswer = () => new Response(answer, {
+      status: 201,
+      headers: [["content-type", "application/json"], ["twilio-request-id", "RQ123"], ["x-home-region", "us1"], ["vary", "Accept"], ["vary", "Origin"], ["set-cookie", "a=b"], ["connection", "keep-alive"], ["keep-alive", "timeout=5"], ["upgrade", "h2c"]],
+    });
+    const r = await call(messagesPath(sid), { auth, form: { To: US, Body: "x" } });
+    expect(r.status).toBe(201);
+    expect(await r.text()).toBe(answer);
+    expect(r.headers.get("content-type")).toBe("application/json");
+    expect(r.headers.get("twilio-request-id")).toBe("RQ123");
+    expect(r.headers.get("x-home-region")).toBe("us1");
+    expect(r.headers.get("vary")).toBe("Accept, Origin");
+    for (const name of ["set-cookie", "connection", "keep-alive", "upgrade", "transfer-encoding", "content-encoding"]) expect(r.headers.has(name)).toBe(false);
   });
   it("forwards the account's own token unchanged and keeps the app's StatusCallback", async () => {
     const r = await call(messagesPath(PARENT_SID), { auth: basicAuth(PARENT_SID, PRIMARY_TOKEN), form: { To: US, Body: "x", StatusCallback: "https://app.test/cb" } });
@@ -493,5 +542,29 @@ describe("egress gate: rules and limits", () => {
     };
     expect(await answer(await signedForm(url, params))).toBe(204);
     expect(await answer(await signedForm(url, params, { token: "not-the-token" }))).toBe(403);
+  });
+});
+
+describe("egress gate: the fields it adds to a send", () => {
+  const id = "0b7e6c2a-5d4f-4e1a-9c3b-2f6d8e0a1b4c";
+  const bases = ["https://guard.example.com", "http://127.0.0.1:8787", "https://guard.example.com/base path", "https://gu.example/ä~!*'()&=+%;,"];
+  it("encodes its StatusCallback exactly as URLSearchParams does, whatever the base", () => {
+    for (const base of bases) {
+      expect(statusCallbackField(base, id)).toBe(new URLSearchParams({ StatusCallback: `${base}/webhooks/_guard/status/${id}` }).toString());
+      // Again: the encoded base is kept, and a second base replaces it.
+      expect(statusCallbackField(base, id)).toBe(new URLSearchParams({ StatusCallback: `${base}/webhooks/_guard/status/${id}` }).toString());
+    }
+  });
+  it("encodes an id that is not a reservation id as URLSearchParams does too", () => {
+    expect(statusCallbackField(bases[0]!, "a b&c")).toBe(new URLSearchParams({ StatusCallback: `${bases[0]}/webhooks/_guard/status/a b&c` }).toString());
+  });
+  it("adds StatusCallback then TimeLimit, either, or nothing", () => {
+    const callback = statusCallbackField(bases[0]!, id);
+    const expected = (fields: Record<string, string>) => new URLSearchParams(fields).toString();
+    const url = `${bases[0]}/webhooks/_guard/status/${id}`;
+    expect(addedFields(callback, 600)).toBe(expected({ StatusCallback: url, TimeLimit: "600" }));
+    expect(addedFields(callback, null)).toBe(expected({ StatusCallback: url }));
+    expect(addedFields(null, 3600)).toBe(expected({ TimeLimit: "3600" }));
+    expect(addedFields(null, null)).toBe("");
   });
 });

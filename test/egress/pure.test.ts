@@ -174,6 +174,10 @@ describe("pricing a send", () => {
     const mms = sendFacts("message", form({ To: "+14155552671", Body: "a".repeat(500), MediaUrl: ["https://x.test/a.png", "https://x.test/b.png"] }));
     expect(mms).toMatchObject({ mms: true, segments: 1 });
     expect(priceSend(mms, prices).usdMicros).toBe(22_000);
+    // Only a non-empty MediaUrl makes an MMS; none at all, or only empty ones, is an SMS.
+    expect(sendFacts("message", form({ To: "+14155552671", Body: "hi", MediaUrl: ["", "https://x.test/a.png"] })).mms).toBe(true);
+    expect(sendFacts("message", form({ To: "+14155552671", Body: "hi", MediaUrl: ["", ""] })).mms).toBe(false);
+    expect(sendFacts("message", form({ To: "+14155552671", Body: "hi" })).mms).toBe(false);
     const wa = sendFacts("message", form({ To: "whatsapp:+14155552671", Body: "a".repeat(500) }));
     expect(wa).toMatchObject({ channel: "whatsapp", segments: 1 });
     expect(priceSend(wa, prices).usdMicros).toBe(8_300);

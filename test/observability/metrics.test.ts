@@ -77,6 +77,22 @@ describe("MetricsRegistry", () => {
     expect(admin.find((c) => c.labels === JSON.stringify({ call: "other", outcome: "other" }))?.n).toBe(600 - 2 * 200);
   });
 
+  it("keys a label set by its canonical JSON, the same on every increment and past the cache of label sets", () => {
+    const registry = new MetricsRegistry();
+    // Two labels, one missing, one longer than a label value may be; then more distinct values than the
+    // isolate keeps label-set keys for (4,096 nodes), built per increment from there on.
+    for (let round = 0; round < 3; round++) registry.inc("guard_egress_reserve_calls_total", { sends: "2-4" });
+    registry.inc("guard_egress_sends_total", { outcome: "allowed" } as never);
+    registry.inc("guard_egress_sends_total", { outcome: "refused", reason: "y".repeat(100) });
+    for (let i = 0; i < 5000; i++) registry.inc("guard_requests_rejected_total", { reason: `many-${i}` });
+    registry.inc("guard_egress_reserve_calls_total", { sends: "2-4" });
+    const batch = registry.take()!;
+    expect(total(batch, "guard_egress_reserve_calls_total", { sends: "2-4" })).toBe(4);
+    expect(total(batch, "guard_egress_sends_total", { outcome: "allowed", reason: "" })).toBe(1);
+    expect(total(batch, "guard_egress_sends_total", { outcome: "refused", reason: "y".repeat(64) })).toBe(1);
+    expect(total(batch, "guard_requests_rejected_total", { reason: "many-0" })).toBe(1);
+    expect(total(batch, "guard_requests_rejected_total", { reason: "other" })).toBe(4800);
+  });
   it("keeps the latest breaker report per account", () => {
     const registry = new MetricsRegistry();
     registry.breaker("AC1", "open", 2_000);

@@ -28,4 +28,11 @@ describe("toHex", () => {
     expect(toHex(new Uint8Array([0, 1, 0x0f, 0x10, 0xab, 0xff]))).toBe("00010f10abff");
     expect(toHex(new Uint8Array([]).buffer)).toBe("");
   });
+  it("writes every byte value as its two digits, in order, over a digest's length and a long input", () => {
+    const every = Uint8Array.from({ length: 256 }, (_, byte) => byte);
+    expect(toHex(every)).toBe(Array.from(every, (byte) => byte.toString(16).padStart(2, "0")).join(""));
+    const long = Uint8Array.from({ length: 5000 }, (_, i) => (i * 151) & 0xff);
+    expect(toHex(long.buffer)).toBe(Array.from(long, (byte) => byte.toString(16).padStart(2, "0")).join(""));
+    expect(toHex(every.subarray(250, 256))).toBe("fafbfcfdfeff");
+  });
 });
