@@ -48,7 +48,7 @@ import { Outbox, type OutboxHost } from "./outbox.ts";
 import { MAX_PENDING_PRICE_LOOKUPS, PRICE_LOOKUP_FIRST_DELAY_MS, type PriceLookup } from "./price-lookup.ts";
 import { PRUNE_INTERVAL_MS, SEEN_RETENTION_MS, pruneAccount } from "./prune.ts";
 import { reconcileIfDue, type ReconcileHost } from "./reconcile.ts";
-import { ACCOUNT_SCHEMA, RECENT_EVENTS_KEPT } from "./schema.ts";
+import { ACCOUNT_SCHEMA, RECENT_EVENTS_KEPT, SEEN_KEY, seenKey } from "./schema.ts";
 import { forgetTotals, readTotals, writeTotals, type TotalsRow } from "./totals.ts";
 import { perRowCount, rowPlaceholders } from "../durable/sql.ts";
 import { dashboardLink } from "./alerts.ts";
@@ -118,6 +118,8 @@ export class AccountGuard extends GuardObject {
   #summaryRev = 0;
   /** The REST egress gate's rows (src/egress/store.ts). */
   readonly #egress: EgressStore;
+  /** Whether `seen` holds keys a previous release wrote, once read (see #inSeenTable). */
+  #seenHolds: boolean | null = null;
 
   constructor(ctx: DurableObjectState, env: GuardEnv) {
     super(ctx, env, ACCOUNT_SCHEMA, { nameKey: "sid" });
@@ -305,16 +307,25 @@ export class AccountGuard extends GuardObject {
   /** Inside a transaction: one event, as record() and recordBatch() both record it. True `effects`: outbox rows added. */
   #recordOne({ event, idempotencyToken, atMs: now, reservationId }: LedgerWrite, policy: Policy): RecordVerdict & { effects: boolean } {
     const inbound = event.kind === "inbound-message" || event.kind === "inbound-call";
-    const keys = [event.dedupeKey, ...(idempotencyToken ? [`idem:${idempotencyToken}`] : [])];
-    let duplicate = false;
-    for (const key of keys) {
-      const inserted = this.sql.exec("INSERT OR IGNORE INTO seen (key, at_ms) VALUES (?, ?)", key, now).rowsWritten;
-      if (inserted === 0) duplicate = true;
-    }
     // A status callback the egress gate asked for names its reservation: bind it before counting, so the
     // send is counted once (by its reservation), and a reported price replaces the estimate.
     let effects = false;
     if (reservationId !== undefined) effects = this.#settleReservation(reservationId, { type: "sid-seen", sid: event.sid }, policy);
+    // The event's keys and its Sid's entry are rows of one table, side by side (schema.ts, schema 5):
+    // read in one statement, and the new ones written in one with the entry (#writeLedgerRows).
+    const token = idempotencyToken ? [`idem:${idempotencyToken}`] : [];
+    const keys = [seenKey(event.countKey, event.dedupeKey), ...token];
+    const rows = this.sql
+      .exec<{ count_key: string; at_ms: number; usd_micros: number; settled: number }>(READ_LEDGER_ROWS(keys.length + 1), event.countKey, ...keys)
+      .toArray();
+    const inSeen = this.#inSeenTable([event.dedupeKey, ...token]);
+    const newKeys = keys.filter((key, i) => !inSeen[i] && !rows.some((r) => r.count_key === key));
+    const duplicate = newKeys.length < keys.length;
+    const entryRow = rows.find((r) => r.count_key === event.countKey);
+    /** The rows to write: the entry when it changes (first, as #setEntry writes it), then the new keys. */
+    const writes: Array<string | number> = [];
+    /** The Sid's entry after a new event (none for a duplicate, or a Sid with no entry). */
+    let entry: { entry: LedgerEntry; atMs: number } | undefined;
     let add: Addition = { usdMicros: 0, events: 0 };
     let settled = false;
     /** What the recent events ring shows for it: what it added, wherever it went. */
@@ -323,7 +334,7 @@ export class AccountGuard extends GuardObject {
       // A call the gate made is priced at the destination's rate it was reserved at.
       const callRate = event.kind === "call-status" && event.reportedPriceUsd === undefined ? this.#egress.callRate(event.sid) : null;
       const price = callRate !== null ? callRate * (event.units.minutes ?? 0) : priceEvent(event, policy.prices);
-      const before = this.#entryRow(event.countKey);
+      const before = entryRow === undefined ? undefined : { entry: decodeEntry(entryRow.usd_micros, entryRow.settled), atMs: entryRow.at_ms };
       const change = applyBillableEvent(before?.entry, event, price);
       let after = before;
       if (change.entry !== null && before?.entry.settled === true) {
@@ -336,13 +347,17 @@ export class AccountGuard extends GuardObject {
         add = change.add;
         shownMicros = add.usdMicros;
       }
-      if (after !== undefined && after !== before) this.#setEntry(event.countKey, after.entry, after.atMs);
+      if (after !== undefined && after !== before) writes.push(event.countKey, after.atMs, after.entry.usdMicros, encodeEntry(after.entry));
+      entry = after;
       // An entry changed without a new event: a reservation settled (or released) by its outcome.
       settled = change.entry !== null && change.add.events === 0;
       // A gate send's settlement or real price (a call's minutes): its country figure moves by what the entry moved.
       if (settled && change.add.usdMicros !== 0) this.#correctCountryOf(event.sid, change.add.usdMicros);
-      if (after !== undefined) effects = this.#awaitPrice(event, after, now) || effects;
     }
+    for (const key of newKeys) writes.push(key, now, 0, SEEN_KEY);
+    this.#writeLedgerRows(writes);
+    // After the entry's write: a lookup of its real price rewrites it.
+    if (entry !== undefined) effects = this.#awaitPrice(event, entry, now) || effects;
     if (this.meta("prune_at") === null) {
       // Remembered keys must be pruned some day: the first event after a quiet period schedules it.
       this.setMeta("prune_at", String(now + PRUNE_INTERVAL_MS));
@@ -366,6 +381,23 @@ export class AccountGuard extends GuardObject {
   #entryRow(countKey: string): { entry: LedgerEntry; atMs: number } | undefined {
     const row = this.sql.exec<{ usd_micros: number; settled: number; at_ms: number }>("SELECT usd_micros, settled, at_ms FROM counted WHERE count_key = ?", countKey).toArray()[0];
     return row === undefined ? undefined : { entry: decodeEntry(row.usd_micros, row.settled), atMs: row.at_ms };
+  }
+
+  /**
+   * Which of an event's keys (as `seen` holds them: its dedupe key, then its token's) a previous release wrote to `seen` (schema.ts,
+   * schema 5: its code keeps writing there after a rollback). Whether `seen` holds any row is read once per
+   * instance and again after a prune: this code never writes it, so an empty `seen` costs no statement.
+   */
+  #inSeenTable(keys: readonly string[]): boolean[] {
+    this.#seenHolds ??= this.sql.exec<{ any: number }>("SELECT EXISTS (SELECT 1 FROM seen) AS any").one().any === 1;
+    if (!this.#seenHolds) return keys.map(() => false);
+    const found = this.sql.exec<{ key: string }>(`SELECT key FROM seen WHERE key IN (${keys.map(() => "?").join(", ")})`, ...keys).toArray();
+    return keys.map((key) => found.some((r) => r.key === key));
+  }
+
+  /** Writes rows of `counted` (count_key, at_ms, usd_micros, settled each) in one statement. */
+  #writeLedgerRows(values: ReadonlyArray<string | number>): void {
+    if (values.length > 0) this.sql.exec(WRITE_LEDGER_ROWS(values.length / 4), ...values);
   }
 
   #setEntry(countKey: string, entry: LedgerEntry, atMs: number): void {
@@ -993,6 +1025,7 @@ export class AccountGuard extends GuardObject {
     this.transaction(() => {
       const { more } = pruneAccount(this.sql, now);
       forgetTotals(this.sql);
+      this.#seenHolds = null;
       this.#recentSeq = null;
       this.#lastActivityMs = null;
       this.#egress.prune(now, now - SEEN_RETENTION_MS);
@@ -1007,6 +1040,12 @@ export class AccountGuard extends GuardObject {
  * counted.settled holds an entry's state (no schema change): 0 a reservation, 1 settled at an estimate,
  * 2 settled at an estimate whose price lookup is queued, 3 settled at Twilio's real price.
  */
+/** `n` rows of `counted` by key: an event's Sid's entry and its de-duplication keys (schema.ts, seenKey). */
+const READ_LEDGER_ROWS = perRowCount(
+  (n) => `SELECT count_key, at_ms, usd_micros, settled FROM counted WHERE count_key IN (${Array.from({ length: n }, () => "?").join(", ")})`,
+);
+/** Writes `n` rows of `counted` (count_key, at_ms, usd_micros, settled per row). */
+const WRITE_LEDGER_ROWS = perRowCount((n) => `INSERT OR REPLACE INTO counted (count_key, at_ms, usd_micros, settled) VALUES ${rowPlaceholders(n, 4)}`);
 /** Adds to `n` usage buckets (grain, start, usd, events, blocked per row). */
 const ADD_TO_BUCKETS = perRowCount(
   (n) => `INSERT INTO usage_buckets (grain, start_ms, usd_micros, events, blocked) VALUES ${rowPlaceholders(n, 5)}
