@@ -49,8 +49,8 @@ import { MAX_PENDING_PRICE_LOOKUPS, PRICE_LOOKUP_FIRST_DELAY_MS, type PriceLooku
 import { PRUNE_INTERVAL_MS, SEEN_RETENTION_MS, pruneAccount } from "./prune.ts";
 import { reconcileIfDue, type ReconcileHost } from "./reconcile.ts";
 import { ACCOUNT_SCHEMA, RECENT_EVENTS_KEPT, SEEN_KEY, seenKey } from "./schema.ts";
-import { forgetTotals, readTotals, writeTotals, type TotalsRow } from "./totals.ts";
-import { perRowCount, rowPlaceholders } from "../durable/sql.ts";
+import { deferTotals, deferredTotals, dropDeferredTotals, flushTotals, forgetTotals, readTotals, restoreDeferredTotals, writeTotals, type TotalsRow } from "./totals.ts";
+import { execRows, perRowCount, rowPlaceholders } from "../durable/sql.ts";
 import { dashboardLink } from "./alerts.ts";
 import { EgressStore, type EgressKeyView } from "../egress/store.ts";
 import type { GateRefusal, ReserveAnswer, ReserveOutcome, ReserveRequest } from "../egress/protocol.ts";
@@ -120,6 +120,8 @@ export class AccountGuard extends GuardObject {
   readonly #egress: EgressStore;
   /** Whether `seen` holds keys a previous release wrote, once read (see #inSeenTable). */
   #seenHolds: boolean | null = null;
+  /** Inside record's and recordBatch's transaction: usage-bucket additions and recent events, written at its end (#withEventWrites). */
+  #eventWrites: EventWrites | null = null;
 
   constructor(ctx: DurableObjectState, env: GuardEnv) {
     super(ctx, env, ACCOUNT_SCHEMA, { nameKey: "sid" });
@@ -248,7 +250,7 @@ export class AccountGuard extends GuardObject {
     this.#identify(event.accountSid, now);
     const { policy } = this.#policy();
     const write: LedgerWrite = { event, idempotencyToken, atMs: now, ...(reservationId !== undefined ? { reservationId } : {}) };
-    const verdict = this.transaction(() => this.#recordOne(write, policy));
+    const verdict = this.transaction(() => this.#withEventWrites(() => this.#recordOne(write, policy)));
     await this.#afterWrite(verdict.effects, now);
     await this.#noteSummary(now, verdict.effects);
     metrics.flush(this.env, (promise) => this.ctx.waitUntil(promise));
@@ -274,7 +276,9 @@ export class AccountGuard extends GuardObject {
     this.#identify(sid, now > 0 ? now : Date.now());
     const { policy } = this.#policy();
     const outcomes = this.transaction(() =>
-      this.#eachAlone(valid, "ledger-batch-write", "not a ledger write", (write) => ({ account: sid, event: write.event.kind }), (write) => this.#recordOne(write, policy)),
+      this.#withEventWrites(() =>
+        this.#eachAlone(valid, "ledger-batch-write", "not a ledger write", (write) => ({ account: sid, event: write.event.kind }), (write) => this.#recordOne(write, policy)),
+      ),
     );
     const effects = outcomes.some((o) => "effects" in o && o.effects);
     await this.#afterWrite(effects, now);
@@ -295,13 +299,55 @@ export class AccountGuard extends GuardObject {
         this.logger.error(`${event}-invalid`, new Error(invalid), { account: this.#sid, index });
         return { failed: true as const };
       }
+      const mark = this.#markEventWrites();
       try {
         return this.transaction(() => apply(item));
       } catch (error) {
+        if (mark !== null) this.#restoreEventWrites(mark);
         this.logger.error(`${event}-failed`, error, { ...fields(item), index });
         return { failed: true as const };
       }
     });
+  }
+
+  /**
+   * Inside a transaction: runs `fn` (the events of record or recordBatch) with their writes of the window
+   * totals (totals.ts deferTotals), the usage buckets and the recent events ring kept in memory, and
+   * writes them at the end, a statement per table however many events (each event still decides on the
+   * totals of those before it). A failed write throws, and the whole transaction rolls back.
+   */
+  #withEventWrites<T>(fn: () => T): T {
+    deferTotals(this.sql);
+    this.#eventWrites = { buckets: new Map(), recent: [] };
+    try {
+      const result = fn();
+      const { buckets, recent } = this.#eventWrites;
+      flushTotals(this.sql);
+      const values: SqlStorageValue[] = [];
+      for (const b of buckets.values()) values.push(b.grain, b.startMs, b.usdMicros, b.events, b.blocked);
+      execRows(this.sql, ADD_TO_BUCKETS, 5, values);
+      execRows(this.sql, WRITE_RECENT_EVENTS, RECENT_EVENT_COLUMNS, recent);
+      return result;
+    } finally {
+      dropDeferredTotals(this.sql);
+      this.#eventWrites = null;
+    }
+  }
+
+  /** Where the event writes stand before one item of a batch (null outside #withEventWrites), to restore if it is rolled back. */
+  #markEventWrites(): EventWritesMark | null {
+    const totals = deferredTotals(this.sql);
+    if (this.#eventWrites === null || totals === undefined) return null;
+    return { totals, buckets: new Map(this.#eventWrites.buckets), recent: this.#eventWrites.recent.length, recentSeq: this.#recentSeq, lastActivityMs: this.#lastActivityMs };
+  }
+
+  /** One item of a batch rolled back: its event writes go too (the ring's next seq and last activity with them). */
+  #restoreEventWrites(mark: EventWritesMark): void {
+    restoreDeferredTotals(this.sql, mark.totals);
+    this.#eventWrites!.buckets = mark.buckets;
+    this.#eventWrites!.recent.length = mark.recent;
+    this.#recentSeq = mark.recentSeq;
+    this.#lastActivityMs = mark.lastActivityMs;
   }
 
   /** Inside a transaction: one event, as record() and recordBatch() both record it. True `effects`: outbox rows added. */
@@ -369,10 +415,9 @@ export class AccountGuard extends GuardObject {
     // The ring keeps the newest RECENT_EVENTS_KEPT events: each event replaces the oldest slot.
     // counted: 1 a new billable event, 2 a reservation's settlement (v2 code reads only 1 as counted).
     const seq = this.#nextRecentSeq();
-    this.sql.exec(
-      "INSERT OR REPLACE INTO recent_events (id, seq, at_ms, kind, sid, status, usd_micros, counted, duplicate, blocked) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-      seq % RECENT_EVENTS_KEPT, seq, now, event.kind, event.sid, event.status, shownMicros, settled ? 2 : add.events, duplicate ? 1 : 0, blocked ? 1 : 0,
-    );
+    const ring = [seq % RECENT_EVENTS_KEPT, seq, now, event.kind, event.sid, event.status, shownMicros, settled ? 2 : add.events, duplicate ? 1 : 0, blocked ? 1 : 0];
+    if (this.#eventWrites !== null) this.#eventWrites.recent.push(...ring);
+    else this.sql.exec(WRITE_RECENT_EVENTS(1), ...ring);
     this.#lastActivityMs = Math.max(this.#lastActivityMs ?? 0, now);
     return { duplicate, blocked, effects };
   }
@@ -501,8 +546,21 @@ export class AccountGuard extends GuardObject {
    * section 6, the gate's own tail).
    */
   #addToBuckets(now: number, add: { usdMicros: number; events: number; blocked: number }, grains: readonly Grain[] = GRAINS): void {
+    const pending = this.#eventWrites?.buckets;
     const values: Array<string | number> = [];
-    for (const b of bucketsFor(now)) if (grains.includes(b.grain)) values.push(b.grain, b.startMs, add.usdMicros, add.events, add.blocked);
+    for (const b of bucketsFor(now)) {
+      if (!grains.includes(b.grain)) continue;
+      if (pending === undefined) {
+        values.push(b.grain, b.startMs, add.usdMicros, add.events, add.blocked);
+        continue;
+      }
+      // Within an event transaction: summed here, written by #withEventWrites (a new object each time: marks copy the map only).
+      const key = `${b.grain} ${b.startMs}`;
+      const before = pending.get(key);
+      pending.set(key, before === undefined
+        ? { grain: b.grain, startMs: b.startMs, ...add }
+        : { ...before, usdMicros: before.usdMicros + add.usdMicros, events: before.events + add.events, blocked: before.blocked + add.blocked });
+    }
     if (values.length > 0) this.sql.exec(ADD_TO_BUCKETS(values.length / 5), ...values);
   }
 
@@ -1046,6 +1104,29 @@ const READ_LEDGER_ROWS = perRowCount(
 );
 /** Writes `n` rows of `counted` (count_key, at_ms, usd_micros, settled per row). */
 const WRITE_LEDGER_ROWS = perRowCount((n) => `INSERT OR REPLACE INTO counted (count_key, at_ms, usd_micros, settled) VALUES ${rowPlaceholders(n, 4)}`);
+/** The recent events ring's columns, in WRITE_RECENT_EVENTS's order. */
+const RECENT_EVENT_COLUMNS = 10;
+/** Writes `n` recent events into their slots of the ring (a later row of the same slot replaces an earlier one). */
+const WRITE_RECENT_EVENTS = perRowCount(
+  (n) => `INSERT OR REPLACE INTO recent_events (id, seq, at_ms, kind, sid, status, usd_micros, counted, duplicate, blocked) VALUES ${rowPlaceholders(n, RECENT_EVENT_COLUMNS)}`,
+);
+
+/** An event transaction's writes kept for its end (#withEventWrites); the totals are kept by totals.ts. */
+interface EventWrites {
+  /** Usage-bucket additions by grain and start. */
+  buckets: Map<string, { grain: Grain; startMs: number; usdMicros: number; events: number; blocked: number }>;
+  /** Recent events, RECENT_EVENT_COLUMNS values each, in order. */
+  recent: SqlStorageValue[];
+}
+
+interface EventWritesMark {
+  totals: NonNullable<ReturnType<typeof deferredTotals>>;
+  buckets: EventWrites["buckets"];
+  recent: number;
+  recentSeq: number | null;
+  lastActivityMs: number | null;
+}
+
 /** Adds to `n` usage buckets (grain, start, usd, events, blocked per row). */
 const ADD_TO_BUCKETS = perRowCount(
   (n) => `INSERT INTO usage_buckets (grain, start_ms, usd_micros, events, blocked) VALUES ${rowPlaceholders(n, 5)}
