@@ -436,7 +436,7 @@ export class AccountGuard extends GuardObject {
   #inSeenTable(keys: readonly string[]): boolean[] {
     this.#seenHolds ??= this.sql.exec<{ any: number }>("SELECT EXISTS (SELECT 1 FROM seen) AS any").one().any === 1;
     if (!this.#seenHolds) return keys.map(() => false);
-    const found = this.sql.exec<{ key: string }>(`SELECT key FROM seen WHERE key IN (${keys.map(() => "?").join(", ")})`, ...keys).toArray();
+    const found = this.sql.exec<{ key: string }>(keys.map(() => "SELECT key FROM seen WHERE key = ?").join(" UNION ALL "), ...keys).toArray();
     return keys.map((key) => found.some((r) => r.key === key));
   }
 
@@ -1098,9 +1098,12 @@ export class AccountGuard extends GuardObject {
  * counted.settled holds an entry's state (no schema change): 0 a reservation, 1 settled at an estimate,
  * 2 settled at an estimate whose price lookup is queued, 3 settled at Twilio's real price.
  */
-/** `n` rows of `counted` by key: an event's Sid's entry and its de-duplication keys (schema.ts, seenKey). */
-const READ_LEDGER_ROWS = perRowCount(
-  (n) => `SELECT count_key, at_ms, usd_micros, settled FROM counted WHERE count_key IN (${Array.from({ length: n }, () => "?").join(", ")})`,
+/**
+ * `n` rows of `counted` by key: an event's Sid's entry and its de-duplication keys (schema.ts, seenKey).
+ * A point lookup per key (`IN (…)` would first build an ephemeral B-tree of the keys).
+ */
+const READ_LEDGER_ROWS = perRowCount((n) =>
+  Array.from({ length: n }, () => "SELECT count_key, at_ms, usd_micros, settled FROM counted WHERE count_key = ?").join(" UNION ALL "),
 );
 /** Writes `n` rows of `counted` (count_key, at_ms, usd_micros, settled per row). */
 const WRITE_LEDGER_ROWS = perRowCount((n) => `INSERT OR REPLACE INTO counted (count_key, at_ms, usd_micros, settled) VALUES ${rowPlaceholders(n, 4)}`);
