@@ -48,9 +48,9 @@ import { Outbox, type OutboxHost } from "./outbox.ts";
 import { MAX_PENDING_PRICE_LOOKUPS, PRICE_LOOKUP_FIRST_DELAY_MS, type PriceLookup } from "./price-lookup.ts";
 import { PRUNE_INTERVAL_MS, SEEN_RETENTION_MS, pruneAccount } from "./prune.ts";
 import { reconcileIfDue, type ReconcileHost } from "./reconcile.ts";
-import { ACCOUNT_SCHEMA, RECENT_EVENTS_KEPT } from "./schema.ts";
-import { forgetTotals, readTotals, writeTotals, type TotalsRow } from "./totals.ts";
-import { perRowCount, rowPlaceholders } from "../durable/sql.ts";
+import { ACCOUNT_SCHEMA, RECENT_EVENTS_KEPT, SEEN_KEY, seenKey } from "./schema.ts";
+import { deferTotals, deferredTotals, dropDeferredTotals, flushTotals, forgetTotals, readTotals, restoreDeferredTotals, writeTotals, type TotalsRow } from "./totals.ts";
+import { execRows, perRowCount, rowPlaceholders } from "../durable/sql.ts";
 import { dashboardLink } from "./alerts.ts";
 import { EgressStore, type EgressKeyView } from "../egress/store.ts";
 import type { GateRefusal, ReserveAnswer, ReserveOutcome, ReserveRequest } from "../egress/protocol.ts";
@@ -118,6 +118,10 @@ export class AccountGuard extends GuardObject {
   #summaryRev = 0;
   /** The REST egress gate's rows (src/egress/store.ts). */
   readonly #egress: EgressStore;
+  /** Whether `seen` holds keys a previous release wrote, once read (see #inSeenTable). */
+  #seenHolds: boolean | null = null;
+  /** Inside record's and recordBatch's transaction: usage-bucket additions and recent events, written at its end (#withEventWrites). */
+  #eventWrites: EventWrites | null = null;
 
   constructor(ctx: DurableObjectState, env: GuardEnv) {
     super(ctx, env, ACCOUNT_SCHEMA, { nameKey: "sid", wholeMeta: true });
@@ -248,7 +252,7 @@ export class AccountGuard extends GuardObject {
     this.#identify(event.accountSid, now);
     const { policy } = this.#policy();
     const write: LedgerWrite = { event, idempotencyToken, atMs: now, ...(reservationId !== undefined ? { reservationId } : {}) };
-    const verdict = this.transaction(() => this.#recordOne(write, policy));
+    const verdict = this.transaction(() => this.#withEventWrites(() => this.#recordOne(write, policy)));
     await this.#afterWrite(verdict.effects, now);
     await this.#noteSummary(now, verdict.effects);
     metrics.flush(this.env, (promise) => this.ctx.waitUntil(promise));
@@ -274,7 +278,9 @@ export class AccountGuard extends GuardObject {
     this.#identify(sid, now > 0 ? now : Date.now());
     const { policy } = this.#policy();
     const outcomes = this.transaction(() =>
-      this.#eachAlone(valid, "ledger-batch-write", "not a ledger write", (write) => ({ account: sid, event: write.event.kind }), (write) => this.#recordOne(write, policy)),
+      this.#withEventWrites(() =>
+        this.#eachAlone(valid, "ledger-batch-write", "not a ledger write", (write) => ({ account: sid, event: write.event.kind }), (write) => this.#recordOne(write, policy)),
+      ),
     );
     const effects = outcomes.some((o) => "effects" in o && o.effects);
     await this.#afterWrite(effects, now);
@@ -295,28 +301,79 @@ export class AccountGuard extends GuardObject {
         this.logger.error(`${event}-invalid`, new Error(invalid), { account: this.#sid, index });
         return { failed: true as const };
       }
+      const mark = this.#markEventWrites();
       try {
         return this.transaction(() => apply(item));
       } catch (error) {
+        if (mark !== null) this.#restoreEventWrites(mark);
         this.logger.error(`${event}-failed`, error, { ...fields(item), index });
         return { failed: true as const };
       }
     });
   }
 
+  /**
+   * Inside a transaction: runs `fn` (the events of record or recordBatch) with their writes of the window
+   * totals (totals.ts deferTotals), the usage buckets and the recent events ring kept in memory, and
+   * writes them at the end, a statement per table however many events (each event still decides on the
+   * totals of those before it). A failed write throws, and the whole transaction rolls back.
+   */
+  #withEventWrites<T>(fn: () => T): T {
+    deferTotals(this.sql);
+    this.#eventWrites = { buckets: new Map(), recent: [] };
+    try {
+      const result = fn();
+      const { buckets, recent } = this.#eventWrites;
+      flushTotals(this.sql);
+      const values: SqlStorageValue[] = [];
+      for (const b of buckets.values()) values.push(b.grain, b.startMs, b.usdMicros, b.events, b.blocked);
+      execRows(this.sql, ADD_TO_BUCKETS, 5, values);
+      execRows(this.sql, WRITE_RECENT_EVENTS, RECENT_EVENT_COLUMNS, recent);
+      return result;
+    } finally {
+      dropDeferredTotals(this.sql);
+      this.#eventWrites = null;
+    }
+  }
+
+  /** Where the event writes stand before one item of a batch (null outside #withEventWrites), to restore if it is rolled back. */
+  #markEventWrites(): EventWritesMark | null {
+    const totals = deferredTotals(this.sql);
+    if (this.#eventWrites === null || totals === undefined) return null;
+    return { totals, buckets: new Map(this.#eventWrites.buckets), recent: this.#eventWrites.recent.length, recentSeq: this.#recentSeq, lastActivityMs: this.#lastActivityMs };
+  }
+
+  /** One item of a batch rolled back: its event writes go too (the ring's next seq and last activity with them). */
+  #restoreEventWrites(mark: EventWritesMark): void {
+    restoreDeferredTotals(this.sql, mark.totals);
+    this.#eventWrites!.buckets = mark.buckets;
+    this.#eventWrites!.recent.length = mark.recent;
+    this.#recentSeq = mark.recentSeq;
+    this.#lastActivityMs = mark.lastActivityMs;
+  }
+
   /** Inside a transaction: one event, as record() and recordBatch() both record it. True `effects`: outbox rows added. */
   #recordOne({ event, idempotencyToken, atMs: now, reservationId }: LedgerWrite, policy: Policy): RecordVerdict & { effects: boolean } {
     const inbound = event.kind === "inbound-message" || event.kind === "inbound-call";
-    const keys = [event.dedupeKey, ...(idempotencyToken ? [`idem:${idempotencyToken}`] : [])];
-    let duplicate = false;
-    for (const key of keys) {
-      const inserted = this.sql.exec("INSERT OR IGNORE INTO seen (key, at_ms) VALUES (?, ?)", key, now).rowsWritten;
-      if (inserted === 0) duplicate = true;
-    }
     // A status callback the egress gate asked for names its reservation: bind it before counting, so the
     // send is counted once (by its reservation), and a reported price replaces the estimate.
     let effects = false;
     if (reservationId !== undefined) effects = this.#settleReservation(reservationId, { type: "sid-seen", sid: event.sid }, policy);
+    // The event's keys and its Sid's entry are rows of one table, side by side (schema.ts, schema 6):
+    // read in one statement, and the new ones written in one with the entry (#writeLedgerRows).
+    const token = idempotencyToken ? [`idem:${idempotencyToken}`] : [];
+    const keys = [seenKey(event.countKey, event.dedupeKey), ...token];
+    const rows = this.sql
+      .exec<{ count_key: string; at_ms: number; usd_micros: number; settled: number }>(READ_LEDGER_ROWS(keys.length + 1), event.countKey, ...keys)
+      .toArray();
+    const inSeen = this.#inSeenTable([event.dedupeKey, ...token]);
+    const newKeys = keys.filter((key, i) => !inSeen[i] && !rows.some((r) => r.count_key === key));
+    const duplicate = newKeys.length < keys.length;
+    const entryRow = rows.find((r) => r.count_key === event.countKey);
+    /** The rows to write: the entry when it changes (first, as #setEntry writes it), then the new keys. */
+    const writes: Array<string | number> = [];
+    /** The Sid's entry after a new event (none for a duplicate, or a Sid with no entry). */
+    let entry: { entry: LedgerEntry; atMs: number } | undefined;
     let add: Addition = { usdMicros: 0, events: 0 };
     let settled = false;
     /** What the recent events ring shows for it: what it added, wherever it went. */
@@ -325,7 +382,7 @@ export class AccountGuard extends GuardObject {
       // A call the gate made is priced at the destination's rate it was reserved at.
       const callRate = event.kind === "call-status" && event.reportedPriceUsd === undefined ? this.#egress.callRate(event.sid) : null;
       const price = callRate !== null ? callRate * (event.units.minutes ?? 0) : priceEvent(event, policy.prices);
-      const before = this.#entryRow(event.countKey);
+      const before = entryRow === undefined ? undefined : { entry: decodeEntry(entryRow.usd_micros, entryRow.settled), atMs: entryRow.at_ms };
       const change = applyBillableEvent(before?.entry, event, price);
       let after = before;
       if (change.entry !== null && before?.entry.settled === true) {
@@ -338,13 +395,17 @@ export class AccountGuard extends GuardObject {
         add = change.add;
         shownMicros = add.usdMicros;
       }
-      if (after !== undefined && after !== before) this.#setEntry(event.countKey, after.entry, after.atMs);
+      if (after !== undefined && after !== before) writes.push(event.countKey, after.atMs, after.entry.usdMicros, encodeEntry(after.entry));
+      entry = after;
       // An entry changed without a new event: a reservation settled (or released) by its outcome.
       settled = change.entry !== null && change.add.events === 0;
       // A gate send's settlement or real price (a call's minutes): its country figure moves by what the entry moved.
       if (settled && change.add.usdMicros !== 0) this.#correctCountryOf(event.sid, change.add.usdMicros);
-      if (after !== undefined) effects = this.#awaitPrice(event, after, now) || effects;
     }
+    for (const key of newKeys) writes.push(key, now, 0, SEEN_KEY);
+    this.#writeLedgerRows(writes);
+    // After the entry's write: a lookup of its real price rewrites it.
+    if (entry !== undefined) effects = this.#awaitPrice(event, entry, now) || effects;
     if (this.meta("prune_at") === null) {
       // Remembered keys must be pruned some day: the first event after a quiet period schedules it.
       this.setMeta("prune_at", String(now + PRUNE_INTERVAL_MS));
@@ -356,10 +417,9 @@ export class AccountGuard extends GuardObject {
     // The ring keeps the newest RECENT_EVENTS_KEPT events: each event replaces the oldest slot.
     // counted: 1 a new billable event, 2 a reservation's settlement (v2 code reads only 1 as counted).
     const seq = this.#nextRecentSeq();
-    this.sql.exec(
-      "INSERT OR REPLACE INTO recent_events (id, seq, at_ms, kind, sid, status, usd_micros, counted, duplicate, blocked) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-      seq % RECENT_EVENTS_KEPT, seq, now, event.kind, event.sid, event.status, shownMicros, settled ? 2 : add.events, duplicate ? 1 : 0, blocked ? 1 : 0,
-    );
+    const ring = [seq % RECENT_EVENTS_KEPT, seq, now, event.kind, event.sid, event.status, shownMicros, settled ? 2 : add.events, duplicate ? 1 : 0, blocked ? 1 : 0];
+    if (this.#eventWrites !== null) this.#eventWrites.recent.push(...ring);
+    else this.sql.exec(WRITE_RECENT_EVENTS(1), ...ring);
     this.#lastActivityMs = Math.max(this.#lastActivityMs ?? 0, now);
     return { duplicate, blocked, effects };
   }
@@ -368,6 +428,23 @@ export class AccountGuard extends GuardObject {
   #entryRow(countKey: string): { entry: LedgerEntry; atMs: number } | undefined {
     const row = this.sql.exec<{ usd_micros: number; settled: number; at_ms: number }>("SELECT usd_micros, settled, at_ms FROM counted WHERE count_key = ?", countKey).toArray()[0];
     return row === undefined ? undefined : { entry: decodeEntry(row.usd_micros, row.settled), atMs: row.at_ms };
+  }
+
+  /**
+   * Which of an event's keys (as `seen` holds them: its dedupe key, then its token's) a previous release wrote to `seen` (schema.ts,
+   * schema 6: its code keeps writing there after a rollback). Whether `seen` holds any row is read once per
+   * instance and again after a prune: this code never writes it, so an empty `seen` costs no statement.
+   */
+  #inSeenTable(keys: readonly string[]): boolean[] {
+    this.#seenHolds ??= this.sql.exec<{ any: number }>("SELECT EXISTS (SELECT 1 FROM seen) AS any").one().any === 1;
+    if (!this.#seenHolds) return keys.map(() => false);
+    const found = this.sql.exec<{ key: string }>(keys.map(() => "SELECT key FROM seen WHERE key = ?").join(" UNION ALL "), ...keys).toArray();
+    return keys.map((key) => found.some((r) => r.key === key));
+  }
+
+  /** Writes rows of `counted` (count_key, at_ms, usd_micros, settled each) in one statement. */
+  #writeLedgerRows(values: ReadonlyArray<string | number>): void {
+    if (values.length > 0) this.sql.exec(WRITE_LEDGER_ROWS(values.length / 4), ...values);
   }
 
   #setEntry(countKey: string, entry: LedgerEntry, atMs: number): void {
@@ -471,8 +548,21 @@ export class AccountGuard extends GuardObject {
    * section 6, the gate's own tail).
    */
   #addToBuckets(now: number, add: { usdMicros: number; events: number; blocked: number }, grains: readonly Grain[] = GRAINS): void {
+    const pending = this.#eventWrites?.buckets;
     const values: Array<string | number> = [];
-    for (const b of bucketsFor(now)) if (grains.includes(b.grain)) values.push(b.grain, b.startMs, add.usdMicros, add.events, add.blocked);
+    for (const b of bucketsFor(now)) {
+      if (!grains.includes(b.grain)) continue;
+      if (pending === undefined) {
+        values.push(b.grain, b.startMs, add.usdMicros, add.events, add.blocked);
+        continue;
+      }
+      // Within an event transaction: summed here, written by #withEventWrites (a new object each time: marks copy the map only).
+      const key = `${b.grain} ${b.startMs}`;
+      const before = pending.get(key);
+      pending.set(key, before === undefined
+        ? { grain: b.grain, startMs: b.startMs, ...add }
+        : { ...before, usdMicros: before.usdMicros + add.usdMicros, events: before.events + add.events, blocked: before.blocked + add.blocked });
+    }
     if (values.length > 0) this.sql.exec(ADD_TO_BUCKETS(values.length / 5), ...values);
   }
 
@@ -995,6 +1085,7 @@ export class AccountGuard extends GuardObject {
     this.transaction(() => {
       const { more } = pruneAccount(this.sql, now);
       forgetTotals(this.sql);
+      this.#seenHolds = null;
       this.#recentSeq = null;
       this.#lastActivityMs = null;
       this.#egress.prune(now, now - SEEN_RETENTION_MS);
@@ -1009,6 +1100,38 @@ export class AccountGuard extends GuardObject {
  * counted.settled holds an entry's state (no schema change): 0 a reservation, 1 settled at an estimate,
  * 2 settled at an estimate whose price lookup is queued, 3 settled at Twilio's real price.
  */
+/**
+ * `n` rows of `counted` by key: an event's Sid's entry and its de-duplication keys (schema.ts, seenKey).
+ * A point lookup per key (`IN (…)` would first build an ephemeral B-tree of the keys).
+ */
+const READ_LEDGER_ROWS = perRowCount((n) =>
+  Array.from({ length: n }, () => "SELECT count_key, at_ms, usd_micros, settled FROM counted WHERE count_key = ?").join(" UNION ALL "),
+);
+/** Writes `n` rows of `counted` (count_key, at_ms, usd_micros, settled per row). */
+const WRITE_LEDGER_ROWS = perRowCount((n) => `INSERT OR REPLACE INTO counted (count_key, at_ms, usd_micros, settled) VALUES ${rowPlaceholders(n, 4)}`);
+/** The recent events ring's columns, in WRITE_RECENT_EVENTS's order. */
+const RECENT_EVENT_COLUMNS = 10;
+/** Writes `n` recent events into their slots of the ring (a later row of the same slot replaces an earlier one). */
+const WRITE_RECENT_EVENTS = perRowCount(
+  (n) => `INSERT OR REPLACE INTO recent_events (id, seq, at_ms, kind, sid, status, usd_micros, counted, duplicate, blocked) VALUES ${rowPlaceholders(n, RECENT_EVENT_COLUMNS)}`,
+);
+
+/** An event transaction's writes kept for its end (#withEventWrites); the totals are kept by totals.ts. */
+interface EventWrites {
+  /** Usage-bucket additions by grain and start. */
+  buckets: Map<string, { grain: Grain; startMs: number; usdMicros: number; events: number; blocked: number }>;
+  /** Recent events, RECENT_EVENT_COLUMNS values each, in order. */
+  recent: SqlStorageValue[];
+}
+
+interface EventWritesMark {
+  totals: NonNullable<ReturnType<typeof deferredTotals>>;
+  buckets: EventWrites["buckets"];
+  recent: number;
+  recentSeq: number | null;
+  lastActivityMs: number | null;
+}
+
 /** Adds to `n` usage buckets (grain, start, usd, events, blocked per row). */
 const ADD_TO_BUCKETS = perRowCount(
   (n) => `INSERT INTO usage_buckets (grain, start_ms, usd_micros, events, blocked) VALUES ${rowPlaceholders(n, 5)}

@@ -1,7 +1,7 @@
 // Bounded storage for an AccountGuard: what each table keeps, and the pruning the alarm runs (at most
 // hourly, never on the event path). Measured sizes: docs/storage.md.
 import { ALL_WINDOWS, isPrunable, windowStart } from "../ledger/windows.ts";
-import { RECENT_EVENTS_KEPT } from "./schema.ts";
+import { RECENT_EVENTS_KEPT, SEEN_KEY } from "./schema.ts";
 
 /**
  * Twilio retries a webhook for at most a few hours (connection overrides allow up to 5 retries with
@@ -31,6 +31,10 @@ export function countedCutoff(now: number): number {
 
 /** Prunes every table to its bound at `now`. Returns whether anything is left that a later prune must remove. */
 export function pruneAccount(sql: SqlStorage, now: number): { more: boolean } {
+  // Event keys live beside their Sids' entries (schema 6); `seen` holds what a previous release wrote.
+  // A scan of `counted` (the month's entries and two days of keys), hourly from the alarm: the price of
+  // an event's key and entry sharing a page on the event path.
+  sql.exec("DELETE FROM counted WHERE settled = ? AND at_ms < ?", SEEN_KEY, now - SEEN_RETENTION_MS);
   sql.exec("DELETE FROM seen WHERE at_ms < ?", now - SEEN_RETENTION_MS);
   // The cutoff moves once a month: the (full) scan of counted runs only then, not every hour.
   const cutoff = countedCutoff(now);

@@ -29,6 +29,21 @@
 // code before 5 reads them on the event path (a call's rate, a status callback's reservation) and in the
 // prune, and would fail on such an account, so it must not run there.
 //
+// Schema 6 moves the de-duplication keys into `counted`, beside their Sid's entry, so that an event's two
+// rows (its key and its Sid's price) are in one B-tree and, for a webhook event, on one leaf page: an
+// event's commit copies one page less into the WAL, and the event reads both rows in one statement and
+// writes them in one (docs/benchmarks.md, issue 15). A key is stored as seenKey() makes it, the event's
+// `Sid:status` behind its count key's `msg:`/`call:` (`msg:SM…:received` sorts right after `msg:SM…`), an
+// idempotency token as `idem:…`; its row has settled = SEEN_KEY (-1), usd_micros 0, and is pruned after
+// SEEN_RETENTION_MS as `seen` rows were. The migration moves `seen`'s rows in place and empties `seen`,
+// which stays (the previous release writes it). Schema 4's and 5's code run on 6 (schema_min stays 3): they read
+// `counted` only by a count key (`msg:`/`call:` + Sid, never equal to a stored event key), so it never
+// sees the moved keys, and it prunes them with the month's entries. What a rollback loses is the
+// duplicate mark of a retry whose first delivery the other release recorded (its key is in the other
+// table): the retry is answered as a first delivery, and still counted once, because a Sid's entry alone
+// decides its counting (src/ledger/entries.ts: settling or reserving a Sid already in the ledger adds
+// nothing). The current code prunes what the previous release left in `seen`.
+//
 // Rolling back is safe: the first release's statements still work on schema 2 (the same column names,
 // WITHOUT ROWID changes no statement, `seq` has a default), and what it appends to recent_events outside
 // the ring is pruned once the new release runs again (AccountGuard's alarm).
@@ -42,8 +57,9 @@ import { addSend, encodeCountries, type CountryMap } from "../ledger/countries.t
  * 2: WITHOUT ROWID key/value tables, the recent_events ring; 3: reconciled totals, the usage buckets,
  * recent_events.blocked and the egress gate's tables; 4: the usage buckets' sends by destination country;
  * 5: the same layout, code that runs without the egress gate's tables.
+ * 6: the de-duplication keys in `counted`, beside their Sid's entry.
  */
-export const ACCOUNT_SCHEMA_VERSION = 5;
+export const ACCOUNT_SCHEMA_VERSION = 6;
 /** The oldest version whose code can run on this layout (kept in meta('schema_min')). */
 export const ACCOUNT_SCHEMA_MIN = 3;
 
@@ -61,6 +77,18 @@ export const EGRESS_TABLES = `
   CREATE TABLE IF NOT EXISTS egress_keys (id TEXT PRIMARY KEY, hash TEXT NOT NULL, created_at_ms INTEGER NOT NULL,
     last_used_at_ms INTEGER, revoked_at_ms INTEGER) WITHOUT ROWID;
 `;
+
+/** counted.settled of a row that is an event's de-duplication key, not a Sid's entry (schema 6). */
+export const SEEN_KEY = -1;
+
+/**
+ * Where an event's de-duplication key (`Sid:status`, src/ledger/classify.ts) is kept: behind its Sid's
+ * count key's kind (`msg:`, `call:`), so it sorts right after the entry (`msg:SM…` then `msg:SM…:received`).
+ * One key per dedupe key: the kind is the Sid's (a CA Sid is a call's, an SM or MM Sid a message's).
+ */
+export function seenKey(countKey: string, dedupeKey: string): string {
+  return countKey.slice(0, countKey.indexOf(":") + 1) + dedupeKey;
+}
 
 /** The account page shows this many recent events; the ring has exactly this many slots. */
 export const RECENT_EVENTS_KEPT = 50;
@@ -138,6 +166,19 @@ function migrateToV4(sql: SqlStorage, nowMs: number): void {
   }
 }
 
+/**
+ * Schema 5 to 6, in place: `seen`'s keys into `counted` as seenKey() writes them (a CallSid's keys behind
+ * `call:`, a MessageSid's behind `msg:`, idempotency tokens as they are), then `seen` emptied.
+ */
+function migrateToV6(sql: SqlStorage): void {
+  sql.exec(
+    `INSERT OR IGNORE INTO counted (count_key, at_ms, usd_micros, settled)
+     SELECT CASE WHEN substr(key, 1, 5) = 'idem:' THEN key WHEN substr(key, 1, 2) = 'CA' THEN 'call:' || key ELSE 'msg:' || key END, at_ms, 0, ? FROM seen`,
+    SEEN_KEY,
+  );
+  sql.exec("DELETE FROM seen");
+}
+
 /** Schema 2 to 3, in place: only additions (see the top of this file). */
 function migrateToV3(sql: SqlStorage): void {
   // Both figures of a reconciled day (src/ledger/reconcile.ts).
@@ -177,6 +218,7 @@ export function migrateAccountSchema(sql: SqlStorage, nowMs: number = Date.now()
   if (found < 3) migrateToV3(sql);
   if (found < 4) migrateToV4(sql, nowMs);
   // 5: no table changes (see the top of this file).
+  if (found < 6) migrateToV6(sql);
   sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?), ('schema_min', ?)", String(ACCOUNT_SCHEMA_VERSION), String(ACCOUNT_SCHEMA_MIN));
   return found;
 }

@@ -5,7 +5,7 @@
 import type { WindowTotals } from "../ledger/limits.ts";
 import type { WindowKind } from "../ledger/policy.ts";
 import { windowId, windowStart } from "../ledger/windows.ts";
-import { perRowCount, rowPlaceholders } from "../durable/sql.ts";
+import { execRows, perRowCount, rowPlaceholders } from "../durable/sql.ts";
 
 export interface TotalsRow extends WindowTotals {
   countedMicros: number;
@@ -36,6 +36,46 @@ function cacheOf(sql: SqlStorage): Map<WindowKind, TotalsRow> {
   return rows;
 }
 
+/**
+ * Rows written while `sql`'s totals are deferred (deferTotals: an event transaction of the AccountGuard),
+ * by window and window id, with their window's start: readTotals sees them first, flushTotals writes them
+ * all in one statement at the transaction's end. So a batch of events writes its totals once, each event
+ * still deciding on the totals of the ones before it. Not touched by forgetTotals: the AccountGuard
+ * restores them itself when one event of a batch is rolled back (deferredTotals, restoreDeferredTotals).
+ */
+type Deferred = Map<string, { row: TotalsRow; startMs: number }>;
+const deferred = new WeakMap<SqlStorage, Deferred>();
+
+/** From now until flushTotals (or dropDeferredTotals), writeTotals keeps `sql`'s rows in memory. */
+export function deferTotals(sql: SqlStorage): void {
+  deferred.set(sql, new Map());
+}
+
+/** A copy of the rows deferred so far (undefined when not deferring), to restore after a rolled-back savepoint. */
+export function deferredTotals(sql: SqlStorage): Deferred | undefined {
+  const rows = deferred.get(sql);
+  return rows === undefined ? undefined : new Map(rows);
+}
+
+export function restoreDeferredTotals(sql: SqlStorage, rows: Deferred): void {
+  deferred.set(sql, rows);
+}
+
+/** Writes the deferred rows in one statement, and stops deferring. */
+export function flushTotals(sql: SqlStorage): void {
+  const rows = deferred.get(sql);
+  deferred.delete(sql);
+  if (rows === undefined || rows.size === 0) return;
+  const values: Array<string | number | null> = [];
+  for (const { row, startMs } of rows.values()) values.push(row.window, row.windowId, startMs, row.usdMicros, row.events, row.countedMicros, row.twilioMicros);
+  execRows(sql, UPSERT_TOTALS, 7, values);
+}
+
+/** Stops deferring without writing (the transaction rolled back). */
+export function dropDeferredTotals(sql: SqlStorage): void {
+  deferred.delete(sql);
+}
+
 /** Drops the in-memory copy of `sql`'s totals (after a rollback, or when storage may have changed under it). */
 export function forgetTotals(sql: SqlStorage): void {
   cached.delete(sql);
@@ -46,6 +86,8 @@ export function readTotals(sql: SqlStorage, windows: readonly WindowKind[], atMs
   const rows = cacheOf(sql);
   return windows.map((window) => {
     const id = windowId(window, atMs);
+    const pending = deferred.get(sql)?.get(`${window} ${id}`);
+    if (pending !== undefined) return { ...pending.row };
     const known = rows.get(window);
     if (known !== undefined && known.windowId === id) return { ...known };
     const row = sql
@@ -63,12 +105,15 @@ export function readTotals(sql: SqlStorage, windows: readonly WindowKind[], atMs
 export function writeTotals(sql: SqlStorage, rows: readonly TotalsRow[], atMs: number): void {
   if (rows.length === 0) return;
   const known = cacheOf(sql);
+  const later = deferred.get(sql);
   const values: Array<string | number | null> = [];
   for (const t of rows) {
     const row = { ...t, usdMicros: Math.max(0, t.usdMicros), events: Math.max(0, t.events), countedMicros: Math.max(0, t.countedMicros) };
-    values.push(row.window, row.windowId, windowStart(row.window, atMs), row.usdMicros, row.events, row.countedMicros, row.twilioMicros);
+    const startMs = windowStart(row.window, atMs);
+    if (later !== undefined) later.set(`${row.window} ${row.windowId}`, { row, startMs });
+    else values.push(row.window, row.windowId, startMs, row.usdMicros, row.events, row.countedMicros, row.twilioMicros);
     known.set(row.window, row);
   }
   // One statement for every window (rowPlaceholders: why).
-  sql.exec(UPSERT_TOTALS(rows.length), ...values);
+  if (values.length > 0) sql.exec(UPSERT_TOTALS(rows.length), ...values);
 }

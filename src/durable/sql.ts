@@ -24,3 +24,18 @@ export function perRowCount(build: (rows: number) => string): (rows: number) => 
     return text;
   };
 }
+
+/** Durable Object SQLite binds at most this many parameters in one statement (developers.cloudflare.com/durable-objects/platform/limits/). */
+export const MAX_BOUND_PARAMETERS = 100;
+
+/**
+ * Runs `statement(rows)` (built by perRowCount) over `values`, `columns` bound values per row, in as few
+ * statements as MAX_BOUND_PARAMETERS allows: one for the usual handful of rows.
+ */
+export function execRows(sql: SqlStorage, statement: (rows: number) => string, columns: number, values: readonly SqlStorageValue[]): void {
+  const perStatement = Math.floor(MAX_BOUND_PARAMETERS / columns) * columns;
+  for (let from = 0; from < values.length; from += perStatement) {
+    const chunk = values.length <= perStatement ? values : values.slice(from, from + perStatement);
+    sql.exec(statement(chunk.length / columns), ...chunk);
+  }
+}

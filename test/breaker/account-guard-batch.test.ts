@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import type { AccountGuard } from "../../src/breaker/account-guard.ts";
 import type { LedgerWrite } from "../../src/breaker/ledger-queue.ts";
 import { MAX_RECORDS_PER_BATCH } from "../../src/breaker/record-batches.ts";
+import { windowStart } from "../../src/ledger/windows.ts";
 import { classifyWebhook, type BillableEvent } from "../../src/ledger/classify.ts";
 import type { RecordOutcome } from "../../src/ledger/port.ts";
 import { guard, ledgerRows, quiesce } from "../support/guard.ts";
@@ -171,6 +172,64 @@ describe("AccountGuard.recordBatch", () => {
     const malformed = { event: { ...event(inboundSms(sid)), dedupeKey: 7 }, idempotencyToken: null, atMs: now } as unknown as LedgerWrite;
     expect(await guard(sid).recordBatch(sid, [foreign, good, malformed])).toEqual([{ failed: true }, { duplicate: false, blocked: false }, { failed: true }]);
     expect((await ledgerRows(sid)).seen.map((r) => r.key)).toEqual([good.event.dedupeKey]);
+  });
+
+  it("writes the window totals, the usage buckets and the recent events once per batch, as one by one would", async () => {
+    const [one, many] = [await account(), await account()];
+    // From half a minute before the end of the current hour, 2 s apart: the batch crosses minutes and an
+    // hour (at most 9 window rows: one statement), and (more than RECENT_EVENTS_KEPT events) wraps the
+    // recent-events ring within itself.
+    const startMs = windowStart("hour", Date.now()) + 59.5 * 60_000;
+    const steps: Script = Array.from({ length: MAX_RECORDS_PER_BATCH }, () => {
+      const sid = uniqueSid("SM");
+      return (a: string) => inboundSms(a, { MessageSid: sid, SmsSid: sid, SmsMessageSid: sid });
+    });
+    const batch = steps.map((step, i): LedgerWrite => ({ event: event(step(many)), idempotencyToken: null, atMs: startMs + i * 2_000 }));
+    for (const step of steps.keys()) await guard(one).record(event(steps[step]!(one)), null, startMs + step * 2_000);
+    const statements = await runInDurableObject(guard(many), async (instance: AccountGuard, state) => {
+      const seen: string[] = [];
+      const exec = state.storage.sql.exec.bind(state.storage.sql);
+      vi.spyOn(state.storage.sql, "exec").mockImplementation((query: string, ...bindings: unknown[]) => {
+        seen.push(query);
+        return exec(query, ...bindings);
+      });
+      await instance.recordBatch(many, batch);
+      return seen;
+    });
+    const writing = (table: string) => statements.filter((q) => new RegExp(`^INSERT (OR REPLACE )?INTO ${table} `).test(q)).length;
+    expect(writing("totals")).toBe(1);
+    expect(writing("usage_buckets")).toBe(1);
+    // At most MAX_BOUND_PARAMETERS values a statement: 10 events of 10 columns each.
+    expect(writing("recent_events")).toBe(Math.ceil(MAX_RECORDS_PER_BATCH / 10));
+    const [a, b] = [await ledgerRows(one), await ledgerRows(many)];
+    for (const key of ["totals", "buckets", "recent", "trips", "outbox", "warned"] as const) expect.soft(b[key], key).toEqual(a[key]);
+    expect(a.buckets.filter((r) => r.grain === "hour")).toHaveLength(2);
+  });
+
+  it("takes a rolled-back event's totals and usage back with it, and the events after it count from there", async () => {
+    const [one, many] = [await account(), await account()];
+    const now = Date.now();
+    const sms = Array.from({ length: 6 }, () => uniqueSid("SM"));
+    const writesOf = (sid: string) => sms.map((m, i): LedgerWrite => ({ event: event(inboundSms(sid, { MessageSid: m, SmsSid: m, SmsMessageSid: m })), idempotencyToken: null, atMs: now + i }));
+    const outcomes = await runInDurableObject(guard(many), async (instance: AccountGuard, state) => {
+      const exec = state.storage.sql.exec.bind(state.storage.sql);
+      // The 4th event reaches warnAt (half of 8 events a day): its warning fails after its totals and usage were added.
+      let failed = false;
+      vi.spyOn(state.storage.sql, "exec").mockImplementation((query: string, ...bindings: unknown[]) => {
+        if (!failed && query.startsWith("INSERT OR IGNORE INTO warned")) {
+          failed = true;
+          throw new Error("disk I/O error");
+        }
+        return exec(query, ...bindings);
+      });
+      return instance.recordBatch(many, writesOf(many));
+    });
+    expect(outcomes.map((o) => "failed" in o)).toEqual([false, false, false, true, false, false]);
+    // The same events without the failed one, one by one: the 5th event is the one that warns.
+    for (const w of writesOf(one).filter((_, i) => i !== 3)) await guard(one).record(w.event, null, w.atMs);
+    const [a, b] = [await ledgerRows(one), await ledgerRows(many)];
+    for (const key of ["totals", "buckets", "recent", "counted", "warned", "outbox"] as const) expect.soft(b[key], key).toEqual(a[key]);
+    expect(a.warned).toHaveLength(1);
   });
 
   it("refuses a batch larger than MAX_RECORDS_PER_BATCH, or empty, and records nothing", async () => {

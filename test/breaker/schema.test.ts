@@ -2,11 +2,11 @@
 // the first release (schema 1) is rebuilt in place on its next start, keeping its money state.
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { ACCOUNT_SCHEMA_VERSION, RECENT_EVENTS_KEPT, migrateAccountSchema } from "../../src/breaker/schema.ts";
+import { ACCOUNT_SCHEMA_VERSION, RECENT_EVENTS_KEPT, SEEN_KEY, migrateAccountSchema, seenKey } from "../../src/breaker/schema.ts";
 import { classifyWebhook, type BillableEvent } from "../../src/ledger/classify.ts";
 import { ALL_WINDOWS, windowId, windowStart } from "../../src/ledger/windows.ts";
-import { uniqueSid } from "../support/twilio.ts";
-import { guard } from "../support/guard.ts";
+import { callStatus, uniqueSid } from "../support/twilio.ts";
+import { guard, seenKeys } from "../support/guard.ts";
 
 /** The first release's tables, exactly as it created them. */
 const SCHEMA_V1 = `
@@ -398,5 +398,90 @@ describe("schema 4: sends by destination country in the usage buckets", () => {
       return sql.exec<{ events: number; countries: string }>("SELECT events, countries FROM usage_buckets WHERE grain = 'hour'").one();
     });
     expect(countries).toEqual({ events: 2, countries: '{"US":[1,8300,0]}' });
+  });
+});
+
+describe("schema 6: an event's keys beside its Sid's entry", () => {
+  function completedCall(account: string, callSid = uniqueSid("CA")): BillableEvent {
+    const event = classifyWebhook(new Map(callStatus(account, callSid, "completed", { CallDuration: "60" })));
+    if (event.kind === "not-billable") throw new Error(event.reason);
+    return event;
+  }
+
+  /** A schema-4 database (the same tables; event keys in `seen`, as schema 4's code wrote them), version 4 in meta. */
+  async function writeSchemaV4(sid: string, fill: (sql: SqlStorage) => void): Promise<void> {
+    await runInDurableObject(guard(sid), (_instance, state) => {
+      const sql = state.storage.sql;
+      for (const table of [...OWN_TABLES, "usage_buckets", "egress_reservations", "egress_counters", "egress_countries", "egress_keys"]) sql.exec(`DROP TABLE IF EXISTS ${table}`);
+      state.storage.transactionSync(() => migrateAccountSchema(sql));
+      sql.exec("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', '4'), ('schema_min', '3'), ('sid', ?), ('registered', '1')", sid);
+      fill(sql);
+    });
+  }
+
+  it("moves a schema-4 database's keys in place: what it recorded stays a duplicate, its counts unchanged", async () => {
+    const sid = uniqueSid();
+    const now = Date.now();
+    const [message, call] = [sms(sid), completedCall(sid)];
+    await writeSchemaV4(sid, (sql) => {
+      sql.exec("INSERT INTO seen (key, at_ms) VALUES (?, ?), (?, ?), (?, ?)", message.dedupeKey, now, call.dedupeKey, now, "idem:token-1", now);
+      sql.exec("INSERT INTO counted (count_key, at_ms, usd_micros, settled) VALUES (?, ?, 7900, 1), (?, ?, 14000, 1)", message.countKey, now, call.countKey, now);
+      sql.exec("INSERT INTO totals (window, window_id, start_ms, usd_micros, events) VALUES ('day', ?, ?, 21900, 2)", windowId("day", now), windowStart("day", now));
+    });
+    await evictDurableObject(guard(sid)); // the new release starts: the migration runs in its constructor
+
+    const stored = await runInDurableObject(guard(sid), (_instance, state) => ({
+      meta: state.storage.sql.exec<{ key: string; value: string }>("SELECT key, value FROM meta WHERE key IN ('schema', 'schema_min') ORDER BY key").toArray(),
+      seenRows: state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM seen").one().n,
+      keys: state.storage.sql.exec<{ count_key: string }>("SELECT count_key FROM counted WHERE settled = ? ORDER BY count_key", SEEN_KEY).toArray().map((r) => r.count_key),
+      remembered: seenKeys(state.storage.sql).map((r) => r.key),
+    }));
+    expect(stored.meta).toEqual([{ key: "schema", value: String(ACCOUNT_SCHEMA_VERSION) }, { key: "schema_min", value: "3" }]);
+    expect(stored.seenRows).toBe(0);
+    // Each key right behind its Sid's count key; the token as it was.
+    expect(stored.keys).toEqual([seenKey(call.countKey, call.dedupeKey), "idem:token-1", seenKey(message.countKey, message.dedupeKey)].sort());
+    expect(stored.keys[0]).toBe(`${call.countKey}:completed`);
+    expect(stored.remembered).toEqual([message.dedupeKey, call.dedupeKey, "idem:token-1"].sort());
+
+    expect(await guard(sid).record(message, null)).toEqual({ duplicate: true, blocked: false });
+    expect(await guard(sid).record(call, null)).toEqual({ duplicate: true, blocked: false });
+    expect(await guard(sid).record(sms(sid), "token-1")).toEqual({ duplicate: true, blocked: false });
+    const day = async () => (await guard(sid).snapshot()).windows.find((w) => w.window === "day")!;
+    expect(await day()).toMatchObject({ events: 2, usd: 0.0219 });
+    const fresh = sms(sid);
+    expect(await guard(sid).record(fresh, null)).toEqual({ duplicate: false, blocked: false });
+    expect(await guard(sid).record(fresh, null)).toEqual({ duplicate: true, blocked: false });
+    expect(await day()).toMatchObject({ events: 3 });
+  });
+
+  it("keeps schema 4's event-path statements working (rollback), and a retry of what they recorded is a duplicate", async () => {
+    const sid = uniqueSid();
+    const before = sms(sid);
+    await guard(sid).record(before, null);
+    const rolledBack = sms(sid);
+    const now = Date.now();
+    const seenByOldCode = await runInDurableObject(guard(sid), (_instance, state) => {
+      const sql = state.storage.sql;
+      return state.storage.transactionSync(() => {
+        // Schema 4's own statements for one event (account-guard.ts before schema 6), for a new event…
+        sql.exec("INSERT OR IGNORE INTO seen (key, at_ms) VALUES (?, ?)", rolledBack.dedupeKey, now);
+        const entry = sql.exec("SELECT usd_micros, settled, at_ms FROM counted WHERE count_key = ?", rolledBack.countKey).toArray();
+        sql.exec("INSERT OR REPLACE INTO counted (count_key, at_ms, usd_micros, settled) VALUES (?, ?, ?, ?)", rolledBack.countKey, now, 7900, 1);
+        sql.exec(
+          `INSERT INTO totals (window, window_id, start_ms, usd_micros, events, counted_micros, twilio_micros) VALUES ('day', ?, ?, ?, ?, ?, NULL)
+           ON CONFLICT (window, window_id) DO UPDATE SET usd_micros = excluded.usd_micros, events = excluded.events, counted_micros = excluded.counted_micros`,
+          windowId("day", now), windowStart("day", now), 15800, 2, 15800,
+        );
+        // … and a retry of one the new code recorded: its key is not where schema 4 looks, but its Sid's entry is, so it adds nothing.
+        const retryEntry = sql.exec<{ settled: number }>("SELECT usd_micros, settled, at_ms FROM counted WHERE count_key = ?", before.countKey).toArray();
+        return { entry: entry.length, retryEntry: retryEntry.map((r) => r.settled) };
+      });
+    });
+    expect(seenByOldCode).toEqual({ entry: 0, retryEntry: [1] });
+
+    await evictDurableObject(guard(sid)); // the new release starts again
+    expect(await guard(sid).record(rolledBack, null)).toEqual({ duplicate: true, blocked: false });
+    expect(await guard(sid).record(before, null)).toEqual({ duplicate: true, blocked: false });
+    expect((await guard(sid).snapshot()).windows.find((w) => w.window === "day")).toMatchObject({ events: 2 });
   });
 });

@@ -11,7 +11,7 @@ import { describe, expect, it } from "vitest";
 import type { AccountGuard } from "../../src/breaker/account-guard.ts";
 import { classifyWebhook, type BillableEvent } from "../../src/ledger/classify.ts";
 import { windowStart } from "../../src/ledger/windows.ts";
-import { guard } from "../support/guard.ts";
+import { guard, seenKeys } from "../support/guard.ts";
 import { messageStatus, uniqueSid } from "../support/twilio.ts";
 
 const EVENTS = Number((env as unknown as { STORAGE_EVENTS?: string }).STORAGE_EVENTS || "2000");
@@ -33,8 +33,10 @@ describe("storage per account per day", () => {
     const measured = await runInDurableObject(guard(account), async (instance: AccountGuard, state) => {
       const before = state.storage.sql.databaseSize;
       for (let i = 0; i < EVENTS; i++) await instance.record(delivered(account), null, day + Math.floor((i * 86_000_000) / EVENTS));
-      const rows = (table: string) => state.storage.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM ${table}`).one().n;
-      return { before, after: state.storage.sql.databaseSize, seen: rows("seen"), counted: rows("counted") };
+      // Since schema 6 the event keys are rows of `counted` too (src/breaker/schema.ts): counted here apart.
+      const seen = seenKeys(state.storage.sql).length;
+      const rows = state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM counted").one().n;
+      return { before, after: state.storage.sql.databaseSize, seen, counted: rows - seen };
     });
     const keysOnly = await runInDurableObject(env.ACCOUNT_GUARD.getByName(uniqueSid()), async (_instance, state) => {
       const sql = state.storage.sql;

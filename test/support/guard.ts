@@ -4,6 +4,7 @@
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import type { AccountGuard } from "../../src/breaker/account-guard.ts";
+import { SEEN_KEY } from "../../src/breaker/schema.ts";
 
 export function guard(sid: string): DurableObjectStub<AccountGuard> {
   return env.ACCOUNT_GUARD.getByName(sid);
@@ -58,8 +59,8 @@ export async function ledgerRows(sid: string) {
     const rows = (query: string) => state.storage.sql.exec(query).toArray();
     return {
       totals: rows("SELECT window, window_id, usd_micros, events, counted_micros FROM totals ORDER BY window, window_id"),
-      counted: rows("SELECT count_key, at_ms, usd_micros, settled FROM counted ORDER BY count_key"),
-      seen: rows("SELECT key, at_ms FROM seen ORDER BY key"),
+      counted: rows(`SELECT count_key, at_ms, usd_micros, settled FROM counted WHERE settled != ${SEEN_KEY} ORDER BY count_key`),
+      seen: seenKeys(state.storage.sql),
       recent: rows("SELECT seq, at_ms, kind, sid, status, usd_micros, counted, duplicate, blocked FROM recent_events ORDER BY seq"),
       buckets: rows("SELECT grain, start_ms, usd_micros, events, blocked FROM usage_buckets ORDER BY grain, start_ms"),
       outbox: rows("SELECT kind, state FROM outbox ORDER BY id"),
@@ -85,4 +86,18 @@ export async function dropEgressTables(sid: string): Promise<void> {
     for (const table of EGRESS_TABLE_NAMES) state.storage.sql.exec(`DROP TABLE IF EXISTS ${table}`);
   });
   await evictDurableObject(guard(sid));
+}
+
+/**
+ * The event keys an account remembers, as the events name them (`Sid:status`, `idem:…`): since schema 6
+ * they are rows of `counted` (src/breaker/schema.ts, seenKey); `seen` holds what a previous release wrote.
+ */
+export function seenKeys(sql: SqlStorage): Array<{ key: string; at_ms: number }> {
+  return sql
+    .exec<{ key: string; at_ms: number }>(
+      `SELECT CASE WHEN substr(count_key, 1, 5) = 'idem:' THEN count_key ELSE substr(count_key, instr(count_key, ':') + 1) END AS key, at_ms
+       FROM counted WHERE settled = ? UNION ALL SELECT key, at_ms FROM seen ORDER BY key`,
+      SEEN_KEY,
+    )
+    .toArray();
 }
