@@ -59,7 +59,7 @@ import { checkPumping } from "../egress/pumping.ts";
 import { callReservation, priceSend } from "../egress/send.ts";
 import { decideReservation, releaseAsDuplicate, settleReservation, type Reservation, type Settlement } from "../ledger/reservations.ts";
 import { GRAINS, bucketsFor, buildSeries, oldestKept, type BucketRow, type Grain, type UsageSeries } from "../ledger/buckets.ts";
-import { UNKNOWN, addSend, correctSend, decodeCountries, encodeCountries, type CountryDelta } from "../ledger/countries.ts";
+import { UNKNOWN, addSendStored, correctSendStored, decodeCountries, type CountryDelta } from "../ledger/countries.ts";
 import { SUMMARY_PUSH_INTERVAL_MS, summarise, type AccountSummary } from "../accounts/summary.ts";
 
 export interface UsageTriggerFiring {
@@ -579,9 +579,15 @@ export class AccountGuard extends GuardObject {
     const stored = this.sql.exec<{ grain: string; countries: string | null }>(READ_BUCKET_COUNTRIES(buckets.length), ...keys).toArray();
     const writes: Array<string | number> = [];
     for (const b of buckets) {
-      const before = decodeCountries(stored.find((row) => row.grain === b.grain)?.countries ?? null);
-      const after = how === "add" ? addSend(before, country, delta) : correctSend(before, country, delta);
-      if (after !== null) writes.push(b.grain, b.startMs, encodeCountries(after));
+      let before: string | null = null;
+      for (const row of stored) {
+        if (row.grain !== b.grain) continue;
+        before = row.countries;
+        break;
+      }
+      // On the stored JSON itself (no Map per bucket: this runs with every send and settlement).
+      const after = how === "add" ? addSendStored(before, country, delta) : correctSendStored(before, country, delta);
+      if (after !== null) writes.push(b.grain, b.startMs, after);
     }
     if (writes.length > 0) this.sql.exec(WRITE_BUCKET_COUNTRIES(writes.length / 3), ...writes);
   }
