@@ -22,6 +22,8 @@
 //   - STALLS_HEAP=1 (what a scavenge did not collect) or STALLS_HEAP=all (every allocation): V8's sampling
 //     heap profiler on the Worker's isolate over the measured sends, bytes per send by allocating function
 //     (src/ through the bundle's source map). The inspector attached adds its own (formatLog).
+//     STALLS_HEAP_UNDER=<regex> also prints what was allocated below frames matching it ("name file:line"),
+//     e.g. '^(reserveSends?|settleSends|#reserveOne) ' for the Durable Object's side of a send.
 // Output: a summary per stall, and STALLS_OUT (default /tmp/stalls.json) with every send, poll and line.
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
