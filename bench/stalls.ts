@@ -22,6 +22,8 @@
 //   - STALLS_HEAP=1 (what a scavenge did not collect) or STALLS_HEAP=all (every allocation): V8's sampling
 //     heap profiler on the Worker's isolate over the measured sends, bytes per send by allocating function
 //     (src/ through the bundle's source map). The inspector attached adds its own (formatLog).
+//     STALLS_HEAP_UNDER=<regex> also prints what was allocated below frames matching it ("name file:line"),
+//     e.g. '^(reserveSends?|settleSends|#reserveOne) ' for the Durable Object's side of a send.
 // Output: a summary per stall, and STALLS_OUT (default /tmp/stalls.json) with every send, poll and line.
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
@@ -290,7 +292,11 @@ if (heapProfile) {
   };
   const self = new Map<string, number>();
   const stacks = new Map<string, number>();
+  // STALLS_HEAP_UNDER=<regex>: also the allocations below a frame matching it (e.g. the Durable Object's side of a send).
+  const under = process.env.STALLS_HEAP_UNDER ? new RegExp(process.env.STALLS_HEAP_UNDER) : null;
+  const selfUnder = new Map<string, number>();
   let total = 0;
+  let totalUnder = 0;
   const walk = (n: HeapNode, path: string[]) => {
     const name = `${n.callFrame.functionName || "(anonymous)"} ${where(n.callFrame)}`;
     const here = [...path, name];
@@ -299,6 +305,10 @@ if (heapProfile) {
       self.set(name, (self.get(name) ?? 0) + n.selfSize);
       const stack = here.slice(-5).reverse().join(" < ");
       stacks.set(stack, (stacks.get(stack) ?? 0) + n.selfSize);
+      if (under !== null && here.some((f) => under.test(f))) {
+        totalUnder += n.selfSize;
+        selfUnder.set(name, (selfUnder.get(name) ?? 0) + n.selfSize);
+      }
     }
     for (const c of n.children) walk(c, here);
   };
@@ -307,6 +317,10 @@ if (heapProfile) {
   for (const [name, bytes] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 25)) console.log(`  ${(bytes / sends.length).toFixed(0).padStart(6)} B/send  ${name}`);
   console.log("by stack (innermost first):");
   for (const [name, bytes] of [...stacks].sort((a, b) => b[1] - a[1]).slice(0, 25)) console.log(`  ${(bytes / sends.length).toFixed(0).padStart(6)} B/send  ${name}`);
+  if (under !== null) {
+    console.log(`below frames matching ${under}: ${(totalUnder / sends.length).toFixed(0)} B per send; by allocating function:`);
+    for (const [name, bytes] of [...selfUnder].sort((a, b) => b[1] - a[1]).slice(0, 30)) console.log(`  ${(bytes / sends.length).toFixed(0).padStart(6)} B/send  ${name}`);
+  }
 }
 // GC accounting from --trace-gc-nvp: the isolate with the most GCs (the Worker's; Miniflare's own is small).
 interface Gc { t: number; isolate: string; gc: string; pause: number; allocated?: number; promoted?: number; start_old_gen_consumed_size: number; end_old_gen_consumed_size: number; start_global_consumed_size: number; end_global_consumed_size: number; reason: string }

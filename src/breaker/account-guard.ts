@@ -59,7 +59,7 @@ import { checkPumping } from "../egress/pumping.ts";
 import { callReservation, priceSend } from "../egress/send.ts";
 import { decideReservation, releaseAsDuplicate, settleReservation, type Reservation, type Settlement } from "../ledger/reservations.ts";
 import { GRAINS, bucketsFor, buildSeries, oldestKept, type BucketRow, type Grain, type UsageSeries } from "../ledger/buckets.ts";
-import { UNKNOWN, addSend, correctSend, decodeCountries, encodeCountries, type CountryDelta } from "../ledger/countries.ts";
+import { UNKNOWN, addSendStored, correctSendStored, decodeCountries, type CountryDelta } from "../ledger/countries.ts";
 import { SUMMARY_PUSH_INTERVAL_MS, summarise, type AccountSummary } from "../accounts/summary.ts";
 
 export interface UsageTriggerFiring {
@@ -120,6 +120,12 @@ export class AccountGuard extends GuardObject {
   readonly #egress: EgressStore;
   /** Whether `seen` holds keys a previous release wrote, once read (see #inSeenTable). */
   #seenHolds: boolean | null = null;
+  /**
+   * usage_buckets.countries as stored, by "grain start", for the buckets #moveCountry read or wrote
+   * (only it writes the column): a send's country figures cost no SELECT. Dropped with the other
+   * copies (a rollback, an alarm) and by a prune.
+   */
+  readonly #bucketCountries = new Map<string, string | null>();
   /** Inside record's and recordBatch's transaction: usage-bucket additions and recent events, written at its end (#withEventWrites). */
   #eventWrites: EventWrites | null = null;
 
@@ -143,6 +149,7 @@ export class AccountGuard extends GuardObject {
     this.#recentSeq = null;
     this.#lastActivityMs = null;
     this.#egress.forget();
+    this.#bucketCountries.clear();
   }
 
   get #config(): Config {
@@ -574,14 +581,29 @@ export class AccountGuard extends GuardObject {
    */
   #moveCountry(atMs: number, country: string | null, delta: CountryDelta, how: "add" | "correct"): void {
     const buckets = bucketsFor(atMs);
+    const known = this.#bucketCountries;
     const keys: Array<string | number> = [];
-    for (const b of buckets) keys.push(b.grain, b.startMs);
-    const stored = this.sql.exec<{ grain: string; countries: string | null }>(READ_BUCKET_COUNTRIES(buckets.length), ...keys).toArray();
+    for (const b of buckets) if (!known.has(`${b.grain} ${b.startMs}`)) keys.push(b.grain, b.startMs);
+    if (keys.length > 0) {
+      if (known.size > MAX_BUCKET_COUNTRIES_KEPT) {
+        known.clear();
+        keys.length = 0;
+        for (const b of buckets) keys.push(b.grain, b.startMs);
+      }
+      // A bucket without a row reads as null, as its row with no send yet does (both: no countries).
+      for (let i = 0; i < keys.length; i += 2) known.set(`${keys[i]} ${keys[i + 1]}`, null);
+      for (const row of this.sql.exec<{ grain: string; start_ms: number; countries: string | null }>(READ_BUCKET_COUNTRIES(keys.length / 2), ...keys)) {
+        known.set(`${row.grain} ${row.start_ms}`, row.countries);
+      }
+    }
     const writes: Array<string | number> = [];
     for (const b of buckets) {
-      const before = decodeCountries(stored.find((row) => row.grain === b.grain)?.countries ?? null);
-      const after = how === "add" ? addSend(before, country, delta) : correctSend(before, country, delta);
-      if (after !== null) writes.push(b.grain, b.startMs, encodeCountries(after));
+      const key = `${b.grain} ${b.startMs}`;
+      // On the stored JSON itself (no Map per bucket: this runs with every send and settlement).
+      const after = how === "add" ? addSendStored(known.get(key) ?? null, country, delta) : correctSendStored(known.get(key) ?? null, country, delta);
+      if (after === null) continue;
+      writes.push(b.grain, b.startMs, after);
+      known.set(key, after);
     }
     if (writes.length > 0) this.sql.exec(WRITE_BUCKET_COUNTRIES(writes.length / 3), ...writes);
   }
@@ -1090,6 +1112,7 @@ export class AccountGuard extends GuardObject {
       this.#lastActivityMs = null;
       this.#egress.prune(now, now - SEEN_RETENTION_MS);
       for (const grain of GRAINS) this.sql.exec("DELETE FROM usage_buckets WHERE grain = ? AND start_ms < ?", grain, oldestKept(grain, now));
+      this.#bucketCountries.clear();
       if (more) this.setMeta("prune_at", String(now + PRUNE_INTERVAL_MS));
       else this.deleteMeta("prune_at");
     });
@@ -1137,9 +1160,11 @@ const ADD_TO_BUCKETS = perRowCount(
   (n) => `INSERT INTO usage_buckets (grain, start_ms, usd_micros, events, blocked) VALUES ${rowPlaceholders(n, 5)}
    ON CONFLICT (grain, start_ms) DO UPDATE SET usd_micros = usd_micros + excluded.usd_micros, events = events + excluded.events, blocked = blocked + excluded.blocked`,
 );
+/** Buckets whose country figures #moveCountry keeps (the current hour and day, and a few a settlement corrects). */
+const MAX_BUCKET_COUNTRIES_KEPT = 8;
 /** The country figures of `n` usage buckets, each named by (grain, start); one bucket per grain. */
 const READ_BUCKET_COUNTRIES = perRowCount(
-  (n) => `SELECT grain, countries FROM usage_buckets WHERE ${Array.from({ length: n }, () => "(grain = ? AND start_ms = ?)").join(" OR ")}`,
+  (n) => `SELECT grain, start_ms, countries FROM usage_buckets WHERE ${Array.from({ length: n }, () => "(grain = ? AND start_ms = ?)").join(" OR ")}`,
 );
 /** Sets the country figures of `n` usage buckets (grain, start, countries per row), creating them empty. */
 const WRITE_BUCKET_COUNTRIES = perRowCount(

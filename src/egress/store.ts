@@ -12,6 +12,10 @@ import { MAX_EGRESS_KEYS } from "./keys.ts";
 
 /** "Last used" is kept to the minute: a send does not rewrite the key's row more than once a minute. */
 const LAST_USED_RESOLUTION_MS = 60_000;
+/** What an unknown key id is compared against (a hash is 64 hex digits). */
+const UNKNOWN_KEY_HASH = "0".repeat(64);
+/** Countries whose first-send row is remembered: every ISO 3166 code and the unknown one fit. */
+const MAX_COUNTRIES_REMEMBERED = 512;
 
 export interface EgressKeyView {
   id: string;
@@ -33,6 +37,13 @@ export class EgressStore {
   readonly #sql: SqlStorage;
   /** Whether the tables exist, once known (null: ask storage). */
   #present: boolean | null = null;
+  /**
+   * Copies of storage that save statements on every send, dropped with forget() (a rolled-back
+   * transaction, an alarm): live keys read (hash, last use as stored; at most MAX_EGRESS_KEYS, only this
+   * store writes them) and countries known to have their first-send row (a bounded set of ISO codes).
+   */
+  readonly #keys = new Map<string, { hash: string; lastUsedAt: number | null }>();
+  readonly #countriesSeen = new Set<string>();
   constructor(sql: SqlStorage) {
     this.#sql = sql;
   }
@@ -40,6 +51,8 @@ export class EgressStore {
   /** Forgets whether the tables exist: a rolled-back transaction may have created them. */
   forget(): void {
     this.#present = null;
+    this.#keys.clear();
+    this.#countriesSeen.clear();
   }
 
   /** Whether the gate's tables exist (read from storage once). */
@@ -78,21 +91,34 @@ export class EgressStore {
   /** False when there is no such live key. */
   revokeKey(id: string, nowMs: number): boolean {
     if (!this.present) return false;
+    this.#keys.delete(id);
     return this.#sql.exec("UPDATE egress_keys SET revoked_at_ms = ? WHERE id = ? AND revoked_at_ms IS NULL", nowMs, id).rowsWritten > 0;
   }
 
   /** Constant-time check of a presented key's hash; a match records the time it was last used. */
   useKey(id: string, hash: string, nowMs: number): boolean {
-    const row = this.present ? this.#sql.exec<{ hash: string }>("SELECT hash FROM egress_keys WHERE id = ? AND revoked_at_ms IS NULL", id).toArray()[0] : undefined;
+    const row = this.#liveKey(id);
     // Compare against a dummy when absent, so an unknown id costs what a wrong key costs.
-    const ok = timingSafeEqualString(row?.hash ?? "0".repeat(64), hash) && row !== undefined;
-    if (ok) {
-      this.#sql.exec(
-        "UPDATE egress_keys SET last_used_at_ms = ? WHERE id = ? AND (last_used_at_ms IS NULL OR last_used_at_ms <= ?)",
-        nowMs, id, nowMs - LAST_USED_RESOLUTION_MS,
-      );
+    const ok = timingSafeEqualString(row?.hash ?? UNKNOWN_KEY_HASH, hash) && row !== undefined;
+    // The last use is written when the stored one is older than the resolution (known from the copy: no statement otherwise).
+    if (ok && (row.lastUsedAt === null || row.lastUsedAt <= nowMs - LAST_USED_RESOLUTION_MS)) {
+      this.#sql.exec("UPDATE egress_keys SET last_used_at_ms = ? WHERE id = ?", nowMs, id);
+      row.lastUsedAt = nowMs;
     }
     return ok;
+  }
+
+  /** A live key's hash and last use, from the copy or storage (undefined: no such live key; not kept). */
+  #liveKey(id: string): { hash: string; lastUsedAt: number | null } | undefined {
+    const known = this.#keys.get(id);
+    if (known !== undefined || !this.present) return known;
+    const row = this.#sql
+      .exec<{ hash: string; last_used_at_ms: number | null }>("SELECT hash, last_used_at_ms FROM egress_keys WHERE id = ? AND revoked_at_ms IS NULL", id)
+      .toArray()[0];
+    if (row === undefined) return undefined;
+    const key = { hash: row.hash, lastUsedAt: row.last_used_at_ms };
+    this.#keys.set(id, key);
+    return key;
   }
 
   // ---- pumping counters
@@ -112,8 +138,14 @@ export class EgressStore {
 
   /** True when the account had never sent to this country (or to a number of unknown country: `?`). */
   firstSendTo(country: string | null, nowMs: number): boolean {
+    const key = country ?? "?";
+    if (this.#countriesSeen.has(key)) return false;
     this.#ensure();
-    return this.#sql.exec("INSERT OR IGNORE INTO egress_countries (country, first_at_ms) VALUES (?, ?)", country ?? "?", nowMs).rowsWritten > 0;
+    const first = this.#sql.exec("INSERT OR IGNORE INTO egress_countries (country, first_at_ms) VALUES (?, ?)", key, nowMs).rowsWritten > 0;
+    // Rows are never deleted (but by a rollback, which calls forget()); the bound only guards against the unexpected.
+    if (this.#countriesSeen.size >= MAX_COUNTRIES_REMEMBERED) this.#countriesSeen.clear();
+    this.#countriesSeen.add(key);
+    return first;
   }
 
   /** When the account first sent to each country (the unknown country, stored as `?`, under `unknownKey`). */

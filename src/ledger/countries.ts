@@ -81,6 +81,52 @@ export function decodeCountries(text: string | null): Map<string, CountryFigures
   return map;
 }
 
+/**
+ * addSend and correctSend on the storage form itself, for the AccountGuard's hot path (each send and
+ * settlement rewrites two buckets): the parsed JSON object's arrays are changed in place and written
+ * back, with no Map, figure objects or entry arrays between. Same result as
+ * `encodeCountries(addSend(decodeCountries(text), …))` (and correctSend's, null included): keys keep
+ * their order, a new key goes last (test/ledger/countries.test.ts checks them against each other).
+ */
+export function addSendStored(text: string | null, country: string | null, delta: CountryDelta): string {
+  const parsed = parseStored(text);
+  const own = countryKey(country);
+  let key = own;
+  if (!Object.hasOwn(parsed, own)) {
+    let names = 0;
+    for (const k in parsed) if (k !== OTHER) names++;
+    if (names >= MAX_COUNTRIES_PER_BUCKET) key = OTHER;
+  }
+  addTo(parsed, key, delta);
+  return JSON.stringify(parsed);
+}
+
+/** correctSend on the storage form (see addSendStored); null when the bucket no longer holds the send. */
+export function correctSendStored(text: string | null, country: string | null, delta: CountryDelta): string | null {
+  const parsed = parseStored(text);
+  const own = countryKey(country);
+  const key = Object.hasOwn(parsed, own) ? own : Object.hasOwn(parsed, OTHER) ? OTHER : null;
+  if (key === null) return null;
+  addTo(parsed, key, delta);
+  return JSON.stringify(parsed);
+}
+
+type StoredFigures = Record<string, [number, number, number]>;
+
+function parseStored(text: string | null): StoredFigures {
+  return text === null || text === "" ? {} : (JSON.parse(text) as StoredFigures);
+}
+
+function addTo(parsed: StoredFigures, key: string, d: CountryDelta): void {
+  const f = Object.hasOwn(parsed, key) ? parsed[key] : undefined;
+  if (f === undefined) parsed[key] = [d.sends, d.usdMicros, d.blocked];
+  else {
+    f[0] += d.sends;
+    f[1] += d.usdMicros;
+    f[2] += d.blocked;
+  }
+}
+
 /** One country's line in an answer. */
 export interface CountryPoint {
   country: string;

@@ -65,6 +65,12 @@ export function limitLabel(limit: Limit): string {
   return limit.usd !== undefined ? `${limit.window} ${limit.usd} USD` : `${limit.window} ${limit.events} events`;
 }
 
+/** applyEvent's scratch, per window kind (ALL_WINDOWS order): totals before, and what the event adds. */
+const BEFORE_USD = new Float64Array(ALL_WINDOWS.length);
+const BEFORE_EVENTS = new Float64Array(ALL_WINDOWS.length);
+const ADDED_USD = new Float64Array(ALL_WINDOWS.length);
+const ADDED_EVENTS = new Float64Array(ALL_WINDOWS.length);
+
 /**
  * Adds an event to the windows current at `nowMs` and evaluates the policy's limits.
  *
@@ -88,23 +94,31 @@ export function applyEvent(
   current: readonly WindowTotals[],
   nowMs: number,
   add: Addition,
-  perWindow: Partial<Record<WindowKind, Addition>> = {},
+  perWindow?: Partial<Record<WindowKind, Addition>>,
 ): Evaluation {
-  // Per window kind, in ALL_WINDOWS order (arrays, not Maps: this runs on every event and every send).
-  const additions: Addition[] = [];
-  const before: WindowTotals[] = [];
+  // Per window kind, in ALL_WINDOWS order: the totals after (the answer), and what was before and what is
+  // added in the module's scratch arrays (this runs twice per send and once per event: no garbage for them).
   const after: WindowTotals[] = [];
-  for (const window of ALL_WINDOWS) {
-    const a = perWindow[window] ?? add;
+  for (let w = 0; w < ALL_WINDOWS.length; w++) {
+    const window = ALL_WINDOWS[w]!;
+    const a = perWindow?.[window] ?? add;
     if (!Number.isSafeInteger(a.usdMicros) || !Number.isSafeInteger(a.events)) {
       throw new RangeError("applyEvent adds integer micro-dollars and integer events");
     }
     const id = windowId(window, nowMs);
-    const row = current.find((c) => c.window === window && c.windowId === id);
-    const b = { window, windowId: id, usdMicros: row?.usdMicros ?? 0, events: row?.events ?? 0 };
-    additions.push(a);
-    before.push(b);
-    after.push({ window, windowId: id, usdMicros: Math.max(0, b.usdMicros + a.usdMicros), events: Math.max(0, b.events + a.events) });
+    let usdMicros = 0;
+    let events = 0;
+    for (const c of current) {
+      if (c.window !== window || c.windowId !== id) continue;
+      usdMicros = c.usdMicros;
+      events = c.events;
+      break;
+    }
+    BEFORE_USD[w] = usdMicros;
+    BEFORE_EVENTS[w] = events;
+    ADDED_USD[w] = a.usdMicros;
+    ADDED_EVENTS[w] = a.events;
+    after.push({ window, windowId: id, usdMicros: Math.max(0, usdMicros + a.usdMicros), events: Math.max(0, events + a.events) });
   }
 
   let crossed: Limit | null = null;
@@ -113,9 +127,10 @@ export function applyEvent(
   for (let limitIndex = 0; limitIndex < policy.limits.length; limitIndex++) {
     const limit = policy.limits[limitIndex]!;
     const w = ALL_WINDOWS.indexOf(limit.window);
-    const b = used(limit, before[w]!);
+    const byUsd = limit.usd !== undefined;
+    const b = byUsd ? BEFORE_USD[w]! : BEFORE_EVENTS[w]!;
     const a = used(limit, after[w]!);
-    if (used(limit, additions[w]!) > 0 && a > limitValue(limit)) {
+    if ((byUsd ? ADDED_USD[w]! : ADDED_EVENTS[w]!) > 0 && a > limitValue(limit)) {
       if (crossed === null) {
         crossed = limit;
         crossedIndex = limitIndex;

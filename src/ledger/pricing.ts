@@ -17,11 +17,24 @@ export const RESERVED_CALL_MINUTES = 1;
  * digits so that binary noise (1.0000005 * 1e6 = 1000000.4999…) does not decide the rounding.
  */
 export function toMicros(usd: number): number {
+  const known = MICROS_OF.get(usd);
+  if (known !== undefined) return known;
   if (!Number.isFinite(usd)) throw new RangeError(`not a finite USD amount: ${usd}`);
   const scaled = Number((Math.abs(usd) * MICROS_PER_USD).toPrecision(15));
-  const micros = Math.round(scaled);
-  return usd < 0 && micros !== 0 ? -micros : micros;
+  const rounded = Math.round(scaled);
+  const micros = usd < 0 && rounded !== 0 ? -rounded : rounded;
+  if (MICROS_OF.size >= MICROS_REMEMBERED) MICROS_OF.clear();
+  MICROS_OF.set(usd, micros);
+  return micros;
 }
+
+/**
+ * toMicros's answers for amounts seen (a pure function of its argument): the same few prices and limits
+ * are converted several times per send and event (each a string from toPrecision and its parse).
+ * Bounded: Twilio's real prices vary; past this many the memo starts again.
+ */
+const MICROS_OF = new Map<number, number>();
+const MICROS_REMEMBERED = 256;
 
 /** Integer micro-USD → USD (for display and alerts only; never sum these). */
 export function fromMicros(micros: number): number {

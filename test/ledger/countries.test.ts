@@ -6,12 +6,15 @@ import {
   OTHER,
   UNKNOWN,
   addSend,
+  addSendStored,
   correctSend,
+  correctSendStored,
   countryLines,
   decodeCountries,
   encodeCountries,
   type CountryMap,
 } from "../../src/ledger/countries.ts";
+import { Seeded } from "../support/seeded.ts";
 
 const SEND = { sends: 1, usdMicros: 8_300, blocked: 0 };
 const REFUSED = { sends: 0, usdMicros: 0, blocked: 1 };
@@ -98,5 +101,38 @@ describe("countryLines", () => {
       { country: "GB", sends: 1, usd: 0.0083, blocked: 0 },
       { country: OTHER, sends: 1, usd: 0.0083, blocked: 0 },
     ]);
+  });
+});
+
+describe("addSendStored and correctSendStored", () => {
+  it("give the stored form the Map functions give, over seeded scripts past the bound", () => {
+    for (const seed of [1, 7, 42]) {
+      const rnd = new Seeded(seed);
+      let map: CountryMap = new Map();
+      let text: string | null = rnd.chance(0.5) ? null : "";
+      for (let step = 0; step < 400; step++) {
+        // 40 countries (past the bound of 24), the unknown one, and sends, refusals, releases, price moves.
+        const country = rnd.chance(0.05) ? null : String.fromCharCode(65 + rnd.int(2), 65 + rnd.int(20));
+        const delta = rnd.pick([SEND, REFUSED, RELEASE, { sends: 0, usdMicros: rnd.int(20_000) - 10_000, blocked: 0 }]);
+        if (rnd.chance(0.6)) {
+          map = addSend(map, country, delta);
+          text = addSendStored(text, country, delta);
+        } else {
+          const corrected = correctSend(map, country, delta);
+          const stored = correctSendStored(text, country, delta);
+          expect(stored === null, `seed ${seed} step ${step}`).toBe(corrected === null);
+          if (corrected === null || stored === null) continue;
+          map = corrected;
+          text = stored;
+        }
+        expect(text, `seed ${seed} step ${step}`).toBe(encodeCountries(map));
+      }
+      expect(decodeCountries(text).size).toBeLessThanOrEqual(MAX_COUNTRIES_PER_BUCKET + 1);
+    }
+  });
+
+  it("finds nothing to correct in an empty or absent bucket", () => {
+    expect(correctSendStored(null, "US", RELEASE)).toBeNull();
+    expect(correctSendStored("", "US", RELEASE)).toBeNull();
   });
 });

@@ -366,3 +366,23 @@ describe("reactivationResult", () => {
     expect(reactivationResult(breaker, "failed").effects).toEqual([]);
   });
 });
+
+describe("applyEvent's scratch arrays", () => {
+  it("answers each evaluation from its own inputs, whatever was evaluated before it", () => {
+    const p = policy([{ window: "minute", events: 3 }, { window: "day", usd: 1 }, { window: "month", events: 100 }], 0.5);
+    const heavy = applyEvent(p, [], NOW, { usdMicros: 900_000, events: 2 }).totals;
+    const evaluate = [
+      () => applyEvent(p, [], NOW, ONE_EVENT),
+      () => applyEvent(p, heavy, NOW, { usdMicros: 200_000, events: 1 }),
+      () => applyEvent(p, heavy, NOW, { usdMicros: 0, events: 1 }, { day: { usdMicros: 150_000, events: 0 }, month: { usdMicros: 0, events: 0 } }),
+    ];
+    const first = evaluate.map((f) => f());
+    expect(first.map((e) => e.crossed)).toEqual([null, { window: "day", usd: 1 }, { window: "day", usd: 1 }]);
+    expect(first.map((e) => e.warnings.map((w) => w.limitIndex))).toEqual([[], [], []]);
+    // Per window: the minute and hour windows get the event, the day and month nothing (3 of 3 events does not cross).
+    const minuteOnly = applyEvent(p, heavy, NOW, ONE_EVENT, { day: { usdMicros: 0, events: 0 }, month: { usdMicros: 0, events: 0 } });
+    expect(minuteOnly.crossed).toBeNull();
+    expect(minuteOnly.totals.map((t) => t.events)).toEqual([3, 3, 2, 2]);
+    expect([evaluate[2]!(), evaluate[0]!(), evaluate[1]!(), evaluate[0]!()]).toEqual([first[2], first[0], first[1], first[0]]);
+  });
+});

@@ -33,6 +33,17 @@ describe("toMicros", () => {
     expect([toMicros(1.0000005), toMicros(0.0000005), toMicros(-0.0000005)]).toEqual([1_000_001, 1, -1]);
   });
 
+  it("answers an amount seen before as the first time, a negative one apart, past its memo's bound too", () => {
+    // 600 amounts (past the memo's 256) with their negatives, asked three times in different orders.
+    const amounts = Array.from({ length: 600 }, (_, i) => (i % 2 === 0 ? 1 : -1) * (0.0000005 + i * 0.0013));
+    const first = amounts.map(toMicros);
+    expect(first.slice(0, 4)).toEqual([1, -1301, 2601, -3901]);
+    expect([...amounts].reverse().map(toMicros)).toEqual([...first].reverse());
+    expect(amounts.map((a) => toMicros(-a))).toEqual(first.map((m) => -m));
+    expect(amounts.map(toMicros)).toEqual(first);
+    expect([toMicros(-0), toMicros(0)]).toEqual([0, 0]);
+  });
+
   it("rounds below half a micro-dollar down", () => {
     expect(toMicros(0.0000004)).toBe(0);
   });
