@@ -1,5 +1,6 @@
 // A Worker that drives one account's AccountGuard Durable Object directly (bench/sections/breaker.ts):
-// the same RPC the webhook path makes, `env.ACCOUNT_GUARD.getByName(sid).record(event, token, now)`,
+// the same RPC the webhook path makes for a lone event, `env.ACCOUNT_GUARD.getByName(sid).recordEvent(event, token, now)`
+// (record() on a tree whose AccountGuard has no recordEvent: the A/B's base),
 // with events built by the guard's own classifier, `concurrency` calls in flight. No HTTP parsing, no
 // signature check, no origin: what is left is the Durable Object's own work and its RPC.
 //   POST /drive {sid, n, concurrency, prefix}  →  {n, blocked, duplicates}
@@ -10,8 +11,26 @@ interface Env {
   ACCOUNT_GUARD: {
     getByName(name: string): {
       record(event: unknown, idempotencyToken: string | null, atMs?: number): Promise<{ duplicate: boolean; blocked: boolean }>;
+      recordEvent(event: unknown, idempotencyToken: string | null, atMs?: number): Promise<number>;
     };
   };
+}
+
+/** Whether the tree's AccountGuard has recordEvent (the verdict as a number: bit 1 duplicate, bit 2 blocked), once known. */
+let hasRecordEvent: boolean | undefined;
+
+async function recordOne(g: ReturnType<Env["ACCOUNT_GUARD"]["getByName"]>, event: unknown, token: string): Promise<{ duplicate: boolean; blocked: boolean }> {
+  if (hasRecordEvent !== false) {
+    try {
+      const bits = await g.recordEvent(event, token, Date.now());
+      hasRecordEvent = true;
+      return { duplicate: (bits & 1) !== 0, blocked: (bits & 2) !== 0 };
+    } catch (error) {
+      if (hasRecordEvent === true || !(error instanceof Error) || !error.message.includes("does not implement")) throw error;
+      hasRecordEvent = false;
+    }
+  }
+  return g.record(event, token, Date.now());
 }
 
 export default {
@@ -36,7 +55,7 @@ export default {
           ]),
         );
         if (event.kind === "not-billable") throw new Error(event.reason);
-        const verdict = await env.ACCOUNT_GUARD.getByName(sid).record(event, `${prefix}-${i}`, Date.now());
+        const verdict = await recordOne(env.ACCOUNT_GUARD.getByName(sid), event, `${prefix}-${i}`);
         if (verdict.blocked) blocked++;
         if (verdict.duplicate) duplicates++;
       }

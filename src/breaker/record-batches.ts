@@ -22,7 +22,7 @@
 // record() did; the port sends a status callback's write to LEDGER_RETRY, one version-1 message per
 // event, which every release's consumer reads); an event the Durable Object could not record is
 // answered `failed` alone and treated the same way, the others standing.
-import type { RecordOutcome, RecordVerdict } from "../ledger/port.ts";
+import { verdictFromBits, type RecordOutcome, type RecordVerdict, type VerdictBits } from "../ledger/port.ts";
 import type { LedgerWrite } from "./ledger-queue.ts";
 import { metrics } from "../observability/metrics.ts";
 import { GroupCommit, MAX_ITEMS_PER_CALL, isMissingRpcMethod, sizeLabel, type BatchCall, type GroupCommitOptions, type KeepAlive } from "./group-commit.ts";
@@ -77,21 +77,34 @@ export function verdictOf(outcome: RecordOutcome): RecordVerdict {
   return { duplicate: outcome.duplicate, blocked: outcome.blocked };
 }
 
-/** The account's Durable Object as a RecordCall needs it (AccountGuard's record and recordBatch). */
+/** The account's Durable Object as a RecordCall needs it (AccountGuard's recordEvent, record and recordBatch). */
 export interface RecordingGuard {
+  recordEvent(event: LedgerWrite["event"], idempotencyToken: string | null, atMs?: number, reservationId?: string): Promise<VerdictBits>;
   record(event: LedgerWrite["event"], idempotencyToken: string | null, atMs?: number, reservationId?: string): Promise<RecordVerdict>;
   recordBatch(sid: string, writes: LedgerWrite[]): Promise<RecordOutcome[]>;
 }
 
 /**
- * The call to an account's Durable Object: a lone event with record() (what every release has), more
- * with recordBatch(). During a deploy the object may still run the previous release, which has no
- * recordBatch: the events are then recorded one after the other with record(), in order.
+ * The call to an account's Durable Object: a lone event with recordEvent() (record() answering a number,
+ * cheaper for the runtime than an object), more with recordBatch(). During a deploy the object may
+ * still run the previous release, which has no recordEvent: a lone event then goes with record(),
+ * what every release has (the failed call ran nothing). An object older still, without recordBatch,
+ * gets several events one after the other with record(), in order.
  */
 export function recordCall(account: string, guard: () => RecordingGuard): RecordCall {
-  const one = async (g: RecordingGuard, w: LedgerWrite): Promise<RecordVerdict> => {
+  const old = async (g: RecordingGuard, w: LedgerWrite): Promise<RecordVerdict> => {
     const v = await g.record(w.event, w.idempotencyToken, w.atMs, w.reservationId);
     return { duplicate: v.duplicate, blocked: v.blocked };
+  };
+  const one = async (g: RecordingGuard, w: LedgerWrite): Promise<RecordVerdict> => {
+    let bits: VerdictBits;
+    try {
+      bits = await g.recordEvent(w.event, w.idempotencyToken, w.atMs, w.reservationId);
+    } catch (error) {
+      if (!isMissingRpcMethod(error, "recordEvent")) throw error;
+      return old(g, w);
+    }
+    return verdictFromBits(bits);
   };
   return async (writes) => {
     metrics.inc("guard_ledger_calls_total", { events: sizeLabel(writes.length) });
@@ -103,7 +116,7 @@ export function recordCall(account: string, guard: () => RecordingGuard): Record
     } catch (error) {
       if (!isMissingRpcMethod(error, "recordBatch")) throw error;
       const outcomes: RecordOutcome[] = [];
-      for (const w of writes) outcomes.push(await one(g, w).catch((): RecordOutcome => ({ failed: true })));
+      for (const w of writes) outcomes.push(await old(g, w).catch((): RecordOutcome => ({ failed: true })));
       return outcomes;
     }
   };

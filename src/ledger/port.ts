@@ -9,6 +9,25 @@ export interface RecordVerdict {
   blocked: boolean;
 }
 
+/**
+ * A verdict as AccountGuard.recordEvent answers it: a number (bit 1 duplicate, bit 2 blocked). The runtime
+ * answers an RPC whose result is a number for less than one whose result is an object (docs/benchmarks.md).
+ */
+export type VerdictBits = number;
+
+const DUPLICATE_BIT = 1;
+const BLOCKED_BIT = 2;
+
+export function verdictBits(verdict: RecordVerdict): VerdictBits {
+  return (verdict.duplicate ? DUPLICATE_BIT : 0) | (verdict.blocked ? BLOCKED_BIT : 0);
+}
+
+/** The verdict a number from recordEvent stands for; anything but 0 to 3 is not an answer this release gives. */
+export function verdictFromBits(bits: VerdictBits): RecordVerdict {
+  if (!Number.isInteger(bits) || bits < 0 || bits > (DUPLICATE_BIT | BLOCKED_BIT)) throw new TypeError(`not a verdict: ${String(bits)}`);
+  return { duplicate: (bits & DUPLICATE_BIT) !== 0, blocked: (bits & BLOCKED_BIT) !== 0 };
+}
+
 /** One event's outcome in a batch (AccountGuard.recordBatch): its verdict, or failed (rolled back alone, nothing recorded). */
 export type RecordOutcome = RecordVerdict | { failed: true };
 

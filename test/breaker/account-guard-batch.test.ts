@@ -9,7 +9,7 @@ import type { LedgerWrite } from "../../src/breaker/ledger-queue.ts";
 import { MAX_RECORDS_PER_BATCH } from "../../src/breaker/record-batches.ts";
 import { windowStart } from "../../src/ledger/windows.ts";
 import { classifyWebhook, type BillableEvent } from "../../src/ledger/classify.ts";
-import type { RecordOutcome } from "../../src/ledger/port.ts";
+import { verdictBits, type RecordOutcome } from "../../src/ledger/port.ts";
 import { guard, ledgerRows, quiesce } from "../support/guard.ts";
 import { Seeded } from "../support/seeded.ts";
 import { callStatus, inboundCall, inboundSms, messageStatus, uniqueSid, type Params } from "../support/twilio.ts";
@@ -84,6 +84,26 @@ function split<T>(all: T[], rng: Seeded, most: number): T[][] {
   }
   return batches;
 }
+
+describe("AccountGuard.recordEvent", () => {
+  it("answers record()'s verdict as a number and leaves the same ledger (seeded scripts, across a trip)", async () => {
+    for (const seed of [13, 29]) {
+      const steps = script(new Seeded(seed), 24);
+      const startMs = Date.now();
+      const [one, other] = [await account(), await account()];
+      const expected: number[] = [];
+      for (const w of writes(one, steps, startMs)) expected.push(verdictBits(await guard(one).record(w.event, w.idempotencyToken, w.atMs)));
+      const got: number[] = [];
+      for (const w of writes(other, steps, startMs)) got.push(await guard(other).recordEvent(w.event, w.idempotencyToken, w.atMs));
+      expect(got, `seed ${seed}`).toEqual(expected);
+      // Duplicates (1) and blocked events (2) both among the answers.
+      expect(new Set(got).size, `seed ${seed}`).toBeGreaterThan(2);
+      const [a, b] = [await ledgerRows(one), await ledgerRows(other)];
+      for (const key of Object.keys(a) as Array<keyof typeof a>) expect.soft(b[key], `seed ${seed}: ${key}`).toEqual(a[key]);
+      expect(a.breaker, `seed ${seed}`).toBe("open");
+    }
+  });
+});
 
 describe("AccountGuard.recordBatch", () => {
   it("gives the verdicts and leaves the ledger of the same events recorded one by one (seeded scripts)", async () => {

@@ -25,15 +25,15 @@ afterEach(() => {
 
 /** The environment with batching on, the account's Durable Object calls counted (and failing when told). */
 function batchingEnv(options: { failCalls?: boolean; queue?: Queue<LedgerRetryMessage> } = {}) {
-  const calls: Array<{ method: "record" | "recordBatch"; events: number }> = [];
+  const calls: Array<{ method: "recordEvent" | "recordBatch"; events: number }> = [];
   const base = env as GuardEnv;
   const namespace = {
     getByName(name: string) {
       const stub = base.ACCOUNT_GUARD.getByName(name);
       return {
-        record(...args: Parameters<typeof stub.record>) {
-          calls.push({ method: "record", events: 1 });
-          return options.failCalls ? Promise.reject(new Error("Durable Object reset")) : stub.record(...args);
+        recordEvent(...args: Parameters<typeof stub.recordEvent>) {
+          calls.push({ method: "recordEvent", events: 1 });
+          return options.failCalls ? Promise.reject(new Error("Durable Object reset")) : stub.recordEvent(...args);
         },
         recordBatch(...args: Parameters<typeof stub.recordBatch>) {
           calls.push({ method: "recordBatch", events: args[1].length });
@@ -164,7 +164,7 @@ describe("the webhook path with grouped ledger writes", () => {
     const app = createApp({ ledgerBatches: new RecordBatcher({ wait: () => new Promise<void>(() => {}) }) });
     const [response] = await concurrently(app, e, [await sms(token, inboundSms(sid))]);
     expect(response!.status).toBe(200);
-    expect(calls).toEqual([{ method: "record", events: 1 }]);
+    expect(calls).toEqual([{ method: "recordEvent", events: 1 }]);
     expect(await today(sid)).toMatchObject({ events: 1 });
     expect((await guard(sid).snapshot()).recentEvents).toHaveLength(1);
   });

@@ -261,9 +261,15 @@ describe("RecordBatcher: status callbacks", () => {
 
 describe("recordCall", () => {
   /** An AccountGuard stand-in recording how it was called. */
-  function fakeGuard(options: { batch?: "missing" | Error; fail?: number } = {}) {
+  function fakeGuard(options: { batch?: "missing" | Error; event?: "missing" | Error; bits?: number; fail?: number } = {}) {
     const calls: string[] = [];
     const guard: RecordingGuard = {
+      async recordEvent(event) {
+        if (options.event === "missing") throw new TypeError('The RPC receiver does not implement the method "recordEvent".');
+        if (options.event instanceof Error) throw options.event;
+        calls.push(`event ${event.sid.slice(-1)}`);
+        return options.bits ?? 0;
+      },
       async record(event) {
         calls.push(`record ${event.sid.slice(-1)}`);
         if (options.fail !== undefined && event.sid.endsWith(String(options.fail))) throw new Error("down");
@@ -279,10 +285,28 @@ describe("recordCall", () => {
     return { guard, calls };
   }
 
-  it("records a lone event with record(), what every release of the object has", async () => {
-    const g = fakeGuard();
+  it("records a lone event with recordEvent(), its verdict answered as a number", async () => {
+    const g = fakeGuard({ bits: 3 });
+    expect(await recordCall(ACCOUNT, () => g.guard)([write(1)])).toEqual([{ duplicate: true, blocked: true }]);
+    expect(g.calls).toEqual(["event 1"]);
+  });
+
+  it("records a lone event with record(), what every release has, when the object has no recordEvent (the previous release)", async () => {
+    const g = fakeGuard({ event: "missing" });
     expect(await recordCall(ACCOUNT, () => g.guard)([write(1)])).toEqual([ok]);
     expect(g.calls).toEqual(["record 1"]);
+  });
+
+  it("passes any other failure of recordEvent on, without a second call", async () => {
+    const down = new Error("Durable Object reset");
+    const g = fakeGuard({ event: down });
+    await expect(recordCall(ACCOUNT, () => g.guard)([write(1)])).rejects.toBe(down);
+    expect(g.calls).toEqual([]);
+  });
+
+  it("fails a lone event whose answer is not a verdict", async () => {
+    const g = fakeGuard({ bits: 4 });
+    await expect(recordCall(ACCOUNT, () => g.guard)([write(1)])).rejects.toBeInstanceOf(TypeError);
   });
 
   it("records several with one recordBatch()", async () => {
