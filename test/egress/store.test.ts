@@ -9,7 +9,7 @@ import { classifyWebhook, type BillableEvent } from "../../src/ledger/classify.t
 import { issueEgressKey } from "../../src/egress/keys.ts";
 import { sendFacts } from "../../src/egress/send.ts";
 import type { ReserveRequest } from "../../src/egress/protocol.ts";
-import { dropEgressTables, EGRESS_TABLE_NAMES, guard } from "../support/guard.ts";
+import { dropEgressTables, EGRESS_TABLE_NAMES, guard, quiesce } from "../support/guard.ts";
 import { ALERTS, TWILIO_API, mockOutbound } from "../support/origin.ts";
 import { callStatus, inboundSms, messageStatus, uniqueSid, type Params } from "../support/twilio.ts";
 
@@ -20,7 +20,12 @@ let outbound: ReturnType<typeof mockOutbound>;
 beforeEach(() => {
   outbound = mockOutbound([[TWILIO_API, () => new Response("{}", { status: 404 })], [ALERTS, () => new Response("ok")]]);
 });
-afterEach(() => outbound.restore());
+/** Accounts this file's tests made: quiesced after each test (support/guard.ts quiesce), so no retry logs after the file. */
+const made: string[] = [];
+afterEach(async () => {
+  for (const sid of made.splice(0)) await quiesce(sid);
+  outbound.restore();
+});
 
 function event(params: Params): BillableEvent {
   const e = classifyWebhook(Object.fromEntries(params));
@@ -38,6 +43,7 @@ async function egressTables(sid: string): Promise<string[]> {
 /** An account written (a policy, one inbound SMS) whose database holds no egress table, seen by a new instance. */
 async function accountWithoutTables(): Promise<string> {
   const sid = uniqueSid();
+  made.push(sid);
   await guard(sid).setPolicy(sid, POLICY);
   await guard(sid).record(event(inboundSms(sid)), null);
   await dropEgressTables(sid);
