@@ -57,13 +57,15 @@ export interface AppDeps {
 }
 
 /**
- * The webhook route, as itty-router would match `router.all("/webhooks/*")` (its pattern compiles to
- * this expression, matched against the URL's pathname): the one route on the webhook path, dispatched
- * without the router, whose every request would parse request.url again for a query object, set
- * `query`, `params` and `route` on the Request and await a catch and a finally stage. Answers and
- * errors are the same: a handler's error goes through the same funnel (toErrorResponse) as the router's.
+ * The two hot routes, as itty-router would match `router.all("/webhooks/*")` and `router.all("/twilio/*")`
+ * (its patterns compile to these expressions, matched against the URL's pathname): the webhook path and
+ * the egress gate, dispatched without the router, whose every request would parse request.url again for
+ * a query object, set `query`, `params` and `route` on the Request and await a catch and a finally stage.
+ * Answers and errors are the same: a handler's error goes through the same funnel (toErrorResponse) as
+ * the router's.
  */
 export const WEBHOOK_ROUTE = /^\/webhooks(\/.*)?\/*$/;
+export const EGRESS_ROUTE = /^\/twilio(\/.*)?\/*$/;
 
 interface RequestState {
   /** request.url parsed once, for the handler and the log line. */
@@ -255,7 +257,7 @@ export function createApp(overrides: Partial<AppDeps> = {}) {
       state.url,
     );
   };
-  router.all("/twilio/*", egress);
+  // ANY /twilio/*: dispatched by fetch below before the router (see EGRESS_ROUTE).
 
   const admin = (request: IRequest, env: GuardEnv, ctx: ExecutionContext, state: RequestState) => {
     state.route = "admin";
@@ -274,16 +276,14 @@ export function createApp(overrides: Partial<AppDeps> = {}) {
     async fetch(request: Request, env: GuardEnv, ctx: ExecutionContext): Promise<Response> {
       const started = Date.now();
       const state: RequestState = { url: new URL(request.url), route: "other", trace: {}, logger: PLAIN_LOGGER };
-      // The two hot paths are dispatched before the router, called as the router would call them and with
-      // the same error funnel, but without the router's per-request URL, query object and route match
-      // (docs/benchmarks.md, section 6 and "The Worker-side code against the floor"): /webhooks/* (see
-      // WEBHOOK_ROUTE) and a path under /twilio/, the gate's (no route before it matches one).
+      // The two hot routes (WEBHOOK_ROUTE, EGRESS_ROUTE) are called as the router would call them, with the
+      // same error funnel, but without the router's per-request work (docs/benchmarks.md, section 6 and
+      // "The Worker-side code against the floor"); every other path goes through the router.
       const path = state.url.pathname;
-      const response: Response = WEBHOOK_ROUTE.test(path)
-        ? await webhooks(request, env, ctx, state).catch((error: unknown) => funnel(error, request, env, ctx, state))
-        : path.startsWith("/twilio/")
-        ? await egress(request, env, ctx, state).catch((error: unknown) => funnel(error, request, env, ctx, state))
-        : await router.fetch(request, env, ctx, state);
+      const hot = WEBHOOK_ROUTE.test(path) ? webhooks : EGRESS_ROUTE.test(path) ? egress : null;
+      const response: Response = hot === null
+        ? await router.fetch(request, env, ctx, state)
+        : await hot(request, env, ctx, state).catch((error: unknown) => funnel(error, request, env, ctx, state));
       const line = {
         route: state.route,
         method: request.method,

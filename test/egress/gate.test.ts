@@ -3,7 +3,8 @@
 import { createExecutionContext, runInDurableObject, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { createApp } from "../../src/app.ts";
+import { Router } from "itty-router";
+import { createApp, EGRESS_ROUTE } from "../../src/app.ts";
 import type { LedgerRetryMessage } from "../../src/breaker/ledger-queue.ts";
 import type { GuardEnv } from "../../src/config/env.ts";
 import { getConfig } from "../../src/config/config.ts";
@@ -103,7 +104,15 @@ describe("egress gate: what it refuses before anything is fetched", () => {
     expect(await r.json()).toMatchObject({ error: "config", setting: "EGRESS_MODE" });
     expect(outbound.to(TWILIO_API)).toHaveLength(0);
   });
-  it("routes /twilio (no host) to the gate too, through the router: refused as no Twilio host", async () => {
+  it("matches the gate route exactly as itty-router's /twilio/* (dispatched without the router)", () => {
+    const itty = Router();
+    itty.all("/twilio/*", () => new Response());
+    expect(EGRESS_ROUTE.source).toBe(itty.routes[0]![1].source);
+    expect(EGRESS_ROUTE.flags).toBe(itty.routes[0]![1].flags);
+    for (const path of ["/twilio", "/twilio/", "/twilio/api.twilio.com/2010-04-01/Accounts.json"]) expect(EGRESS_ROUTE.test(path), path).toBe(true);
+    for (const path of ["/twiliox", "/x/twilio/api.twilio.com", "/Twilio/api.twilio.com"]) expect(EGRESS_ROUTE.test(path), path).toBe(false);
+  });
+  it("routes /twilio (no host) to the gate too: refused as no Twilio host", async () => {
     const r = await call("/twilio", { auth: basicAuth(PARENT_SID, PRIMARY_TOKEN) });
     expect(r.status).toBe(403);
     expect(await r.json()).toMatchObject({ details: { reason: "host-not-allowed" } });
