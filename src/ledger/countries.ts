@@ -49,10 +49,20 @@ function named(map: CountryMap): number {
   return map.size - (map.has(OTHER) ? 1 : 0);
 }
 
+/** The key a new send is counted under: its own while the bucket has it or has room, else OTHER. */
+function newSendKey(own: string, hasOwn: boolean, named: number): string {
+  return hasOwn || named < MAX_COUNTRIES_PER_BUCKET ? own : OTHER;
+}
+
+/** The key a correction moves (see the top of this file): its own, else OTHER, else none (pruned). */
+function correctionKey(own: string, hasOwn: boolean, hasOther: boolean): string | null {
+  return hasOwn ? own : hasOther ? OTHER : null;
+}
+
 /** A new send (or refusal) to `country` at this bucket: its own key while there is room, else OTHER. */
 export function addSend(map: CountryMap, country: string | null, delta: CountryDelta): CountryMap {
   const own = countryKey(country);
-  const key = map.has(own) || named(map) < MAX_COUNTRIES_PER_BUCKET ? own : OTHER;
+  const key = newSendKey(own, map.has(own), named(map));
   return new Map(map).set(key, plus(map.get(key), delta));
 }
 
@@ -62,7 +72,7 @@ export function addSend(map: CountryMap, country: string | null, delta: CountryD
  */
 export function correctSend(map: CountryMap, country: string | null, delta: CountryDelta): CountryMap | null {
   const own = countryKey(country);
-  const key = map.has(own) ? own : map.has(OTHER) ? OTHER : null;
+  const key = correctionKey(own, map.has(own), map.has(OTHER));
   if (key === null) return null;
   return new Map(map).set(key, plus(map.get(key), delta));
 }
@@ -91,13 +101,10 @@ export function decodeCountries(text: string | null): Map<string, CountryFigures
 export function addSendStored(text: string | null, country: string | null, delta: CountryDelta): string {
   const parsed = parseStored(text);
   const own = countryKey(country);
-  let key = own;
-  if (!Object.hasOwn(parsed, own)) {
-    let names = 0;
-    for (const k in parsed) if (k !== OTHER) names++;
-    if (names >= MAX_COUNTRIES_PER_BUCKET) key = OTHER;
-  }
-  addTo(parsed, key, delta);
+  const hasOwn = Object.hasOwn(parsed, own);
+  let named = 0;
+  if (!hasOwn) for (const k in parsed) if (k !== OTHER) named++;
+  addTo(parsed, newSendKey(own, hasOwn, named), delta);
   return JSON.stringify(parsed);
 }
 
@@ -105,7 +112,7 @@ export function addSendStored(text: string | null, country: string | null, delta
 export function correctSendStored(text: string | null, country: string | null, delta: CountryDelta): string | null {
   const parsed = parseStored(text);
   const own = countryKey(country);
-  const key = Object.hasOwn(parsed, own) ? own : Object.hasOwn(parsed, OTHER) ? OTHER : null;
+  const key = correctionKey(own, Object.hasOwn(parsed, own), Object.hasOwn(parsed, OTHER));
   if (key === null) return null;
   addTo(parsed, key, delta);
   return JSON.stringify(parsed);
