@@ -156,10 +156,12 @@ describe("price lookup: a message settled at its estimate", () => {
     await guard(sid).record(event(messageStatus(sid, sendSid, "delivered")), null);
     // The row is run again as if the object had been evicted after applying the price, before marking it done.
     await lookOnce(sid);
+    // Spied before the row is made due: an alarm the runtime fires on its own in between (under load)
+    // would otherwise run the lookup before the spy exists.
+    const inc = vi.spyOn(metrics, "inc");
     await runInDurableObject(guard(sid), (_i, state) => {
       state.storage.sql.exec("UPDATE outbox SET state = 'pending', next_at_ms = 0 WHERE kind = 'price-lookup'");
     });
-    const inc = vi.spyOn(metrics, "inc");
     await lookOnce(sid);
     expect(inc).toHaveBeenCalledWith("guard_price_lookups_total", { outcome: "unchanged" });
     expect(await day(sid)).toEqual({ usd: 0.0158, events: 1 });
